@@ -1,0 +1,301 @@
+//! service CaseLedger: case accounts, receipts, disbursements, transfers, reversals and
+//! statements.
+
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::domain::{text::len, DomainError, Entry, Op, Payee};
+use crate::ledger::{self, CaseKey, Command, Fault, State};
+use crate::store::StoreHandle;
+
+use super::convert::{self as cv};
+use super::pb::{self, case_ledger_server::CaseLedger};
+use super::{error, page_size, resolve_as_of};
+
+pub struct CaseLedgerService {
+    pub store: StoreHandle,
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+impl CaseLedgerService {
+    async fn submit(&self, request_id: &str, command: Command) -> Result<Entry, Status> {
+        let request = ledger::Request {
+            id: cv::request_id(request_id)?,
+            command,
+        };
+        let outcome = self.store.write(request).await.map_err(error::write)?;
+        self.entry(outcome.sequence)
+    }
+
+    fn entry(&self, sequence: u64) -> Result<Entry, Status> {
+        self.store
+            .reads
+            .entry(sequence)?
+            .ok_or_else(|| error::fault(Fault(format!("acknowledged entry {sequence} is missing"))))
+    }
+
+    fn case_id(&self, key: &CaseKey) -> Result<Uuid, Status> {
+        let reads = &self.store.reads;
+        let (id, what) = match key {
+            CaseKey::Number(n) => (reads.case_by_number(n)?, format!("case account for case number {n}")),
+            CaseKey::Van(v) => (reads.case_by_van(v)?, format!("case account with virtual account number {v}")),
+        };
+        id.ok_or_else(|| DomainError::not_found(what).into())
+    }
+
+    /// A case account as it stood at `sequence`.
+    fn case_at(&self, id: Uuid, sequence: u64) -> Result<pb::CaseAccount, Status> {
+        let reads = &self.store.reads;
+        let case = reads
+            .case(id)?
+            .ok_or_else(|| error::fault(Fault(format!("case index names missing case {id}"))))?;
+        let (_, balances) = reads
+            .case_balances_at(id, sequence)?
+            .ok_or_else(|| DomainError::not_found(format!("case account {} at entry {sequence}", case.case_number)))?;
+        Ok(cv::case_account(&case, &balances, sequence))
+    }
+
+    /// An entry as its primary case's statement shows it.
+    fn entry_answer(&self, entry: &Entry) -> Result<pb::Entry, Status> {
+        let cases = entry.cases();
+        let Some((case_id, number)) = cases.first() else {
+            return Ok(cv::entry(entry, None));
+        };
+        let line = self.store.reads.case_balances_at(*case_id, entry.sequence)?;
+        Ok(cv::entry(entry, line.map(|(_, b)| (*number, b))))
+    }
+
+    /// The disbursement as the entry left it, even if it has moved on since (a retried
+    /// request gets its original answer).
+    fn disbursement_answer(&self, entry: &Entry) -> Answer<pb::Disbursement> {
+        let id = match &entry.op {
+            Op::DisbursementRequested { disbursement_id, .. } | Op::DisbursementMoved { disbursement_id, .. } => *disbursement_id,
+            _ => return Err(error::fault(Fault(format!("entry {} is no disbursement step", entry.sequence)))),
+        };
+        let mut d = self
+            .store
+            .reads
+            .disbursement(id)?
+            .ok_or_else(|| error::fault(Fault(format!("disbursement {id} is missing"))))?;
+        if d.sequence != entry.sequence {
+            d.status = match &entry.op {
+                Op::DisbursementMoved { to, .. } => *to,
+                _ => crate::domain::DisbursementStatus::Requested,
+            };
+            d.sequence = entry.sequence;
+        }
+        Ok(Response::new(cv::disbursement(&d)))
+    }
+
+    async fn disbursement_step(&self, request_id: &str, command: Command) -> Answer<pb::Disbursement> {
+        let entry = self.submit(request_id, command).await?;
+        self.disbursement_answer(&entry)
+    }
+}
+
+fn case_key(account: Option<&pb::record_receipt_request::Account>) -> Result<CaseKey, Status> {
+    use pb::record_receipt_request::Account as A;
+    match account {
+        Some(A::CaseNumber(n)) => Ok(CaseKey::Number(cv::case_number("case_number", n)?)),
+        Some(A::VirtualAccountNumber(v)) => Ok(CaseKey::Van(cv::van("virtual_account_number", v)?)),
+        None => Err(DomainError::invalid("case_number", "case_number or virtual_account_number is required").into()),
+    }
+}
+
+#[tonic::async_trait]
+impl CaseLedger for CaseLedgerService {
+    async fn open_case_account(&self, request: Request<pb::OpenCaseAccountRequest>) -> Answer<pb::CaseAccount> {
+        let r = request.into_inner();
+        let command = Command::OpenCaseAccount {
+            special_id: cv::id("special_account_id", &r.special_account_id)?,
+            case_number: cv::case_number("case_number", &r.case_number)?,
+            target: cv::amount_or_zero("target_amount", &r.target_amount)?,
+            applicants: cv::parties("applicants", &r.applicants, true)?,
+            respondents: cv::parties("respondents", &r.respondents, false)?,
+        };
+        let entry = self.submit(&r.request_id, command).await?;
+        let Op::CaseAccountOpened { case_id, .. } = entry.op else {
+            return Err(error::fault(Fault(format!("entry {} opened no case account", entry.sequence))));
+        };
+        self.case_at(case_id, entry.sequence).map(Response::new)
+    }
+
+    async fn get_case_account(&self, request: Request<pb::GetCaseAccountRequest>) -> Answer<pb::CaseAccount> {
+        use pb::get_case_account_request::Account as A;
+        let r = request.into_inner();
+        let key = match &r.account {
+            Some(A::CaseNumber(n)) => CaseKey::Number(cv::case_number("case_number", n)?),
+            Some(A::VirtualAccountNumber(v)) => CaseKey::Van(cv::van("virtual_account_number", v)?),
+            None => return Err(DomainError::invalid("case_number", "case_number or virtual_account_number is required").into()),
+        };
+        let id = self.case_id(&key)?;
+        let (sequence, _) = resolve_as_of(&self.store.reads, r.as_of.as_ref())?;
+        self.case_at(id, sequence).map(Response::new)
+    }
+
+    async fn record_receipt(&self, request: Request<pb::RecordReceiptRequest>) -> Answer<pb::Entry> {
+        let r = request.into_inner();
+        let command = Command::RecordReceipt {
+            case: case_key(r.account.as_ref())?,
+            amount: cv::amount("amount", &r.amount)?,
+            payer_name: cv::required("payer_name", &r.payer_name, len::NAME)?,
+            payer_account: cv::optional("payer_account", &r.payer_account, len::ACCOUNT)?,
+            bank_ref: cv::bank_ref("bank_ref", &r.bank_ref)?,
+            value_date: cv::date("value_date", &r.value_date)?,
+        };
+        let entry = self.submit(&r.request_id, command).await?;
+        self.entry_answer(&entry).map(Response::new)
+    }
+
+    async fn request_disbursement(&self, request: Request<pb::RequestDisbursementRequest>) -> Answer<pb::Disbursement> {
+        let r = request.into_inner();
+        let command = Command::RequestDisbursement {
+            case_number: cv::case_number("case_number", &r.case_number)?,
+            amount: cv::amount("amount", &r.amount)?,
+            payee: Payee {
+                name: cv::required("payee_name", &r.payee_name, len::NAME)?,
+                account: cv::required("payee_account", &r.payee_account, len::ACCOUNT)?,
+                bank: cv::optional("payee_bank", &r.payee_bank, len::NAME)?,
+            },
+            purpose: cv::purpose(r.purpose)?,
+            memo: cv::optional("memo", &r.memo, len::REASON)?,
+            exception_reason: cv::optional("exception_reason", &r.exception_reason, len::REASON)?,
+        };
+        self.disbursement_step(&r.request_id, command).await
+    }
+
+    async fn approve_disbursement(&self, request: Request<pb::ApproveDisbursementRequest>) -> Answer<pb::Disbursement> {
+        let r = request.into_inner();
+        let command = Command::ApproveDisbursement {
+            disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
+            approval_ref: cv::required("approval_ref", &r.approval_ref, len::REF)?,
+        };
+        self.disbursement_step(&r.request_id, command).await
+    }
+
+    async fn reject_disbursement(&self, request: Request<pb::RejectDisbursementRequest>) -> Answer<pb::Disbursement> {
+        let r = request.into_inner();
+        let command = Command::RejectDisbursement {
+            disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
+            reason: cv::required("reason", &r.reason, len::REASON)?,
+        };
+        self.disbursement_step(&r.request_id, command).await
+    }
+
+    async fn cancel_disbursement(&self, request: Request<pb::CancelDisbursementRequest>) -> Answer<pb::Disbursement> {
+        let r = request.into_inner();
+        let command = Command::CancelDisbursement {
+            disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
+            reason: cv::required("reason", &r.reason, len::REASON)?,
+        };
+        self.disbursement_step(&r.request_id, command).await
+    }
+
+    async fn confirm_disbursement_paid(&self, request: Request<pb::ConfirmDisbursementPaidRequest>) -> Answer<pb::Disbursement> {
+        let r = request.into_inner();
+        let command = Command::ConfirmDisbursementPaid {
+            disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
+            bank_ref: cv::bank_ref("bank_ref", &r.bank_ref)?,
+            paid_at: cv::optional_time("paid_at", r.paid_at.as_ref())?,
+        };
+        self.disbursement_step(&r.request_id, command).await
+    }
+
+    async fn fail_disbursement(&self, request: Request<pb::FailDisbursementRequest>) -> Answer<pb::Disbursement> {
+        let r = request.into_inner();
+        let command = Command::FailDisbursement {
+            disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
+            reason: cv::required("reason", &r.reason, len::REASON)?,
+        };
+        self.disbursement_step(&r.request_id, command).await
+    }
+
+    async fn record_returned_payment(&self, request: Request<pb::RecordReturnedPaymentRequest>) -> Answer<pb::Disbursement> {
+        let r = request.into_inner();
+        let command = Command::RecordReturnedPayment {
+            disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
+            bank_ref: cv::bank_ref("bank_ref", &r.bank_ref)?,
+            reason: cv::required("reason", &r.reason, len::REASON)?,
+        };
+        self.disbursement_step(&r.request_id, command).await
+    }
+
+    async fn get_disbursement(&self, request: Request<pb::GetDisbursementRequest>) -> Answer<pb::Disbursement> {
+        let id = cv::id("disbursement_id", &request.get_ref().disbursement_id)?;
+        let d = self
+            .store
+            .reads
+            .disbursement(id)?
+            .ok_or_else(|| DomainError::not_found(format!("disbursement {id}")))?;
+        Ok(Response::new(cv::disbursement(&d)))
+    }
+
+    async fn transfer_between_cases(&self, request: Request<pb::TransferBetweenCasesRequest>) -> Answer<pb::Entry> {
+        let r = request.into_inner();
+        let command = Command::TransferBetweenCases {
+            from: cv::case_number("from_case_number", &r.from_case_number)?,
+            to: cv::case_number("to_case_number", &r.to_case_number)?,
+            amount: cv::amount("amount", &r.amount)?,
+            reason: cv::required("reason", &r.reason, len::REASON)?,
+            document_ref: cv::optional("document_ref", &r.document_ref, len::REF)?,
+        };
+        let entry = self.submit(&r.request_id, command).await?;
+        self.entry_answer(&entry).map(Response::new)
+    }
+
+    async fn reverse_entry(&self, request: Request<pb::ReverseEntryRequest>) -> Answer<pb::Entry> {
+        let r = request.into_inner();
+        if r.sequence == 0 {
+            return Err(DomainError::invalid("sequence", "is required: the entry to reverse").into());
+        }
+        let command = Command::ReverseEntry {
+            sequence: r.sequence,
+            reason: cv::required("reason", &r.reason, len::REASON)?,
+        };
+        let entry = self.submit(&r.request_id, command).await?;
+        self.entry_answer(&entry).map(Response::new)
+    }
+
+    async fn close_case_account(&self, request: Request<pb::CloseCaseAccountRequest>) -> Answer<pb::CaseAccount> {
+        let r = request.into_inner();
+        let command = Command::CloseCaseAccount {
+            case_number: cv::case_number("case_number", &r.case_number)?,
+            method: cv::closure_method(r.closure_method)?,
+            reason: cv::required("reason", &r.reason, len::REASON)?,
+        };
+        let entry = self.submit(&r.request_id, command).await?;
+        let Op::CaseAccountClosed { case_id, .. } = entry.op else {
+            return Err(error::fault(Fault(format!("entry {} closed no case account", entry.sequence))));
+        };
+        self.case_at(case_id, entry.sequence).map(Response::new)
+    }
+
+    async fn list_entries(&self, request: Request<pb::ListEntriesRequest>) -> Answer<pb::ListEntriesResponse> {
+        let r = request.into_inner();
+        let number = cv::case_number("case_number", &r.case_number)?;
+        let id = self.case_id(&CaseKey::Number(number.clone()))?;
+        let limit = page_size(r.page_size)?;
+        let after = match r.page_token.as_str() {
+            "" => 0,
+            t => t
+                .parse::<u64>()
+                .map_err(|_| Status::invalid_argument("page_token: not a token this server issued"))?,
+        };
+        let (until, _) = resolve_as_of(&self.store.reads, r.as_of.as_ref())?;
+        let lines = self.store.reads.case_lines(id, after, until, limit)?;
+        let mut entries = Vec::with_capacity(lines.len());
+        for (seq, balances) in &lines {
+            let entry = self.entry(*seq)?;
+            entries.push(cv::entry(&entry, Some((&number, *balances))));
+        }
+        let next_page_token = match lines.last() {
+            Some((seq, _)) if lines.len() == limit => seq.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListEntriesResponse {
+            entries,
+            next_page_token,
+        }))
+    }
+}

@@ -1,0 +1,38 @@
+//! Every refusal becomes a gRPC status here, in one place.
+
+use tonic::{Code, Status};
+
+use crate::domain::DomainError;
+use crate::ledger::{Fault, LedgerError};
+use crate::store::WriteError;
+
+pub fn domain(e: DomainError) -> Status {
+    let code = match &e {
+        DomainError::Invalid { .. } => Code::InvalidArgument,
+        DomainError::NotFound { .. } => Code::NotFound,
+        DomainError::AlreadyExists { .. } => Code::AlreadyExists,
+        DomainError::Rule(_) => Code::FailedPrecondition,
+        DomainError::RequestIdReused { .. } => Code::Aborted,
+    };
+    Status::new(code, e.to_string())
+}
+
+/// Our own fault: logged in full, reported without internals.
+pub fn fault(f: Fault) -> Status {
+    tracing::error!(fault = %f, "internal fault");
+    Status::internal(format!("internal error: {}", f.0))
+}
+
+pub fn write(e: WriteError) -> Status {
+    match e {
+        WriteError::Ledger(LedgerError::Domain(d)) => domain(d),
+        WriteError::Ledger(LedgerError::Fault(f)) => fault(f),
+        WriteError::Unavailable(why) => Status::unavailable(why),
+    }
+}
+
+impl From<DomainError> for Status {
+    fn from(e: DomainError) -> Status {
+        domain(e)
+    }
+}

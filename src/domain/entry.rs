@@ -1,0 +1,455 @@
+//! The records of the journal and of the state derived from it.
+//!
+//! An [`Entry`] is one accepted change, numbered without gaps. It carries everything
+//! needed to apply it again (generated ids, the time, the postings), so that replaying
+//! the journal reproduces the state exactly without consulting a clock or a generator.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    Amount, BankRef, CaseNumber, CourtCode, Date, Fen, Micros, RequestId, Text,
+    VirtualAccountNumber,
+};
+
+/// A ledger account. Bank is an asset (debit-normal); suspense and cases are
+/// liabilities (credit-normal), so bank = Σ cases + suspense when every entry balances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Account {
+    Bank(Uuid),
+    Suspense(Uuid),
+    Case(Uuid),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Side {
+    Debit,
+    Credit,
+}
+
+/// One line of double entry. `amount` is negative only in a reversal (红字冲正), which
+/// carries the exact negation of the lines it reverses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Posting {
+    pub account: Account,
+    pub side: Side,
+    pub amount: Fen,
+}
+
+impl Posting {
+    pub fn debit(account: Account, amount: Fen) -> Posting {
+        Posting {
+            account,
+            side: Side::Debit,
+            amount,
+        }
+    }
+
+    pub fn credit(account: Account, amount: Fen) -> Posting {
+        Posting {
+            account,
+            side: Side::Credit,
+            amount,
+        }
+    }
+}
+
+/// The bank fields of a special account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BankDetails {
+    pub bank_name: Text,
+    pub bank_branch: Text,
+    pub account_number: Text,
+    pub account_name: Text,
+}
+
+/// A change registration: the fields that change; `None` keeps the current value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct BankChange {
+    pub bank_name: Option<Text>,
+    pub bank_branch: Option<Text>,
+    pub account_number: Option<Text>,
+    pub account_name: Option<Text>,
+}
+
+impl BankChange {
+    pub fn applied_to(&self, base: &BankDetails) -> BankDetails {
+        let pick = |new: &Option<Text>, old: &Text| new.clone().unwrap_or_else(|| old.clone());
+        BankDetails {
+            bank_name: pick(&self.bank_name, &base.bank_name),
+            bank_branch: pick(&self.bank_branch, &base.bank_branch),
+            account_number: pick(&self.account_number, &base.account_number),
+            account_name: pick(&self.account_name, &base.account_name),
+        }
+    }
+}
+
+/// A party of a case. For applicants, the payee account confirmed at filing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Party {
+    pub name: Text,
+    pub payee_account: Text,
+    pub payee_bank: Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Purpose {
+    ToApplicant,
+    RefundToRespondent,
+    CourtFee,
+    Lodgement,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DisbursementStatus {
+    Requested,
+    Approved,
+    Rejected,
+    Cancelled,
+    Paid,
+    Failed,
+    Returned,
+}
+
+impl DisbursementStatus {
+    /// Whether the amount is still reserved on the case in this state.
+    pub fn holds_reservation(self) -> bool {
+        matches!(self, Self::Requested | Self::Approved)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Requested => "REQUESTED",
+            Self::Approved => "APPROVED",
+            Self::Rejected => "REJECTED",
+            Self::Cancelled => "CANCELLED",
+            Self::Paid => "PAID",
+            Self::Failed => "FAILED",
+            Self::Returned => "RETURNED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ClosureMethod {
+    Completed,
+    TerminatedThisStage,
+    Terminated,
+    Withdrawn,
+    NotEnforced,
+    Rejected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AccountStatus {
+    Open,
+    Closed,
+}
+
+/// The payee of a disbursement.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Payee {
+    pub name: Text,
+    pub account: Text,
+    pub bank: Text,
+}
+
+/// What one journal entry did. Each variant holds what `apply` needs, and what a
+/// statement shows, without looking anything up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    SpecialAccountOpened {
+        special_id: Uuid,
+        serial: u32,
+        court: CourtCode,
+        bank: BankDetails,
+        document_ref: Text,
+    },
+    SpecialAccountChanged {
+        special_id: Uuid,
+        change: BankChange,
+        reason: Text,
+        document_ref: Text,
+        effective_at: Micros,
+    },
+    SpecialAccountClosed {
+        special_id: Uuid,
+        reason: Text,
+        document_ref: Text,
+    },
+    CaseAccountOpened {
+        case_id: Uuid,
+        special_id: Uuid,
+        case_number: CaseNumber,
+        van: VirtualAccountNumber,
+        target: Fen,
+        applicants: Vec<Party>,
+        respondents: Vec<Party>,
+    },
+    Receipt {
+        case_id: Uuid,
+        special_id: Uuid,
+        case_number: CaseNumber,
+        amount: Amount,
+        payer_name: Text,
+        payer_account: Text,
+        bank_ref: BankRef,
+        value_date: Date,
+    },
+    DisbursementRequested {
+        disbursement_id: Uuid,
+        case_id: Uuid,
+        special_id: Uuid,
+        case_number: CaseNumber,
+        amount: Amount,
+        payee: Payee,
+        purpose: Purpose,
+        memo: Text,
+        exception_reason: Text,
+    },
+    /// Every later step of a disbursement: approval, rejection, cancellation, payment,
+    /// failure, return. `to` names the step; the other fields hold what it brings.
+    DisbursementMoved {
+        disbursement_id: Uuid,
+        case_id: Uuid,
+        special_id: Uuid,
+        case_number: CaseNumber,
+        amount: Amount,
+        to: DisbursementStatus,
+        note: Text,
+        bank_ref: Option<BankRef>,
+        at: Option<Micros>,
+    },
+    Transfer {
+        special_id: Uuid,
+        from_case: Uuid,
+        from_number: CaseNumber,
+        to_case: Uuid,
+        to_number: CaseNumber,
+        amount: Amount,
+        reason: Text,
+        document_ref: Text,
+    },
+    Reversal {
+        reversed_sequence: u64,
+        special_id: Uuid,
+        /// The cases the reversed entry touched, for their statements.
+        cases: Vec<(Uuid, CaseNumber)>,
+        reason: Text,
+    },
+    CaseAccountClosed {
+        case_id: Uuid,
+        special_id: Uuid,
+        case_number: CaseNumber,
+        method: ClosureMethod,
+        reason: Text,
+    },
+}
+
+/// One accepted change: the unit of the journal, of durability and of idempotency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub sequence: u64,
+    pub request_id: RequestId,
+    /// SHA-256 of the request's content, so a reused request id can be told apart.
+    pub request_hash: [u8; 32],
+    pub recorded_at: Micros,
+    pub op: Op,
+    pub postings: Vec<Posting>,
+}
+
+impl Entry {
+    /// The cases whose statements list this entry, the first being the primary one.
+    pub fn cases(&self) -> Vec<(Uuid, &CaseNumber)> {
+        match &self.op {
+            Op::SpecialAccountOpened { .. }
+            | Op::SpecialAccountChanged { .. }
+            | Op::SpecialAccountClosed { .. } => Vec::new(),
+            Op::CaseAccountOpened {
+                case_id,
+                case_number,
+                ..
+            }
+            | Op::Receipt {
+                case_id,
+                case_number,
+                ..
+            }
+            | Op::DisbursementRequested {
+                case_id,
+                case_number,
+                ..
+            }
+            | Op::DisbursementMoved {
+                case_id,
+                case_number,
+                ..
+            }
+            | Op::CaseAccountClosed {
+                case_id,
+                case_number,
+                ..
+            } => vec![(*case_id, case_number)],
+            Op::Transfer {
+                from_case,
+                from_number,
+                to_case,
+                to_number,
+                ..
+            } => vec![(*from_case, from_number), (*to_case, to_number)],
+            Op::Reversal { cases, .. } => cases.iter().map(|(id, n)| (*id, n)).collect(),
+        }
+    }
+
+    /// The special account the entry belongs to.
+    pub fn special_id(&self) -> Uuid {
+        match &self.op {
+            Op::SpecialAccountOpened { special_id, .. }
+            | Op::SpecialAccountChanged { special_id, .. }
+            | Op::SpecialAccountClosed { special_id, .. }
+            | Op::CaseAccountOpened { special_id, .. }
+            | Op::Receipt { special_id, .. }
+            | Op::DisbursementRequested { special_id, .. }
+            | Op::DisbursementMoved { special_id, .. }
+            | Op::Transfer { special_id, .. }
+            | Op::Reversal { special_id, .. }
+            | Op::CaseAccountClosed { special_id, .. } => *special_id,
+        }
+    }
+}
+
+/// A special account as the journal has made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecialAccountState {
+    pub id: Uuid,
+    /// Order of opening; the first digits of every virtual account number under it.
+    pub serial: u32,
+    pub court: CourtCode,
+    pub status: AccountStatus,
+    pub registrations: Vec<Registration>,
+    pub bank_balance: Fen,
+    pub suspense_balance: Fen,
+    pub reserved: Fen,
+    pub case_count: u64,
+    /// The next case serial for virtual account numbers under this account.
+    pub next_case_serial: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegistrationKind {
+    Opened,
+    Changed,
+    Closed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub sequence: u64,
+    pub kind: RegistrationKind,
+    /// The full bank fields in force once this registration takes effect.
+    pub bank: BankDetails,
+    pub reason: Text,
+    pub document_ref: Text,
+    pub effective_at: Micros,
+    pub recorded_at: Micros,
+    pub request_id: RequestId,
+}
+
+impl SpecialAccountState {
+    /// The bank fields in force at `at`, counting registrations recorded up to
+    /// `sequence` whose effective time has come: a registration takes effect at its
+    /// effective time, and later registrations win over earlier ones.
+    pub fn bank_at(&self, sequence: u64, at: Micros) -> Option<&BankDetails> {
+        let mut current = None;
+        let mut current_effective = Micros(i64::MIN);
+        for r in self.registrations.iter().filter(|r| r.sequence <= sequence) {
+            if r.effective_at <= at && r.effective_at >= current_effective {
+                current = Some(&r.bank);
+                current_effective = r.effective_at;
+            }
+        }
+        current.or_else(|| self.registrations.first().map(|r| &r.bank))
+    }
+
+    /// The latest registered bank fields, whether or not in force yet.
+    pub fn bank_latest(&self) -> Option<&BankDetails> {
+        self.registrations.last().map(|r| &r.bank)
+    }
+}
+
+/// A case account as the journal has made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseState {
+    pub id: Uuid,
+    pub special_id: Uuid,
+    pub case_number: CaseNumber,
+    pub van: VirtualAccountNumber,
+    pub target: Fen,
+    pub applicants: Vec<Party>,
+    pub respondents: Vec<Party>,
+    pub status: AccountStatus,
+    pub closure: Option<ClosureMethod>,
+    pub balances: Balances,
+    pub opened_at: Micros,
+    pub closed_at: Option<Micros>,
+    /// The entry that closed it, so a view of the past knows whether it was closed yet.
+    pub closed_sequence: Option<u64>,
+}
+
+/// The money of one case. `balance` and `available` are derived so they cannot drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Balances {
+    pub received: Fen,
+    pub disbursed: Fen,
+    pub reserved: Fen,
+}
+
+impl Balances {
+    pub fn balance(&self) -> Fen {
+        Fen(self.received.0 - self.disbursed.0)
+    }
+
+    pub fn available(&self) -> Fen {
+        Fen(self.received.0 - self.disbursed.0 - self.reserved.0)
+    }
+}
+
+/// A disbursement and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisbursementState {
+    pub id: Uuid,
+    pub case_id: Uuid,
+    pub special_id: Uuid,
+    pub case_number: CaseNumber,
+    pub amount: Amount,
+    pub payee: Payee,
+    pub purpose: Purpose,
+    pub memo: Text,
+    pub exception_reason: Text,
+    pub status: DisbursementStatus,
+    pub approval_ref: Text,
+    pub reason: Text,
+    pub bank_ref: Option<BankRef>,
+    pub paid_at: Option<Micros>,
+    pub returned_bank_ref: Option<BankRef>,
+    pub requested_at: Micros,
+    /// The entry that brought it to its current status.
+    pub sequence: u64,
+}
+
+/// What a request id was used for: its content hash and the entry it produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub hash: [u8; 32],
+    pub sequence: u64,
+}
+
+/// Counters of the whole ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Meta {
+    /// The sequence the next entry gets; entries are 1, 2, 3, … without gaps.
+    pub next_sequence: u64,
+    pub next_special_serial: u32,
+    /// The journal clock never runs backwards, so time ↔ sequence is monotonic.
+    pub last_recorded_at: Micros,
+}

@@ -1,0 +1,223 @@
+//! Small validated values: request ids, bank references, free text, dates and times.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::InvalidValue;
+
+/// Longest request id: long enough for any UUID or ULID form a client uses.
+pub const REQUEST_ID_LEN_MAX: usize = 64;
+/// Longest bank transaction reference; banks use 16 to 32 characters.
+pub const BANK_REF_LEN_MAX: usize = 64;
+
+/// A client's idempotency key: 1–64 printable ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RequestId(String);
+
+impl RequestId {
+    pub fn parse(text: &str) -> Result<RequestId, InvalidValue> {
+        printable_ascii(text, REQUEST_ID_LEN_MAX, "request_id").map(RequestId)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The bank's unique reference of one transaction on a special account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BankRef(String);
+
+impl BankRef {
+    pub fn parse(text: &str) -> Result<BankRef, InvalidValue> {
+        printable_ascii(text, BANK_REF_LEN_MAX, "bank_ref").map(BankRef)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BankRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn printable_ascii(text: &str, len_max: usize, what: &str) -> Result<String, InvalidValue> {
+    if text.is_empty() {
+        return Err(InvalidValue::new(format!("{what} is required")));
+    }
+    if text.len() > len_max {
+        return Err(InvalidValue::new(format!(
+            "{what} is longer than {len_max} characters"
+        )));
+    }
+    if !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(InvalidValue::new(format!(
+            "{what} may hold only printable ASCII characters without spaces"
+        )));
+    }
+    Ok(text.to_owned())
+}
+
+/// Free text from a person: names, reasons, references. Trimmed, bounded, and free of
+/// control characters so that it prints safely in statements and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+pub struct Text(String);
+
+/// Upper bounds on free text, by what it holds.
+pub mod len {
+    pub const NAME: usize = 200;
+    pub const REF: usize = 100;
+    pub const ACCOUNT: usize = 64;
+    pub const REASON: usize = 1000;
+}
+
+impl Text {
+    /// Text that must not be empty.
+    pub fn required(text: &str, len_max: usize) -> Result<Text, InvalidValue> {
+        let t = Self::optional(text, len_max)?;
+        if t.0.is_empty() {
+            return Err(InvalidValue::new("is required"));
+        }
+        Ok(t)
+    }
+
+    /// Text that may be empty.
+    pub fn optional(text: &str, len_max: usize) -> Result<Text, InvalidValue> {
+        let t = text.trim();
+        if t.chars().count() > len_max {
+            return Err(InvalidValue::new(format!(
+                "is longer than {len_max} characters"
+            )));
+        }
+        if t.chars().any(char::is_control) {
+            return Err(InvalidValue::new("must not contain control characters"));
+        }
+        Ok(Text(t.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Microseconds since the Unix epoch, UTC. The journal's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct Micros(pub i64);
+
+/// A calendar date (a bank's value date), kept as `YYYY-MM-DD` after validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Date {
+    year: u16,
+    month: u8,
+    day: u8,
+}
+
+impl Date {
+    pub fn parse(text: &str) -> Result<Date, InvalidValue> {
+        let bad = || InvalidValue::new(format!("{text:?} is not a date of the form YYYY-MM-DD"));
+        let b = text.as_bytes();
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+            return Err(bad());
+        }
+        let num = |r: std::ops::Range<usize>| -> Result<u32, InvalidValue> {
+            let s = text.get(r).ok_or_else(bad)?;
+            if !s.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(bad());
+            }
+            s.parse().map_err(|_| bad())
+        };
+        let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        if !(1990..=2099).contains(&year) {
+            return Err(InvalidValue::new(format!(
+                "{text:?}: year must be between 1990 and 2099"
+            )));
+        }
+        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+            return Err(InvalidValue::new(format!("{text:?} is not a calendar date")));
+        }
+        // The ranges were checked just above, so the narrowing cannot truncate.
+        Ok(Date {
+            year: year as u16,
+            month: month as u8,
+            day: day as u8,
+        })
+    }
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        for ok in ["2024-02-29", "2023-12-31", "2000-02-29", "1990-01-01"] {
+            assert_eq!(Date::parse(ok).map(|d| d.to_string()), Ok(ok.to_owned()));
+        }
+        for bad in [
+            "2023-02-29",
+            "1900-02-28",
+            "2024-13-01",
+            "2024-1-01",
+            "20240101",
+            "",
+            "2024-04-31",
+            "２０２４-01-01",
+        ] {
+            assert!(Date::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_ids_and_bank_refs() {
+        assert!(RequestId::parse("0192f0c4-7b7e-7c1a-9c5e-2f7c1b0c9a11").is_ok());
+        assert!(RequestId::parse("").is_err());
+        assert!(RequestId::parse("has space").is_err());
+        assert!(RequestId::parse(&"x".repeat(65)).is_err());
+        assert!(BankRef::parse("ICBC20240101000123").is_ok());
+        assert!(BankRef::parse("银行").is_err());
+    }
+
+    #[test]
+    fn text_is_trimmed_and_bounded() {
+        assert_eq!(Text::required("  张三 ", 10).map(|t| t.0), Ok("张三".to_owned()));
+        assert!(Text::required("   ", 10).is_err());
+        assert!(Text::optional("a\u{0}b", 10).is_err());
+        assert!(Text::optional(&"字".repeat(11), 10).is_err());
+        assert!(Text::optional(&"字".repeat(10), 10).is_ok());
+    }
+}

@@ -1,0 +1,421 @@
+//! Applies one journal entry to the state. The same function serves live requests and
+//! replay, so replaying the journal reproduces every balance by construction.
+//!
+//! It works in two phases: first every touched record is read and changed in local
+//! copies, with checked arithmetic and the invariants asserted; only if all of that
+//! succeeds is anything written. A failure therefore leaves the state untouched.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use crate::domain::{
+    Account, AccountStatus, Balances, CaseState, DisbursementState, DisbursementStatus, Entry,
+    Fen, Meta, Op, Registration, RegistrationKind, RequestRecord, Side, SpecialAccountState,
+};
+
+use super::state::{Fault, StateMut};
+
+/// The records one entry changes, read once and written back together.
+#[derive(Default)]
+struct Touched {
+    specials: BTreeMap<Uuid, SpecialAccountState>,
+    cases: BTreeMap<Uuid, CaseState>,
+    disbursement: Option<DisbursementState>,
+}
+
+impl Touched {
+    fn special(&mut self, state: &impl StateMut, id: Uuid) -> Result<&mut SpecialAccountState, Fault> {
+        if !self.specials.contains_key(&id) {
+            let s = state
+                .special(id)?
+                .ok_or_else(|| Fault(format!("entry names missing special account {id}")))?;
+            self.specials.insert(id, s);
+        }
+        self.specials
+            .get_mut(&id)
+            .ok_or_else(|| Fault("special account vanished".into()))
+    }
+
+    fn case(&mut self, state: &impl StateMut, id: Uuid) -> Result<&mut CaseState, Fault> {
+        if !self.cases.contains_key(&id) {
+            let c = state
+                .case(id)?
+                .ok_or_else(|| Fault(format!("entry names missing case account {id}")))?;
+            self.cases.insert(id, c);
+        }
+        self.cases
+            .get_mut(&id)
+            .ok_or_else(|| Fault("case account vanished".into()))
+    }
+}
+
+fn add(a: Fen, b: Fen) -> Result<Fen, Fault> {
+    a.checked_add(b)
+        .ok_or_else(|| Fault(format!("amount overflow adding {b} to {a}")))
+}
+
+fn sub(a: Fen, b: Fen) -> Result<Fen, Fault> {
+    a.checked_sub(b)
+        .ok_or_else(|| Fault(format!("amount overflow taking {b} from {a}")))
+}
+
+pub fn apply(state: &mut impl StateMut, entry: &Entry) -> Result<(), Fault> {
+    let meta = state.meta()?;
+    let expected = meta.next_sequence.max(1);
+    if entry.sequence != expected {
+        return Err(Fault(format!(
+            "entry {} applied where entry {expected} was due",
+            entry.sequence
+        )));
+    }
+    check_balanced(entry)?;
+    let mut t = Touched::default();
+    let mut meta = Meta {
+        next_sequence: entry.sequence + 1,
+        last_recorded_at: meta.last_recorded_at.max(entry.recorded_at),
+        ..meta
+    };
+    let mut created_case = None;
+    apply_op(state, entry, &mut t, &mut meta, &mut created_case)?;
+    apply_postings(state, entry, &mut t)?;
+    for case in t.cases.values() {
+        let b = case.balances;
+        if b.available().is_negative() || b.reserved.is_negative() {
+            return Err(Fault(format!(
+                "entry {} would leave case {} with available {} and reserved {}",
+                entry.sequence,
+                case.case_number,
+                b.available(),
+                b.reserved
+            )));
+        }
+    }
+    // Every check passed: write.
+    let lines: Vec<(Uuid, Balances)> = entry
+        .cases()
+        .iter()
+        .filter_map(|(id, _)| t.cases.get(id).map(|c| (*id, c.balances)))
+        .collect();
+    if let Some((case_id, number, van)) = created_case {
+        state.put_case_number(number, case_id);
+        state.put_van(van, case_id);
+    }
+    for s in t.specials.into_values() {
+        state.put_special(s);
+    }
+    for c in t.cases.into_values() {
+        state.put_case(c);
+    }
+    if let Some(d) = t.disbursement {
+        state.put_disbursement(d);
+    }
+    for (case_id, line) in lines {
+        state.put_case_line(case_id, entry.sequence, line);
+    }
+    write_references(state, entry);
+    state.put_request(
+        entry.request_id.clone(),
+        RequestRecord {
+            hash: entry.request_hash,
+            sequence: entry.sequence,
+        },
+    );
+    state.put_entry(entry);
+    state.put_meta(meta);
+    Ok(())
+}
+
+/// Debits equal credits, per entry, always.
+fn check_balanced(entry: &Entry) -> Result<(), Fault> {
+    let mut debit: i128 = 0;
+    let mut credit: i128 = 0;
+    for p in &entry.postings {
+        match p.side {
+            Side::Debit => debit += i128::from(p.amount.0),
+            Side::Credit => credit += i128::from(p.amount.0),
+        }
+    }
+    if debit != credit {
+        return Err(Fault(format!(
+            "entry {} does not balance: debits {debit}, credits {credit} fen",
+            entry.sequence
+        )));
+    }
+    Ok(())
+}
+
+fn apply_postings(state: &impl StateMut, entry: &Entry, t: &mut Touched) -> Result<(), Fault> {
+    for p in &entry.postings {
+        match (p.account, p.side) {
+            (Account::Bank(id), Side::Debit) => {
+                let s = t.special(state, id)?;
+                s.bank_balance = add(s.bank_balance, p.amount)?;
+            }
+            (Account::Bank(id), Side::Credit) => {
+                let s = t.special(state, id)?;
+                s.bank_balance = sub(s.bank_balance, p.amount)?;
+            }
+            (Account::Suspense(id), Side::Credit) => {
+                let s = t.special(state, id)?;
+                s.suspense_balance = add(s.suspense_balance, p.amount)?;
+            }
+            (Account::Suspense(id), Side::Debit) => {
+                let s = t.special(state, id)?;
+                s.suspense_balance = sub(s.suspense_balance, p.amount)?;
+            }
+            (Account::Case(id), Side::Credit) => {
+                let c = t.case(state, id)?;
+                c.balances.received = add(c.balances.received, p.amount)?;
+            }
+            (Account::Case(id), Side::Debit) => {
+                let c = t.case(state, id)?;
+                c.balances.disbursed = add(c.balances.disbursed, p.amount)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+type CreatedCase = Option<(Uuid, crate::domain::CaseNumber, crate::domain::VirtualAccountNumber)>;
+
+fn apply_op(
+    state: &impl StateMut,
+    entry: &Entry,
+    t: &mut Touched,
+    meta: &mut Meta,
+    created_case: &mut CreatedCase,
+) -> Result<(), Fault> {
+    let registration = |kind, bank, reason, document_ref, effective_at| Registration {
+        sequence: entry.sequence,
+        kind,
+        bank,
+        reason,
+        document_ref,
+        effective_at,
+        recorded_at: entry.recorded_at,
+        request_id: entry.request_id.clone(),
+    };
+    match &entry.op {
+        Op::SpecialAccountOpened {
+            special_id,
+            serial,
+            court,
+            bank,
+            document_ref,
+        } => {
+            if state.special(*special_id)?.is_some() {
+                return Err(Fault(format!("special account {special_id} opened twice")));
+            }
+            meta.next_special_serial = serial + 1;
+            t.specials.insert(
+                *special_id,
+                SpecialAccountState {
+                    id: *special_id,
+                    serial: *serial,
+                    court: court.clone(),
+                    status: AccountStatus::Open,
+                    registrations: vec![registration(
+                        RegistrationKind::Opened,
+                        bank.clone(),
+                        Default::default(),
+                        document_ref.clone(),
+                        entry.recorded_at,
+                    )],
+                    bank_balance: Fen::ZERO,
+                    suspense_balance: Fen::ZERO,
+                    reserved: Fen::ZERO,
+                    case_count: 0,
+                    next_case_serial: 1,
+                },
+            );
+        }
+        Op::SpecialAccountChanged {
+            special_id,
+            change,
+            reason,
+            document_ref,
+            effective_at,
+        } => {
+            let s = t.special(state, *special_id)?;
+            let latest = s
+                .bank_latest()
+                .ok_or_else(|| Fault(format!("special account {special_id} has no registration")))?;
+            let bank = change.applied_to(latest);
+            s.registrations.push(registration(
+                RegistrationKind::Changed,
+                bank,
+                reason.clone(),
+                document_ref.clone(),
+                *effective_at,
+            ));
+        }
+        Op::SpecialAccountClosed {
+            special_id,
+            reason,
+            document_ref,
+        } => {
+            let s = t.special(state, *special_id)?;
+            let bank = s
+                .bank_latest()
+                .cloned()
+                .ok_or_else(|| Fault(format!("special account {special_id} has no registration")))?;
+            s.status = AccountStatus::Closed;
+            s.registrations.push(registration(
+                RegistrationKind::Closed,
+                bank,
+                reason.clone(),
+                document_ref.clone(),
+                entry.recorded_at,
+            ));
+        }
+        Op::CaseAccountOpened {
+            case_id,
+            special_id,
+            case_number,
+            van,
+            target,
+            applicants,
+            respondents,
+        } => {
+            if state.case_by_number(case_number)?.is_some() || state.case(*case_id)?.is_some() {
+                return Err(Fault(format!("case account {case_number} opened twice")));
+            }
+            let s = t.special(state, *special_id)?;
+            s.case_count += 1;
+            s.next_case_serial += 1;
+            t.cases.insert(
+                *case_id,
+                CaseState {
+                    id: *case_id,
+                    special_id: *special_id,
+                    case_number: case_number.clone(),
+                    van: van.clone(),
+                    target: *target,
+                    applicants: applicants.clone(),
+                    respondents: respondents.clone(),
+                    status: AccountStatus::Open,
+                    closure: None,
+                    balances: Balances::default(),
+                    opened_at: entry.recorded_at,
+                    closed_at: None,
+                    closed_sequence: None,
+                },
+            );
+            *created_case = Some((*case_id, case_number.clone(), van.clone()));
+        }
+        Op::Receipt { .. } | Op::Transfer { .. } | Op::Reversal { .. } => {}
+        Op::DisbursementRequested {
+            disbursement_id,
+            case_id,
+            special_id,
+            case_number,
+            amount,
+            payee,
+            purpose,
+            memo,
+            exception_reason,
+        } => {
+            if state.disbursement(*disbursement_id)?.is_some() {
+                return Err(Fault(format!("disbursement {disbursement_id} requested twice")));
+            }
+            reserve(state, t, *special_id, *case_id, amount.fen())?;
+            t.disbursement = Some(DisbursementState {
+                id: *disbursement_id,
+                case_id: *case_id,
+                special_id: *special_id,
+                case_number: case_number.clone(),
+                amount: *amount,
+                payee: payee.clone(),
+                purpose: *purpose,
+                memo: memo.clone(),
+                exception_reason: exception_reason.clone(),
+                status: DisbursementStatus::Requested,
+                approval_ref: Default::default(),
+                reason: Default::default(),
+                bank_ref: None,
+                paid_at: None,
+                returned_bank_ref: None,
+                requested_at: entry.recorded_at,
+                sequence: entry.sequence,
+            });
+        }
+        Op::DisbursementMoved {
+            disbursement_id,
+            to,
+            note,
+            bank_ref,
+            at,
+            ..
+        } => {
+            let mut d = state
+                .disbursement(*disbursement_id)?
+                .ok_or_else(|| Fault(format!("entry names missing disbursement {disbursement_id}")))?;
+            if d.status.holds_reservation() && !to.holds_reservation() {
+                reserve(state, t, d.special_id, d.case_id, Fen(-d.amount.fen().0))?;
+            }
+            match to {
+                DisbursementStatus::Approved => d.approval_ref = note.clone(),
+                DisbursementStatus::Paid => {
+                    d.bank_ref = bank_ref.clone();
+                    d.paid_at = *at;
+                }
+                DisbursementStatus::Returned => {
+                    d.returned_bank_ref = bank_ref.clone();
+                    d.reason = note.clone();
+                }
+                _ => d.reason = note.clone(),
+            }
+            d.status = *to;
+            d.sequence = entry.sequence;
+            t.disbursement = Some(d);
+        }
+        Op::CaseAccountClosed { case_id, method, .. } => {
+            let c = t.case(state, *case_id)?;
+            c.status = AccountStatus::Closed;
+            c.closure = Some(*method);
+            c.closed_at = Some(entry.recorded_at);
+            c.closed_sequence = Some(entry.sequence);
+        }
+    }
+    // A statement lists every entry of its case, even one that moves no money.
+    for (case_id, _) in entry.cases() {
+        t.case(state, case_id)?;
+    }
+    Ok(())
+}
+
+/// Adds `amount` (negative to release) to the reservations of a case and its account.
+fn reserve(
+    state: &impl StateMut,
+    t: &mut Touched,
+    special_id: Uuid,
+    case_id: Uuid,
+    amount: Fen,
+) -> Result<(), Fault> {
+    let c = t.case(state, case_id)?;
+    c.balances.reserved = add(c.balances.reserved, amount)?;
+    let s = t.special(state, special_id)?;
+    s.reserved = add(s.reserved, amount)?;
+    Ok(())
+}
+
+/// Indexes that let a later request find this entry: bank references and reversals.
+fn write_references(state: &mut impl StateMut, entry: &Entry) {
+    match &entry.op {
+        Op::Receipt {
+            special_id,
+            bank_ref,
+            ..
+        } => state.put_bank_ref(*special_id, bank_ref.clone(), entry.sequence),
+        Op::DisbursementMoved {
+            special_id,
+            bank_ref: Some(bank_ref),
+            ..
+        } => state.put_bank_ref(*special_id, bank_ref.clone(), entry.sequence),
+        Op::Reversal {
+            reversed_sequence, ..
+        } => state.put_reversed_by(*reversed_sequence, entry.sequence),
+        _ => {}
+    }
+}

@@ -1,0 +1,127 @@
+//! Requests as the ledger sees them: validated, with no wire types and no request id.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::domain::{
+    Amount, BankChange, BankDetails, BankRef, CaseNumber, ClosureMethod, CourtCode, Date, Fen,
+    Micros, Party, Payee, Purpose, RequestId, Text, VirtualAccountNumber,
+};
+
+/// How a request names a case account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CaseKey {
+    Number(CaseNumber),
+    Van(VirtualAccountNumber),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    OpenSpecialAccount {
+        court: CourtCode,
+        bank: BankDetails,
+        document_ref: Text,
+    },
+    RegisterAccountChange {
+        special_id: Uuid,
+        change: BankChange,
+        reason: Text,
+        document_ref: Text,
+        /// `None`: at once, i.e. when recorded.
+        effective_at: Option<Micros>,
+    },
+    CloseSpecialAccount {
+        special_id: Uuid,
+        reason: Text,
+        document_ref: Text,
+    },
+    OpenCaseAccount {
+        special_id: Uuid,
+        case_number: CaseNumber,
+        target: Fen,
+        applicants: Vec<Party>,
+        respondents: Vec<Party>,
+    },
+    RecordReceipt {
+        case: CaseKey,
+        amount: Amount,
+        payer_name: Text,
+        payer_account: Text,
+        bank_ref: BankRef,
+        value_date: Date,
+    },
+    RequestDisbursement {
+        case_number: CaseNumber,
+        amount: Amount,
+        payee: Payee,
+        purpose: Purpose,
+        memo: Text,
+        exception_reason: Text,
+    },
+    ApproveDisbursement {
+        disbursement_id: Uuid,
+        approval_ref: Text,
+    },
+    RejectDisbursement {
+        disbursement_id: Uuid,
+        reason: Text,
+    },
+    CancelDisbursement {
+        disbursement_id: Uuid,
+        reason: Text,
+    },
+    ConfirmDisbursementPaid {
+        disbursement_id: Uuid,
+        bank_ref: BankRef,
+        /// `None`: when recorded.
+        paid_at: Option<Micros>,
+    },
+    FailDisbursement {
+        disbursement_id: Uuid,
+        reason: Text,
+    },
+    RecordReturnedPayment {
+        disbursement_id: Uuid,
+        bank_ref: BankRef,
+        reason: Text,
+    },
+    TransferBetweenCases {
+        from: CaseNumber,
+        to: CaseNumber,
+        amount: Amount,
+        reason: Text,
+        document_ref: Text,
+    },
+    ReverseEntry {
+        sequence: u64,
+        reason: Text,
+    },
+    CloseCaseAccount {
+        case_number: CaseNumber,
+        method: ClosureMethod,
+        reason: Text,
+    },
+}
+
+/// A command with the client's idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub id: RequestId,
+    pub command: Command,
+}
+
+impl Request {
+    /// SHA-256 of the command's canonical bytes. Validated values are canonical (an
+    /// amount is fen, a case number has one form), so the same request sent as "1.0" or
+    /// "1.00", with ASCII or full-width parentheses, hashes the same.
+    pub fn content_hash(&self) -> [u8; 32] {
+        // Encoding plain data into a Vec cannot fail; an empty encoding would still hash
+        // deterministically, so there is nothing to recover from here.
+        let bytes = postcard::to_stdvec(&self.command).unwrap_or_default();
+        let mut hasher = Sha256::new();
+        hasher.update(b"case-escrow/request/v1\0");
+        hasher.update(&bytes);
+        hasher.finalize().into()
+    }
+}

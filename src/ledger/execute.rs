@@ -1,0 +1,628 @@
+//! The posting rules: a validated request and the current state decide one journal
+//! entry, or a refusal. Nothing here writes; [`super::apply`] does, for live requests
+//! and replay alike.
+
+use uuid::Uuid;
+
+use crate::domain::{
+    Account, AccountStatus, BankRef, CaseState, DisbursementState, DisbursementStatus,
+    DomainError, Entry, Fen, Micros, Op, Payee, Posting, Purpose, SpecialAccountState,
+    VirtualAccountNumber,
+};
+
+use super::command::{CaseKey, Command, Request};
+use super::state::{Fault, State};
+
+/// The most special accounts one ledger issues virtual account numbers for (5 digits).
+pub const SPECIAL_SERIAL_MAX: u32 = 99_999;
+/// The most case accounts under one special account (9 digits).
+pub const CASE_SERIAL_MAX: u64 = 999_999_999;
+
+/// Why a request produced no entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+/// What the writer supplies that the rules may not invent: the time and a fresh id.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    pub now: Micros,
+    pub new_id: Uuid,
+}
+
+/// The decision for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Already done: the request id (or the bank reference) was recorded as this entry.
+    Existing(u64),
+    New { op: Op, postings: Vec<Posting> },
+}
+
+type Decided = Result<Decision, LedgerError>;
+
+pub fn decide(state: &impl State, request: &Request, ctx: &Context) -> Decided {
+    let hash = request.content_hash();
+    if let Some(record) = state.request(&request.id)? {
+        if record.hash != hash {
+            return Err(DomainError::RequestIdReused {
+                request_id: request.id.to_string(),
+            }
+            .into());
+        }
+        return Ok(Decision::Existing(record.sequence));
+    }
+    rule(state, &request.command, ctx)
+}
+
+fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
+    match command {
+        Command::OpenSpecialAccount {
+            court,
+            bank,
+            document_ref,
+        } => {
+            let serial = state.meta()?.next_special_serial.max(1);
+            if serial > SPECIAL_SERIAL_MAX {
+                return Err(DomainError::rule("no more special accounts can be opened").into());
+            }
+            new(Op::SpecialAccountOpened {
+                special_id: ctx.new_id,
+                serial,
+                court: court.clone(),
+                bank: bank.clone(),
+                document_ref: document_ref.clone(),
+            })
+        }
+        Command::RegisterAccountChange {
+            special_id,
+            change,
+            reason,
+            document_ref,
+            effective_at,
+        } => {
+            let special = open_special(state, *special_id)?;
+            let latest = special
+                .bank_latest()
+                .ok_or_else(|| Fault(format!("special account {special_id} has no registration")))?;
+            if change.applied_to(latest) == *latest {
+                return Err(DomainError::invalid(
+                    "bank_name",
+                    "a change registration must change at least one of bank_name, bank_branch, account_number, account_name",
+                )
+                .into());
+            }
+            new(Op::SpecialAccountChanged {
+                special_id: *special_id,
+                change: change.clone(),
+                reason: reason.clone(),
+                document_ref: document_ref.clone(),
+                effective_at: effective_at.unwrap_or(ctx.now),
+            })
+        }
+        Command::CloseSpecialAccount {
+            special_id,
+            reason,
+            document_ref,
+        } => {
+            let special = open_special(state, *special_id)?;
+            if !special.bank_balance.is_zero()
+                || !special.suspense_balance.is_zero()
+                || !special.reserved.is_zero()
+            {
+                return Err(DomainError::rule(format!(
+                    "special account {special_id} still holds {} (suspense {}, reserved {}): it can be closed only when every case account and the suspense are zero",
+                    special.bank_balance, special.suspense_balance, special.reserved
+                ))
+                .into());
+            }
+            new(Op::SpecialAccountClosed {
+                special_id: *special_id,
+                reason: reason.clone(),
+                document_ref: document_ref.clone(),
+            })
+        }
+        Command::OpenCaseAccount {
+            special_id,
+            case_number,
+            target,
+            applicants,
+            respondents,
+        } => {
+            let special = open_special(state, *special_id)?;
+            if state.case_by_number(case_number)?.is_some() {
+                return Err(DomainError::AlreadyExists {
+                    what: format!("case account for case number {case_number}"),
+                }
+                .into());
+            }
+            if !special.court.covers(case_number.court()) {
+                return Err(DomainError::invalid(
+                    "case_number",
+                    format!(
+                        "case {case_number} belongs to court {}, not to court {} of this special account",
+                        case_number.court(),
+                        special.court
+                    ),
+                )
+                .into());
+            }
+            let case_serial = special.next_case_serial.max(1);
+            if case_serial > CASE_SERIAL_MAX {
+                return Err(DomainError::rule("this special account has no case serials left").into());
+            }
+            new(Op::CaseAccountOpened {
+                case_id: ctx.new_id,
+                special_id: *special_id,
+                case_number: case_number.clone(),
+                van: VirtualAccountNumber::issue(special.serial, case_serial),
+                target: *target,
+                applicants: applicants.clone(),
+                respondents: respondents.clone(),
+            })
+        }
+        Command::RecordReceipt {
+            case,
+            amount,
+            payer_name,
+            payer_account,
+            bank_ref,
+            value_date,
+        } => {
+            let case = case_by_key(state, case)?;
+            if let Some(seq) = state.bank_ref(case.special_id, bank_ref)? {
+                return same_receipt(state, seq, bank_ref, case.id, amount.fen());
+            }
+            open_case_for_money(state, &case)?;
+            new_posted(
+                Op::Receipt {
+                    case_id: case.id,
+                    special_id: case.special_id,
+                    case_number: case.case_number.clone(),
+                    amount: *amount,
+                    payer_name: payer_name.clone(),
+                    payer_account: payer_account.clone(),
+                    bank_ref: bank_ref.clone(),
+                    value_date: *value_date,
+                },
+                vec![
+                    Posting::debit(Account::Bank(case.special_id), amount.fen()),
+                    Posting::credit(Account::Case(case.id), amount.fen()),
+                ],
+            )
+        }
+        Command::RequestDisbursement {
+            case_number,
+            amount,
+            payee,
+            purpose,
+            memo,
+            exception_reason,
+        } => {
+            let case = case_by_key(state, &CaseKey::Number(case_number.clone()))?;
+            open_case_for_money(state, &case)?;
+            ensure_available(&case, amount.fen())?;
+            check_payee(&case, payee, *purpose, exception_reason.is_empty())?;
+            new(Op::DisbursementRequested {
+                disbursement_id: ctx.new_id,
+                case_id: case.id,
+                special_id: case.special_id,
+                case_number: case.case_number.clone(),
+                amount: *amount,
+                payee: payee.clone(),
+                purpose: *purpose,
+                memo: memo.clone(),
+                exception_reason: exception_reason.clone(),
+            })
+        }
+        Command::ApproveDisbursement {
+            disbursement_id,
+            approval_ref,
+        } => {
+            let d = disbursement_in(state, *disbursement_id, &[DisbursementStatus::Requested])?;
+            new(moved(&d, DisbursementStatus::Approved, approval_ref.clone(), None, None))
+        }
+        Command::RejectDisbursement {
+            disbursement_id,
+            reason,
+        } => {
+            let d = disbursement_in(state, *disbursement_id, &[DisbursementStatus::Requested])?;
+            new(moved(&d, DisbursementStatus::Rejected, reason.clone(), None, None))
+        }
+        Command::CancelDisbursement {
+            disbursement_id,
+            reason,
+        } => {
+            let d = disbursement_in(
+                state,
+                *disbursement_id,
+                &[DisbursementStatus::Requested, DisbursementStatus::Approved],
+            )?;
+            new(moved(&d, DisbursementStatus::Cancelled, reason.clone(), None, None))
+        }
+        Command::FailDisbursement {
+            disbursement_id,
+            reason,
+        } => {
+            let d = disbursement_in(state, *disbursement_id, &[DisbursementStatus::Approved])?;
+            new(moved(&d, DisbursementStatus::Failed, reason.clone(), None, None))
+        }
+        Command::ConfirmDisbursementPaid {
+            disbursement_id,
+            bank_ref,
+            paid_at,
+        } => {
+            let d = disbursement(state, *disbursement_id)?;
+            if let Some(seq) = state.bank_ref(d.special_id, bank_ref)? {
+                return same_disbursement_step(state, seq, bank_ref, d.id, DisbursementStatus::Paid);
+            }
+            let d = in_status(d, &[DisbursementStatus::Approved])?;
+            let op = moved(
+                &d,
+                DisbursementStatus::Paid,
+                Default::default(),
+                Some(bank_ref.clone()),
+                Some(paid_at.unwrap_or(ctx.now)),
+            );
+            new_posted(
+                op,
+                vec![
+                    Posting::debit(Account::Case(d.case_id), d.amount.fen()),
+                    Posting::credit(Account::Bank(d.special_id), d.amount.fen()),
+                ],
+            )
+        }
+        Command::RecordReturnedPayment {
+            disbursement_id,
+            bank_ref,
+            reason,
+        } => {
+            let d = disbursement(state, *disbursement_id)?;
+            if let Some(seq) = state.bank_ref(d.special_id, bank_ref)? {
+                return same_disbursement_step(
+                    state,
+                    seq,
+                    bank_ref,
+                    d.id,
+                    DisbursementStatus::Returned,
+                );
+            }
+            let d = in_status(d, &[DisbursementStatus::Paid])?;
+            // The money is back in the bank and belongs to the case even if the case
+            // was closed meanwhile: refusing it would leave the bank unexplained.
+            let op = moved(
+                &d,
+                DisbursementStatus::Returned,
+                reason.clone(),
+                Some(bank_ref.clone()),
+                Some(ctx.now),
+            );
+            new_posted(
+                op,
+                vec![
+                    Posting::debit(Account::Bank(d.special_id), d.amount.fen()),
+                    Posting::credit(Account::Case(d.case_id), d.amount.fen()),
+                ],
+            )
+        }
+        Command::TransferBetweenCases {
+            from,
+            to,
+            amount,
+            reason,
+            document_ref,
+        } => {
+            if from == to {
+                return Err(DomainError::invalid(
+                    "to_case_number",
+                    "must differ from from_case_number",
+                )
+                .into());
+            }
+            let source = case_by_key(state, &CaseKey::Number(from.clone()))?;
+            let target = case_by_key(state, &CaseKey::Number(to.clone()))?;
+            if source.special_id != target.special_id {
+                return Err(DomainError::rule(format!(
+                    "cases {from} and {to} are under different special accounts; a transfer stays within one"
+                ))
+                .into());
+            }
+            open_case_for_money(state, &source)?;
+            open_case_for_money(state, &target)?;
+            ensure_available(&source, amount.fen())?;
+            new_posted(
+                Op::Transfer {
+                    special_id: source.special_id,
+                    from_case: source.id,
+                    from_number: source.case_number.clone(),
+                    to_case: target.id,
+                    to_number: target.case_number.clone(),
+                    amount: *amount,
+                    reason: reason.clone(),
+                    document_ref: document_ref.clone(),
+                },
+                vec![
+                    Posting::debit(Account::Case(source.id), amount.fen()),
+                    Posting::credit(Account::Case(target.id), amount.fen()),
+                ],
+            )
+        }
+        Command::ReverseEntry { sequence, reason } => reverse(state, *sequence, reason.clone()),
+        Command::CloseCaseAccount {
+            case_number,
+            method,
+            reason,
+        } => {
+            let case = case_by_key(state, &CaseKey::Number(case_number.clone()))?;
+            if case.status == AccountStatus::Closed {
+                return Err(DomainError::rule(format!("case account {case_number} is already closed")).into());
+            }
+            let b = case.balances;
+            if !b.balance().is_zero() || !b.reserved.is_zero() {
+                return Err(DomainError::rule(format!(
+                    "case account {case_number} still holds {} with {} reserved: it can be closed only when both are zero",
+                    b.balance(),
+                    b.reserved
+                ))
+                .into());
+            }
+            new(Op::CaseAccountClosed {
+                case_id: case.id,
+                special_id: case.special_id,
+                case_number: case.case_number.clone(),
+                method: *method,
+                reason: reason.clone(),
+            })
+        }
+    }
+}
+
+fn new(op: Op) -> Decided {
+    Ok(Decision::New {
+        op,
+        postings: Vec::new(),
+    })
+}
+
+fn new_posted(op: Op, postings: Vec<Posting>) -> Decided {
+    Ok(Decision::New { op, postings })
+}
+
+fn moved(
+    d: &DisbursementState,
+    to: DisbursementStatus,
+    note: crate::domain::Text,
+    bank_ref: Option<BankRef>,
+    at: Option<Micros>,
+) -> Op {
+    Op::DisbursementMoved {
+        disbursement_id: d.id,
+        case_id: d.case_id,
+        special_id: d.special_id,
+        case_number: d.case_number.clone(),
+        amount: d.amount,
+        to,
+        note,
+        bank_ref,
+        at,
+    }
+}
+
+fn open_special(state: &impl State, id: Uuid) -> Result<SpecialAccountState, LedgerError> {
+    let special = state
+        .special(id)?
+        .ok_or_else(|| DomainError::not_found(format!("special account {id}")))?;
+    if special.status == AccountStatus::Closed {
+        return Err(DomainError::rule(format!("special account {id} is closed")).into());
+    }
+    Ok(special)
+}
+
+fn case_by_key(state: &impl State, key: &CaseKey) -> Result<CaseState, LedgerError> {
+    let (id, what) = match key {
+        CaseKey::Number(n) => (state.case_by_number(n)?, format!("case account for case number {n}")),
+        CaseKey::Van(v) => (state.case_by_van(v)?, format!("case account with virtual account number {v}")),
+    };
+    let id = id.ok_or_else(|| DomainError::not_found(what))?;
+    state
+        .case(id)?
+        .ok_or_else(|| Fault(format!("case index points at missing case {id}")).into())
+}
+
+/// Money may move into or out of a case only while it and its special account are open.
+fn open_case_for_money(state: &impl State, case: &CaseState) -> Result<(), LedgerError> {
+    if case.status == AccountStatus::Closed {
+        return Err(DomainError::rule(format!("case account {} is closed", case.case_number)).into());
+    }
+    open_special(state, case.special_id).map(|_| ())
+}
+
+fn ensure_available(case: &CaseState, amount: Fen) -> Result<(), LedgerError> {
+    let available = case.balances.available();
+    if available < amount {
+        return Err(DomainError::rule(format!(
+            "insufficient funds in case {}: available {available}, needed {amount}",
+            case.case_number
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Money goes to an applicant's account confirmed at filing; any other payee is an
+/// exception that must say why.
+fn check_payee(
+    case: &CaseState,
+    payee: &Payee,
+    purpose: Purpose,
+    no_exception_reason: bool,
+) -> Result<(), LedgerError> {
+    let confirmed = case
+        .applicants
+        .iter()
+        .any(|a| !a.payee_account.is_empty() && a.payee_account == payee.account);
+    if purpose == Purpose::ToApplicant && confirmed {
+        return Ok(());
+    }
+    if no_exception_reason {
+        return Err(DomainError::invalid(
+            "exception_reason",
+            "required: the payee is not an applicant's bank account confirmed when the case account was opened",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn disbursement(state: &impl State, id: Uuid) -> Result<DisbursementState, LedgerError> {
+    Ok(state
+        .disbursement(id)?
+        .ok_or_else(|| DomainError::not_found(format!("disbursement {id}")))?)
+}
+
+fn in_status(
+    d: DisbursementState,
+    allowed: &[DisbursementStatus],
+) -> Result<DisbursementState, LedgerError> {
+    if allowed.contains(&d.status) {
+        return Ok(d);
+    }
+    let names: Vec<_> = allowed.iter().map(|s| s.name()).collect();
+    Err(DomainError::rule(format!(
+        "disbursement {} is {}; this step needs it to be {}",
+        d.id,
+        d.status.name(),
+        names.join(" or ")
+    ))
+    .into())
+}
+
+fn disbursement_in(
+    state: &impl State,
+    id: Uuid,
+    allowed: &[DisbursementStatus],
+) -> Result<DisbursementState, LedgerError> {
+    in_status(disbursement(state, id)?, allowed)
+}
+
+fn recorded(state: &impl State, seq: u64) -> Result<Entry, LedgerError> {
+    Ok(state
+        .entry(seq)?
+        .ok_or_else(|| Fault(format!("bank reference index points at missing entry {seq}")))?)
+}
+
+/// A bank reference seen again: the same receipt is the original entry; anything else
+/// claiming the same bank transaction is refused.
+fn same_receipt(state: &impl State, seq: u64, bank_ref: &BankRef, case_id: Uuid, amount: Fen) -> Decided {
+    let entry = recorded(state, seq)?;
+    match entry.op {
+        Op::Receipt {
+            case_id: c,
+            amount: a,
+            ..
+        } if c == case_id && a.fen() == amount => Ok(Decision::Existing(seq)),
+        _ => Err(bank_ref_taken(bank_ref, seq)),
+    }
+}
+
+fn same_disbursement_step(
+    state: &impl State,
+    seq: u64,
+    bank_ref: &BankRef,
+    disbursement_id: Uuid,
+    to: DisbursementStatus,
+) -> Decided {
+    let entry = recorded(state, seq)?;
+    match entry.op {
+        Op::DisbursementMoved {
+            disbursement_id: d,
+            to: t,
+            ..
+        } if d == disbursement_id && t == to => Ok(Decision::Existing(seq)),
+        _ => Err(bank_ref_taken(bank_ref, seq)),
+    }
+}
+
+fn bank_ref_taken(bank_ref: &BankRef, seq: u64) -> LedgerError {
+    DomainError::AlreadyExists {
+        what: format!(
+            "bank_ref {bank_ref} (recorded on this special account as entry {seq} for a different transaction)"
+        ),
+    }
+    .into()
+}
+
+/// The exact negation of a posted entry, once, and only if no balance goes negative.
+fn reverse(state: &impl State, sequence: u64, reason: crate::domain::Text) -> Decided {
+    let entry = state
+        .entry(sequence)?
+        .ok_or_else(|| DomainError::not_found(format!("entry {sequence}")))?;
+    match entry.op {
+        Op::Receipt { .. } | Op::Transfer { .. } => {}
+        Op::DisbursementMoved { .. } => {
+            return Err(DomainError::rule(format!(
+                "entry {sequence} is a disbursement step; a payment that failed is recorded with FailDisbursement and money the bank sent back with RecordReturnedPayment"
+            ))
+            .into())
+        }
+        _ => {
+            return Err(DomainError::rule(format!(
+                "entry {sequence} moves no money and cannot be reversed"
+            ))
+            .into())
+        }
+    }
+    if let Some(by) = state.reversed_by(sequence)? {
+        return Err(DomainError::rule(format!("entry {sequence} was already reversed by entry {by}")).into());
+    }
+    let postings: Vec<Posting> = entry
+        .postings
+        .iter()
+        .map(|p| Posting {
+            amount: Fen(-p.amount.0),
+            ..*p
+        })
+        .collect();
+    let mut cases = Vec::new();
+    for (case_id, number) in entry.cases() {
+        let case = state
+            .case(case_id)?
+            .ok_or_else(|| Fault(format!("entry {sequence} names missing case {case_id}")))?;
+        if case.status == AccountStatus::Closed {
+            return Err(DomainError::rule(format!("case account {number} is closed")).into());
+        }
+        let delta = available_delta(&postings, case_id);
+        if case.balances.available().0 + delta.0 < 0 {
+            return Err(DomainError::rule(format!(
+                "reversing entry {sequence} would leave case {number} with a negative available balance (available {}, reversal takes {})",
+                case.balances.available(),
+                Fen(-delta.0)
+            ))
+            .into());
+        }
+        cases.push((case_id, number.clone()));
+    }
+    new_posted(
+        Op::Reversal {
+            reversed_sequence: sequence,
+            special_id: entry.special_id(),
+            cases,
+            reason,
+        },
+        postings,
+    )
+}
+
+/// How the postings change a case's available balance: credits add, debits take.
+pub(crate) fn available_delta(postings: &[Posting], case_id: Uuid) -> Fen {
+    postings
+        .iter()
+        .filter(|p| p.account == Account::Case(case_id))
+        .fold(Fen::ZERO, |acc, p| match p.side {
+            crate::domain::Side::Credit => Fen(acc.0 + p.amount.0),
+            crate::domain::Side::Debit => Fen(acc.0 - p.amount.0),
+        })
+}

@@ -1,0 +1,48 @@
+//! The state the posting rules read and write, as a narrow trait. The writer's
+//! implementation reads sled through a per-batch overlay; [`super::MemState`] keeps it
+//! in maps for tests and for replay checks. Both run the same `execute` and `apply`.
+
+use uuid::Uuid;
+
+use crate::domain::{
+    Balances, BankRef, CaseNumber, CaseState, DisbursementState, Entry, Meta, RequestId, RequestRecord,
+    SpecialAccountState, VirtualAccountNumber,
+};
+
+/// A failure of the storage underneath, not of the request: reported as UNAVAILABLE or
+/// INTERNAL, never as the client's mistake.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage fault: {0}")]
+pub struct Fault(pub String);
+
+pub type Read<T> = Result<Option<T>, Fault>;
+
+pub trait State {
+    fn meta(&self) -> Result<Meta, Fault>;
+    fn special(&self, id: Uuid) -> Read<SpecialAccountState>;
+    fn case(&self, id: Uuid) -> Read<CaseState>;
+    fn case_by_number(&self, number: &CaseNumber) -> Read<Uuid>;
+    fn case_by_van(&self, van: &VirtualAccountNumber) -> Read<Uuid>;
+    fn disbursement(&self, id: Uuid) -> Read<DisbursementState>;
+    fn request(&self, id: &RequestId) -> Read<RequestRecord>;
+    fn bank_ref(&self, special_id: Uuid, bank_ref: &BankRef) -> Read<u64>;
+    fn entry(&self, sequence: u64) -> Read<Entry>;
+    fn reversed_by(&self, sequence: u64) -> Read<u64>;
+}
+
+/// Writes are infallible here: an implementation buffers them and reports a fault when
+/// it commits the batch.
+pub trait StateMut: State {
+    fn put_meta(&mut self, meta: Meta);
+    fn put_special(&mut self, special: SpecialAccountState);
+    fn put_case(&mut self, case: CaseState);
+    fn put_case_number(&mut self, number: CaseNumber, case_id: Uuid);
+    fn put_van(&mut self, van: VirtualAccountNumber, case_id: Uuid);
+    fn put_disbursement(&mut self, disbursement: DisbursementState);
+    fn put_request(&mut self, id: RequestId, record: RequestRecord);
+    fn put_bank_ref(&mut self, special_id: Uuid, bank_ref: BankRef, sequence: u64);
+    fn put_entry(&mut self, entry: &Entry);
+    fn put_reversed_by(&mut self, sequence: u64, by: u64);
+    /// One line of a case's statement: its balances after entry `sequence`.
+    fn put_case_line(&mut self, case_id: Uuid, sequence: u64, line: Balances);
+}

@@ -1,0 +1,21 @@
+//! case-escrow: one case, one account (一案一账户). A durable gRPC ledger for the money of
+//! court enforcement cases.
+//!
+//! Layers, each depending only on those above it in this list:
+//! - [`domain`]: validated values (amounts, case numbers, court codes, virtual account
+//!   numbers) and the records of the journal. Pure: no I/O, no wire types.
+//! - [`ledger`]: the posting rules. `decide` turns a request into a journal entry or a
+//!   refusal; `apply` turns an entry into balances. Generic over a state trait.
+//! - [`store`]: the journal file (the truth), sled (derived state), the single writer
+//!   with group commit, and replay.
+//! - [`api`]: tonic services; the only module that knows protobuf and gRPC.
+//! - [`cli`]: the command line; `serve` starts the server.
+//!
+//! See ARCHITECTURE.md for how a request flows through them.
+
+pub mod api;
+pub mod cli;
+pub mod domain;
+pub mod ledger;
+pub mod server;
+pub mod store;

@@ -1,0 +1,136 @@
+//! Wiring: the store, the gRPC services, health and reflection, and a bounded graceful
+//! shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::pb::{
+    case_ledger_server::CaseLedgerServer, special_accounts_server::SpecialAccountsServer,
+};
+use crate::api::{self, CaseLedgerService, SpecialAccountsService};
+use crate::store::{Store, StoreError};
+
+/// The largest request message accepted; no legitimate request comes near it.
+pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
+/// How long shutdown waits for open calls before it stops anyway.
+pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// A store that is open and a socket that is bound, ready to serve.
+pub struct Server {
+    store: Store,
+    listener: TcpListener,
+    addr: SocketAddr,
+    shutdown_grace: Duration,
+}
+
+impl Server {
+    /// Opens (and if needed recovers) the store, then binds the socket, so that a
+    /// server that cannot use its data never accepts a connection.
+    pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        let data_dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+            .await
+            .map_err(|e| {
+                StoreError::Replay(format!("opening the store stopped abnormally: {e}"))
+            })??;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Server {
+            store,
+            listener,
+            addr,
+            shutdown_grace: config.shutdown_grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes; then reports NOT_SERVING, lets open calls
+    /// finish within the grace period, lets the writer drain, and flushes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let handle = self.store.handle();
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<SpecialAccountsServer<SpecialAccountsService>>()
+            .await;
+        health.set_serving::<CaseLedgerServer<CaseLedgerService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(api::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let specials = SpecialAccountsServer::new(SpecialAccountsService {
+            store: handle.clone(),
+        })
+        .max_decoding_message_size(MESSAGE_BYTES_MAX);
+        let cases = CaseLedgerServer::new(CaseLedgerService { store: handle })
+            .max_decoding_message_size(MESSAGE_BYTES_MAX);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(specials)
+            .add_service(cases)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async {
+                // A dropped sender also means stop.
+                let _ = stop_rx.await;
+            });
+        tokio::pin!(serve);
+        tokio::select! {
+            served = &mut serve => served?,
+            () = shutdown => {
+                tracing::info!("shutting down: refusing new calls, finishing open ones");
+                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+                health.set_not_serving::<SpecialAccountsServer<SpecialAccountsService>>().await;
+                health.set_not_serving::<CaseLedgerServer<CaseLedgerService>>().await;
+                let _ = stop_tx.send(());
+                match tokio::time::timeout(self.shutdown_grace, &mut serve).await {
+                    Ok(served) => served?,
+                    Err(_) => tracing::warn!(
+                        grace_ms = self.shutdown_grace.as_millis() as u64,
+                        "calls still open after the grace period; stopping anyway"
+                    ),
+                }
+            }
+        }
+        self.store.close().await;
+        tracing::info!("stopped; the store is flushed");
+        Ok(())
+    }
+}

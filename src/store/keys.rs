@@ -1,0 +1,79 @@
+//! The layout of the derived state in sled: one tree, one byte of prefix per kind of
+//! record, so that a whole batch is one atomic `apply_batch`. Big-endian numbers keep
+//! range scans in numeric order.
+
+use uuid::Uuid;
+
+pub const META: &[u8] = b"m";
+/// The journal offset up to which the state has been built.
+pub const JOURNAL_END: &[u8] = b"j";
+
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut k = Vec::with_capacity(len);
+    k.push(prefix);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+pub fn special(id: Uuid) -> Vec<u8> {
+    key(b's', &[id.as_bytes()])
+}
+
+/// `p` + court code + `/` + id: listing by court prefix is a prefix scan, since a
+/// court code's UTF-8 bytes start with those of every court above it.
+pub fn special_by_court(court: &str, id: Uuid) -> Vec<u8> {
+    key(b'p', &[court.as_bytes(), b"/", id.as_bytes()])
+}
+
+pub fn special_by_court_prefix(court_prefix: &str) -> Vec<u8> {
+    key(b'p', &[court_prefix.as_bytes()])
+}
+
+pub fn case(id: Uuid) -> Vec<u8> {
+    key(b'c', &[id.as_bytes()])
+}
+
+pub fn case_number(number: &str) -> Vec<u8> {
+    key(b'n', &[number.as_bytes()])
+}
+
+pub fn van(van: &str) -> Vec<u8> {
+    key(b'v', &[van.as_bytes()])
+}
+
+pub fn disbursement(id: Uuid) -> Vec<u8> {
+    key(b'd', &[id.as_bytes()])
+}
+
+pub fn request(id: &str) -> Vec<u8> {
+    key(b'r', &[id.as_bytes()])
+}
+
+pub fn bank_ref(special_id: Uuid, bank_ref: &str) -> Vec<u8> {
+    key(b'b', &[special_id.as_bytes(), bank_ref.as_bytes()])
+}
+
+pub fn entry(sequence: u64) -> Vec<u8> {
+    key(b'e', &[&sequence.to_be_bytes()])
+}
+
+pub fn reversed_by(sequence: u64) -> Vec<u8> {
+    key(b'x', &[&sequence.to_be_bytes()])
+}
+
+pub fn case_line(case_id: Uuid, sequence: u64) -> Vec<u8> {
+    key(b'l', &[case_id.as_bytes(), &sequence.to_be_bytes()])
+}
+
+pub fn case_lines(case_id: Uuid) -> Vec<u8> {
+    key(b'l', &[case_id.as_bytes()])
+}
+
+/// The sequence at the end of a case-line key.
+pub fn case_line_sequence(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}

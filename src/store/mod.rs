@@ -1,0 +1,207 @@
+//! Storage: the journal file (the truth), sled (what is derived from it), the single
+//! writer with group commit, and the replay that brings sled up to the journal.
+//!
+//! Data directory layout:
+//! - `journal.log`: the append-only journal, fdatasync'ed once per batch;
+//! - `state/`: sled, holding balances, indexes and idempotency records; it is never
+//!   flushed on the write path, because whatever it loses in a crash is replayed from
+//!   the journal at the next start;
+//! - `LOCK`: held exclusively while a server runs on the directory.
+
+pub mod journal;
+pub mod keys;
+pub mod reads;
+pub mod state;
+pub mod writer;
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fs2::FileExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ledger::Request;
+
+pub use state::SledState;
+pub use writer::{Reply, WriteError};
+
+use state::Overlay;
+use writer::{Message, Writer};
+
+/// How often sled writes its own state back in the background. Explicit, not sled's
+/// default: this only bounds how much journal a restart replays, never durability.
+pub const SLED_FLUSH_EVERY_MS: u64 = 1000;
+/// sled's page cache.
+pub const SLED_CACHE_BYTES: u64 = 256 << 20;
+/// Requests waiting for the writer; beyond this, callers wait (backpressure).
+pub const WRITE_QUEUE_DEPTH: usize = 8192;
+/// Entries replayed into sled per atomic batch at start-up.
+const REPLAY_CHUNK_ENTRIES: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use data directory {path}: {reason}")]
+    DataDir { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    #[error("state store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("the state does not follow from the journal: {0}")]
+    Replay(String),
+}
+
+/// Counters of the writer, for logs and metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub batches: AtomicU64,
+    pub requests: AtomicU64,
+    pub entries: AtomicU64,
+    pub commit_micros: AtomicU64,
+}
+
+impl WriterStats {
+    fn record(&self, requests: usize, entries: usize, took: Duration) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(requests as u64, Ordering::Relaxed);
+        self.entries.fetch_add(entries as u64, Ordering::Relaxed);
+        self.commit_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// What request handlers hold: a way to submit writes and to read.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Message>,
+    pub reads: SledState,
+    pub stats: Arc<WriterStats>,
+}
+
+impl StoreHandle {
+    /// Submits a request and waits until it is durable (or refused).
+    pub async fn write(&self, request: Request) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        let gone = || WriteError::Unavailable("the server is shutting down".into());
+        self.tx
+            .send(Message::Write { request, reply })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// An open store: the writer thread runs until [`Store::close`].
+pub struct Store {
+    handle: StoreHandle,
+    writer: Option<JoinHandle<()>>,
+    db: sled::Db,
+    /// Held for the store's life; the OS releases it if the process dies.
+    _lock: File,
+}
+
+impl Store {
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let dir_err = |reason: String| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            reason,
+        };
+        fs::create_dir_all(data_dir).map_err(|e| dir_err(e.to_string()))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join("LOCK"))
+            .map_err(|e| dir_err(e.to_string()))?;
+        lock.try_lock_exclusive().map_err(|_| {
+            dir_err("another case-escrow process is using it (LOCK is held)".into())
+        })?;
+        let db = sled::Config::new()
+            .path(data_dir.join("state"))
+            .flush_every_ms(Some(SLED_FLUSH_EVERY_MS))
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()?;
+        let tree = db.open_tree("ledger")?;
+        let (mut journal, reader) = journal::open(&data_dir.join("journal.log"))?;
+        let state = SledState {
+            tree,
+            journal: Arc::new(reader),
+        };
+        let replayed = replay(&mut journal, &state)?;
+        if replayed > 0 {
+            tracing::info!(entries = replayed, "replayed the journal into the state");
+            db.flush()?;
+        }
+        let stats = Arc::new(WriterStats::default());
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
+        let writer = Writer {
+            journal,
+            state: state.clone(),
+            poisoned: None,
+            metrics: stats.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| dir_err(format!("cannot start the writer thread: {e}")))?;
+        Ok(Store {
+            handle: StoreHandle {
+                tx,
+                reads: state,
+                stats,
+            },
+            writer: Some(thread),
+            db,
+            _lock: lock,
+        })
+    }
+
+    pub fn handle(&self) -> StoreHandle {
+        self.handle.clone()
+    }
+
+    /// Lets the writer finish what is queued, stops it, and flushes sled. Writes that
+    /// arrive afterwards are refused as UNAVAILABLE.
+    pub async fn close(mut self) {
+        // The writer may be gone already; then there is nothing to stop.
+        let _ = self.handle.tx.send(Message::Stop).await;
+        if let Some(thread) = self.writer.take() {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the writer thread ended abnormally");
+            }
+        }
+        if let Err(e) = self.db.flush_async().await {
+            tracing::warn!(error = %e, "final flush of the state failed; it is rebuilt from the journal at start");
+        }
+    }
+}
+
+/// Brings sled up to the end of the journal, from where sled last stood.
+fn replay(journal: &mut journal::JournalWriter, state: &SledState) -> Result<u64, StoreError> {
+    let from = state
+        .journal_end()
+        .map_err(|f| StoreError::Replay(f.to_string()))?;
+    let mut overlay = Overlay::new(state, from);
+    let mut count = 0u64;
+    journal::scan(journal, from, |entry, loc| {
+        overlay
+            .apply_recorded(&entry, loc)
+            .map_err(|f| f.to_string())?;
+        count += 1;
+        if overlay.len() >= REPLAY_CHUNK_ENTRIES {
+            let full = std::mem::replace(&mut overlay, Overlay::new(state, loc.offset + u64::from(loc.len)));
+            let (_, batch) = full.into_parts().map_err(|f| f.to_string())?;
+            state.tree.apply_batch(batch).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })?;
+    let (_, batch) = overlay
+        .into_parts()
+        .map_err(|f| StoreError::Replay(f.to_string()))?;
+    state.tree.apply_batch(batch)?;
+    Ok(count)
+}

@@ -1,0 +1,102 @@
+//! Reads beyond the posting rules' needs: listings, statements, and the past.
+
+use uuid::Uuid;
+
+use crate::domain::{Balances, Micros, SpecialAccountState};
+use crate::ledger::{Fault, State};
+
+use super::keys;
+use super::state::{decode, SledState};
+
+fn fault(e: sled::Error) -> Fault {
+    Fault(e.to_string())
+}
+
+impl SledState {
+    /// Special accounts whose court code starts with `court_prefix`, in key order,
+    /// after the key `after` (a page token), at most `limit`.
+    pub fn list_specials(
+        &self,
+        court_prefix: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, SpecialAccountState)>, Fault> {
+        let prefix = keys::special_by_court_prefix(court_prefix);
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (key, _) = item.map_err(fault)?;
+            if after.is_some_and(|a| key.as_ref() <= a) {
+                continue;
+            }
+            let id_bytes: [u8; 16] = key
+                .get(key.len().saturating_sub(16)..)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| Fault("malformed court index key".into()))?;
+            let id = Uuid::from_bytes(id_bytes);
+            let special = self
+                .special(id)?
+                .ok_or_else(|| Fault(format!("court index names missing special account {id}")))?;
+            out.push((key.to_vec(), special));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lines of a case's statement with `after < sequence <= until`, at most `limit`.
+    pub fn case_lines(
+        &self,
+        case_id: Uuid,
+        after: u64,
+        until: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Balances)>, Fault> {
+        if after >= until {
+            return Ok(Vec::new());
+        }
+        let start = keys::case_line(case_id, after.saturating_add(1));
+        let end = keys::case_line(case_id, until);
+        let mut out = Vec::new();
+        for item in self.tree.range(start..=end).take(limit) {
+            let (key, value) = item.map_err(fault)?;
+            let seq = keys::case_line_sequence(&key)
+                .ok_or_else(|| Fault("malformed case line key".into()))?;
+            out.push((seq, decode(&value)?));
+        }
+        Ok(out)
+    }
+
+    /// The case's balances after the last of its entries at or before `sequence`.
+    pub fn case_balances_at(&self, case_id: Uuid, sequence: u64) -> Result<Option<(u64, Balances)>, Fault> {
+        let start = keys::case_lines(case_id);
+        let end = keys::case_line(case_id, sequence);
+        match self.tree.range(start..=end).next_back() {
+            Some(item) => {
+                let (key, value) = item.map_err(fault)?;
+                let seq = keys::case_line_sequence(&key)
+                    .ok_or_else(|| Fault("malformed case line key".into()))?;
+                Ok(Some((seq, decode(&value)?)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The last sequence recorded at or before `at` (0 if none). The journal clock never
+    /// runs backwards, so a binary search over sequences finds it.
+    pub fn sequence_at(&self, at: Micros) -> Result<u64, Fault> {
+        let (mut lo, mut hi) = (0u64, self.last_sequence()?);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let entry = self
+                .entry(mid)?
+                .ok_or_else(|| Fault(format!("journal entry {mid} is missing")))?;
+            if entry.recorded_at <= at {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Ok(lo)
+    }
+}

@@ -1,0 +1,262 @@
+//! The derived state in sled, read directly by readers and through an [`Overlay`] by
+//! the writer, whose batch is invisible to everyone until it is durable and applied.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{de::DeserializeOwned, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{
+    Balances, BankRef, CaseNumber, CaseState, DisbursementState, Entry, Meta, RequestId,
+    RequestRecord, SpecialAccountState, VirtualAccountNumber,
+};
+use crate::ledger::{Fault, State, StateMut};
+
+use super::journal::{self, JournalReader, Location};
+use super::keys;
+
+/// Read access to the derived state and to the journal's entries.
+#[derive(Clone)]
+pub struct SledState {
+    pub(crate) tree: sled::Tree,
+    pub(crate) journal: Arc<JournalReader>,
+}
+
+fn fault(e: impl std::fmt::Display) -> Fault {
+    Fault(e.to_string())
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Fault> {
+    postcard::from_bytes(bytes).map_err(|e| Fault(format!("undecodable state record: {e}")))
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Encoding plain data into a Vec cannot fail.
+    postcard::to_stdvec(value).unwrap_or_default()
+}
+
+impl SledState {
+    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Fault> {
+        match self.tree.get(key).map_err(fault)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn journal_end(&self) -> Result<u64, Fault> {
+        Ok(self.get::<u64>(keys::JOURNAL_END)?.unwrap_or(0))
+    }
+
+    /// The last sequence applied (0 before the first entry).
+    pub fn last_sequence(&self) -> Result<u64, Fault> {
+        Ok(self.meta()?.next_sequence.saturating_sub(1))
+    }
+
+    pub fn entry_location(&self, sequence: u64) -> Result<Option<Location>, Fault> {
+        self.get(&keys::entry(sequence))
+    }
+}
+
+impl State for SledState {
+    fn meta(&self) -> Result<Meta, Fault> {
+        Ok(self.get(keys::META)?.unwrap_or_default())
+    }
+    fn special(&self, id: Uuid) -> Result<Option<SpecialAccountState>, Fault> {
+        self.get(&keys::special(id))
+    }
+    fn case(&self, id: Uuid) -> Result<Option<CaseState>, Fault> {
+        self.get(&keys::case(id))
+    }
+    fn case_by_number(&self, number: &CaseNumber) -> Result<Option<Uuid>, Fault> {
+        self.get(&keys::case_number(number.as_str()))
+    }
+    fn case_by_van(&self, van: &VirtualAccountNumber) -> Result<Option<Uuid>, Fault> {
+        self.get(&keys::van(van.as_str()))
+    }
+    fn disbursement(&self, id: Uuid) -> Result<Option<DisbursementState>, Fault> {
+        self.get(&keys::disbursement(id))
+    }
+    fn request(&self, id: &RequestId) -> Result<Option<RequestRecord>, Fault> {
+        self.get(&keys::request(id.as_str()))
+    }
+    fn bank_ref(&self, special_id: Uuid, bank_ref: &BankRef) -> Result<Option<u64>, Fault> {
+        self.get(&keys::bank_ref(special_id, bank_ref.as_str()))
+    }
+    fn entry(&self, sequence: u64) -> Result<Option<Entry>, Fault> {
+        match self.entry_location(sequence)? {
+            Some(loc) => self.journal.read(loc).map(Some).map_err(fault),
+            None => Ok(None),
+        }
+    }
+    fn reversed_by(&self, sequence: u64) -> Result<Option<u64>, Fault> {
+        self.get(&keys::reversed_by(sequence))
+    }
+}
+
+/// The writer's view during one batch: its own writes first, then sled. It also frames
+/// the batch's entries for the journal as they are applied.
+pub struct Overlay<'a> {
+    base: &'a SledState,
+    writes: HashMap<Vec<u8>, Vec<u8>>,
+    entries: HashMap<u64, Entry>,
+    /// The journal offset the batch's first frame will land at.
+    journal_base: u64,
+    frames: Vec<u8>,
+    encode_error: Option<String>,
+    /// Set while replaying an entry that already lies in the journal at this place.
+    recorded_at: Option<Location>,
+    /// The journal offset the state covers once this batch is applied.
+    end: u64,
+}
+
+impl<'a> Overlay<'a> {
+    pub fn new(base: &'a SledState, journal_base: u64) -> Self {
+        Overlay {
+            base,
+            writes: HashMap::new(),
+            entries: HashMap::new(),
+            journal_base,
+            frames: Vec::new(),
+            encode_error: None,
+            recorded_at: None,
+            end: journal_base,
+        }
+    }
+
+    /// Applies an entry read back from the journal at start-up: its frame is already
+    /// there, so only its location is indexed.
+    pub fn apply_recorded(&mut self, entry: &Entry, loc: Location) -> Result<(), Fault> {
+        self.recorded_at = Some(loc);
+        let applied = crate::ledger::apply(self, entry);
+        self.recorded_at = None;
+        applied
+    }
+
+    /// How many entries the batch holds so far.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn frame_bytes(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Consumes the overlay into the journal frames to append and one atomic sled batch.
+    pub fn into_parts(self) -> Result<(Vec<u8>, sled::Batch), Fault> {
+        if let Some(e) = self.encode_error {
+            return Err(Fault(e));
+        }
+        let mut batch = sled::Batch::default();
+        let end = self.end;
+        for (k, v) in self.writes {
+            batch.insert(k, v);
+        }
+        batch.insert(keys::JOURNAL_END, encode(&end));
+        Ok((self.frames, batch))
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Fault> {
+        match self.writes.get(key) {
+            Some(bytes) => decode(bytes).map(Some),
+            None => self.base.get(key),
+        }
+    }
+
+    fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
+        self.writes.insert(key, encode(value));
+    }
+}
+
+impl State for Overlay<'_> {
+    fn meta(&self) -> Result<Meta, Fault> {
+        Ok(self.get(keys::META)?.unwrap_or_default())
+    }
+    fn special(&self, id: Uuid) -> Result<Option<SpecialAccountState>, Fault> {
+        self.get(&keys::special(id))
+    }
+    fn case(&self, id: Uuid) -> Result<Option<CaseState>, Fault> {
+        self.get(&keys::case(id))
+    }
+    fn case_by_number(&self, number: &CaseNumber) -> Result<Option<Uuid>, Fault> {
+        self.get(&keys::case_number(number.as_str()))
+    }
+    fn case_by_van(&self, van: &VirtualAccountNumber) -> Result<Option<Uuid>, Fault> {
+        self.get(&keys::van(van.as_str()))
+    }
+    fn disbursement(&self, id: Uuid) -> Result<Option<DisbursementState>, Fault> {
+        self.get(&keys::disbursement(id))
+    }
+    fn request(&self, id: &RequestId) -> Result<Option<RequestRecord>, Fault> {
+        self.get(&keys::request(id.as_str()))
+    }
+    fn bank_ref(&self, special_id: Uuid, bank_ref: &BankRef) -> Result<Option<u64>, Fault> {
+        self.get(&keys::bank_ref(special_id, bank_ref.as_str()))
+    }
+    fn entry(&self, sequence: u64) -> Result<Option<Entry>, Fault> {
+        match self.entries.get(&sequence) {
+            Some(e) => Ok(Some(e.clone())),
+            None => self.base.entry(sequence),
+        }
+    }
+    fn reversed_by(&self, sequence: u64) -> Result<Option<u64>, Fault> {
+        self.get(&keys::reversed_by(sequence))
+    }
+}
+
+impl StateMut for Overlay<'_> {
+    fn put_meta(&mut self, meta: Meta) {
+        self.put(keys::META.to_vec(), &meta);
+    }
+    fn put_special(&mut self, special: SpecialAccountState) {
+        self.put(keys::special_by_court(special.court.as_str(), special.id), &());
+        self.put(keys::special(special.id), &special);
+    }
+    fn put_case(&mut self, case: CaseState) {
+        self.put(keys::case(case.id), &case);
+    }
+    fn put_case_number(&mut self, number: CaseNumber, case_id: Uuid) {
+        self.put(keys::case_number(number.as_str()), &case_id);
+    }
+    fn put_van(&mut self, van: VirtualAccountNumber, case_id: Uuid) {
+        self.put(keys::van(van.as_str()), &case_id);
+    }
+    fn put_disbursement(&mut self, d: DisbursementState) {
+        self.put(keys::disbursement(d.id), &d);
+    }
+    fn put_request(&mut self, id: RequestId, record: RequestRecord) {
+        self.put(keys::request(id.as_str()), &record);
+    }
+    fn put_bank_ref(&mut self, special_id: Uuid, bank_ref: BankRef, sequence: u64) {
+        self.put(keys::bank_ref(special_id, bank_ref.as_str()), &sequence);
+    }
+    fn put_entry(&mut self, entry: &Entry) {
+        let loc = match self.recorded_at {
+            Some(loc) => loc,
+            None => match journal::encode_frame(entry, &mut self.frames) {
+                Ok(loc) => Location {
+                    offset: self.journal_base + loc.offset,
+                    len: loc.len,
+                },
+                Err(e) => {
+                    self.encode_error = Some(e);
+                    return;
+                }
+            },
+        };
+        self.end = loc.offset + u64::from(loc.len);
+        self.put(keys::entry(entry.sequence), &loc);
+        self.entries.insert(entry.sequence, entry.clone());
+    }
+    fn put_reversed_by(&mut self, sequence: u64, by: u64) {
+        self.put(keys::reversed_by(sequence), &by);
+    }
+    fn put_case_line(&mut self, case_id: Uuid, sequence: u64, line: Balances) {
+        self.put(keys::case_line(case_id, sequence), &line);
+    }
+}
+

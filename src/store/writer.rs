@@ -1,0 +1,161 @@
+//! The single writer and its group commit.
+//!
+//! One thread owns the journal's append side. It takes requests from a bounded channel,
+//! decides and applies as many as are waiting (up to a limit) against an overlay,
+//! appends their frames with one write, makes them durable with one `fdatasync`, applies
+//! the overlay to sled in one atomic batch, and only then answers every request of the
+//! batch. One sync thus serves every client that was waiting.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::domain::Micros;
+use crate::ledger::{self, Context, LedgerError, Outcome, Request};
+
+use super::journal::{JournalWriter, BATCH_BYTES_SOFT_MAX};
+use super::state::{Overlay, SledState};
+
+/// The most requests one batch takes; bounds the latency a batch adds to its first.
+pub const BATCH_REQUESTS_MAX: usize = 4096;
+
+pub type Reply = Result<Outcome, WriteError>;
+
+/// Why a write was not done. `Ledger` is the request's own outcome; `Unavailable` means
+/// the store could not take it now and nothing of it was kept.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("the ledger cannot write now: {0}")]
+    Unavailable(String),
+}
+
+pub enum Message {
+    Write {
+        request: Request,
+        reply: oneshot::Sender<Reply>,
+    },
+    /// Finish what is queued, then stop.
+    Stop,
+}
+
+pub struct Writer {
+    pub(crate) journal: JournalWriter,
+    pub(crate) state: SledState,
+    /// Set after a failed sync or a failed apply: the state on disk is uncertain until a
+    /// restart replays the journal, so every later write is refused.
+    pub(crate) poisoned: Option<String>,
+    pub(crate) metrics: std::sync::Arc<super::WriterStats>,
+}
+
+fn now() -> Micros {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+impl Writer {
+    /// Runs until [`Message::Stop`] or until every sender is gone.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Message>) {
+        // The overlay borrows the state while `self` is borrowed mutably to commit; the
+        // clone shares the same sled tree and journal reader.
+        let state = self.state.clone();
+        let mut stopping = false;
+        while !stopping {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let mut pending = Vec::new();
+            let mut overlay = Overlay::new(&state, self.journal.end());
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Stop => {
+                        stopping = true;
+                        break;
+                    }
+                    Message::Write { request, reply } => {
+                        let result = self.decide(&mut overlay, &request);
+                        pending.push((reply, result));
+                    }
+                }
+                if pending.len() < BATCH_REQUESTS_MAX
+                    && overlay.frame_bytes() < BATCH_BYTES_SOFT_MAX
+                {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.commit(overlay, pending);
+        }
+        if let Err(e) = self.state.tree.flush() {
+            tracing::warn!(error = %e, "flushing the state at shutdown failed; it is rebuilt from the journal at start");
+        }
+    }
+
+    fn decide(&self, overlay: &mut Overlay<'_>, request: &Request) -> Reply {
+        if let Some(why) = &self.poisoned {
+            return Err(WriteError::Unavailable(why.clone()));
+        }
+        let ctx = Context {
+            now: now(),
+            new_id: Uuid::now_v7(),
+        };
+        ledger::execute(overlay, request, &ctx)
+            .map(|(outcome, _)| outcome)
+            .map_err(WriteError::from)
+    }
+
+    /// Makes the batch durable, applies it, then answers. If anything fails, every
+    /// request of the batch is refused: none of them was acknowledged, and a retry
+    /// with the same request id finds whatever did reach the journal.
+    fn commit(&mut self, overlay: Overlay<'_>, pending: Vec<(oneshot::Sender<Reply>, Reply)>) {
+        if pending.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let entries = overlay.len();
+        let result = self.persist(overlay);
+        self.metrics.record(pending.len(), entries, started.elapsed());
+        for (reply, outcome) in pending {
+            let answer = match &result {
+                Ok(()) => outcome,
+                Err(why) => Err(WriteError::Unavailable(why.clone())),
+            };
+            // A client that went away no longer needs its answer.
+            let _ = reply.send(answer);
+        }
+    }
+
+    fn persist(&mut self, overlay: Overlay<'_>) -> Result<(), String> {
+        if overlay.is_empty() {
+            return Ok(());
+        }
+        let (frames, batch) = overlay.into_parts().map_err(|f| f.to_string())?;
+        if let Err(e) = self.journal.append(&frames) {
+            let why = format!("journal write failed: {e}");
+            if self.journal.is_broken() {
+                tracing::error!(error = %e, "journal write failed and could not be undone; refusing writes until restart");
+                self.poisoned = Some(format!("{why}; restart the server to recover"));
+            } else {
+                tracing::error!(error = %e, "journal write failed; the batch is refused and writes go on");
+            }
+            return Err(why);
+        }
+        if let Err(e) = self.journal.sync() {
+            let why = format!("journal sync failed: {e}; restart the server to recover");
+            tracing::error!(error = %e, "journal fdatasync failed; refusing writes until restart");
+            self.poisoned = Some(why.clone());
+            return Err(why);
+        }
+        if let Err(e) = self.state.tree.apply_batch(batch) {
+            let why = format!("applying the state failed: {e}; restart the server to recover");
+            tracing::error!(error = %e, "applying a durable batch to sled failed; refusing writes until restart");
+            self.poisoned = Some(why.clone());
+            return Err(why);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+//! The test harness: a real server on 127.0.0.1 (an ephemeral port), on a temporary
+//! data directory, talked to over gRPC; plus builders for the usual requests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use case_escrow::api::pb::{
+    self, case_ledger_client::CaseLedgerClient, special_accounts_client::SpecialAccountsClient,
+};
+use case_escrow::server::{Server, ServerConfig, ServerError};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+impl TestServer {
+    pub async fn start(data_dir: &Path) -> TestServer {
+        let server = Server::bind(ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            data_dir: data_dir.to_owned(),
+            shutdown_grace: Duration::from_secs(5),
+        })
+        .await
+        .expect("server starts");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            data_dir: data_dir.to_owned(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("valid uri")
+            .connect()
+            .await
+            .expect("connects")
+    }
+
+    pub async fn specials(&self) -> SpecialAccountsClient<Channel> {
+        SpecialAccountsClient::new(self.channel().await)
+    }
+
+    pub async fn cases(&self) -> CaseLedgerClient<Channel> {
+        CaseLedgerClient::new(self.channel().await)
+    }
+
+    /// Graceful stop: waits until the store is closed, so the directory can reopen.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server stops cleanly");
+        }
+    }
+}
+
+pub fn rid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn open_special_request(court: &str, account_number: &str) -> pb::OpenSpecialAccountRequest {
+    pb::OpenSpecialAccountRequest {
+        request_id: rid(),
+        court_code: court.into(),
+        bank_name: "中国工商银行".into(),
+        bank_branch: "昆明五华支行".into(),
+        account_number: account_number.into(),
+        account_name: format!("{court}法院执行款专户"),
+        document_ref: "云高法〔2018〕35号".into(),
+    }
+}
+
+pub async fn open_special(
+    client: &mut SpecialAccountsClient<Channel>,
+    court: &str,
+) -> pb::SpecialAccount {
+    client
+        .open_special_account(open_special_request(court, "2502010009200012345"))
+        .await
+        .expect("special account opens")
+        .into_inner()
+}
+
+pub const APPLICANT_ACCOUNT: &str = "6222020200012345678";
+
+pub fn open_case_request(special_id: &str, case_number: &str, target: &str) -> pb::OpenCaseAccountRequest {
+    pb::OpenCaseAccountRequest {
+        request_id: rid(),
+        special_account_id: special_id.into(),
+        case_number: case_number.into(),
+        target_amount: target.into(),
+        applicants: vec![pb::Party {
+            name: "张三".into(),
+            payee_account: APPLICANT_ACCOUNT.into(),
+            payee_bank: "中国建设银行昆明分行".into(),
+        }],
+        respondents: vec![pb::Party {
+            name: "某某贸易有限公司".into(),
+            payee_account: String::new(),
+            payee_bank: String::new(),
+        }],
+    }
+}
+
+pub async fn open_case(
+    client: &mut CaseLedgerClient<Channel>,
+    special_id: &str,
+    case_number: &str,
+) -> pb::CaseAccount {
+    client
+        .open_case_account(open_case_request(special_id, case_number, "100000.00"))
+        .await
+        .expect("case account opens")
+        .into_inner()
+}
+
+pub fn receipt_request(case_number: &str, amount: &str, bank_ref: &str) -> pb::RecordReceiptRequest {
+    pb::RecordReceiptRequest {
+        request_id: rid(),
+        account: Some(pb::record_receipt_request::Account::CaseNumber(case_number.into())),
+        amount: amount.into(),
+        payer_name: "某某贸易有限公司".into(),
+        payer_account: "6217000000000000001".into(),
+        bank_ref: bank_ref.into(),
+        value_date: "2024-03-01".into(),
+    }
+}
+
+pub fn disbursement_request(case_number: &str, amount: &str) -> pb::RequestDisbursementRequest {
+    pb::RequestDisbursementRequest {
+        request_id: rid(),
+        case_number: case_number.into(),
+        amount: amount.into(),
+        payee_name: "张三".into(),
+        payee_account: APPLICANT_ACCOUNT.into(),
+        payee_bank: "中国建设银行昆明分行".into(),
+        purpose: pb::DisbursementPurpose::ToApplicant as i32,
+        memo: String::new(),
+        exception_reason: String::new(),
+    }
+}
+
+pub async fn balances(client: &mut CaseLedgerClient<Channel>, case_number: &str) -> pb::Balances {
+    client
+        .get_case_account(pb::GetCaseAccountRequest {
+            account: Some(pb::get_case_account_request::Account::CaseNumber(case_number.into())),
+            as_of: None,
+        })
+        .await
+        .expect("case account reads")
+        .into_inner()
+        .balances
+        .expect("balances present")
+}
