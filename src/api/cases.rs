@@ -38,8 +38,14 @@ impl CaseLedgerService {
     fn case_id(&self, key: &CaseKey) -> Result<Uuid, Status> {
         let reads = &self.store.reads;
         let (id, what) = match key {
-            CaseKey::Number(n) => (reads.case_by_number(n)?, format!("case account for case number {n}")),
-            CaseKey::Van(v) => (reads.case_by_van(v)?, format!("case account with virtual account number {v}")),
+            CaseKey::Number(n) => (
+                reads.case_by_number(n)?,
+                format!("case account for case number {n}"),
+            ),
+            CaseKey::Van(v) => (
+                reads.case_by_van(v)?,
+                format!("case account with virtual account number {v}"),
+            ),
         };
         id.ok_or_else(|| DomainError::not_found(what).into())
     }
@@ -50,9 +56,12 @@ impl CaseLedgerService {
         let case = reads
             .case(id)?
             .ok_or_else(|| error::fault(Fault(format!("case index names missing case {id}"))))?;
-        let (_, balances) = reads
-            .case_balances_at(id, sequence)?
-            .ok_or_else(|| DomainError::not_found(format!("case account {} at entry {sequence}", case.case_number)))?;
+        let (_, balances) = reads.case_balances_at(id, sequence)?.ok_or_else(|| {
+            DomainError::not_found(format!(
+                "case account {} at entry {sequence}",
+                case.case_number
+            ))
+        })?;
         Ok(cv::case_account(&case, &balances, sequence))
     }
 
@@ -62,7 +71,10 @@ impl CaseLedgerService {
         let Some((case_id, number)) = cases.first() else {
             return Ok(cv::entry(entry, None));
         };
-        let line = self.store.reads.case_balances_at(*case_id, entry.sequence)?;
+        let line = self
+            .store
+            .reads
+            .case_balances_at(*case_id, entry.sequence)?;
         Ok(cv::entry(entry, line.map(|(_, b)| (*number, b))))
     }
 
@@ -70,8 +82,18 @@ impl CaseLedgerService {
     /// request gets its original answer).
     fn disbursement_answer(&self, entry: &Entry) -> Answer<pb::Disbursement> {
         let id = match &entry.op {
-            Op::DisbursementRequested { disbursement_id, .. } | Op::DisbursementMoved { disbursement_id, .. } => *disbursement_id,
-            _ => return Err(error::fault(Fault(format!("entry {} is no disbursement step", entry.sequence)))),
+            Op::DisbursementRequested {
+                disbursement_id, ..
+            }
+            | Op::DisbursementMoved {
+                disbursement_id, ..
+            } => *disbursement_id,
+            _ => {
+                return Err(error::fault(Fault(format!(
+                    "entry {} is no disbursement step",
+                    entry.sequence
+                ))))
+            }
         };
         let mut d = self
             .store
@@ -88,7 +110,11 @@ impl CaseLedgerService {
         Ok(Response::new(cv::disbursement(&d)))
     }
 
-    async fn disbursement_step(&self, request_id: &str, command: Command) -> Answer<pb::Disbursement> {
+    async fn disbursement_step(
+        &self,
+        request_id: &str,
+        command: Command,
+    ) -> Answer<pb::Disbursement> {
         let entry = self.submit(request_id, command).await?;
         self.disbursement_answer(&entry)
     }
@@ -99,13 +125,20 @@ fn case_key(account: Option<&pb::record_receipt_request::Account>) -> Result<Cas
     match account {
         Some(A::CaseNumber(n)) => Ok(CaseKey::Number(cv::case_number("case_number", n)?)),
         Some(A::VirtualAccountNumber(v)) => Ok(CaseKey::Van(cv::van("virtual_account_number", v)?)),
-        None => Err(DomainError::invalid("case_number", "case_number or virtual_account_number is required").into()),
+        None => Err(DomainError::invalid(
+            "case_number",
+            "case_number or virtual_account_number is required",
+        )
+        .into()),
     }
 }
 
 #[tonic::async_trait]
 impl CaseLedger for CaseLedgerService {
-    async fn open_case_account(&self, request: Request<pb::OpenCaseAccountRequest>) -> Answer<pb::CaseAccount> {
+    async fn open_case_account(
+        &self,
+        request: Request<pb::OpenCaseAccountRequest>,
+    ) -> Answer<pb::CaseAccount> {
         let r = request.into_inner();
         let command = Command::OpenCaseAccount {
             special_id: cv::id("special_account_id", &r.special_account_id)?,
@@ -116,25 +149,40 @@ impl CaseLedger for CaseLedgerService {
         };
         let entry = self.submit(&r.request_id, command).await?;
         let Op::CaseAccountOpened { case_id, .. } = entry.op else {
-            return Err(error::fault(Fault(format!("entry {} opened no case account", entry.sequence))));
+            return Err(error::fault(Fault(format!(
+                "entry {} opened no case account",
+                entry.sequence
+            ))));
         };
         self.case_at(case_id, entry.sequence).map(Response::new)
     }
 
-    async fn get_case_account(&self, request: Request<pb::GetCaseAccountRequest>) -> Answer<pb::CaseAccount> {
+    async fn get_case_account(
+        &self,
+        request: Request<pb::GetCaseAccountRequest>,
+    ) -> Answer<pb::CaseAccount> {
         use pb::get_case_account_request::Account as A;
         let r = request.into_inner();
         let key = match &r.account {
             Some(A::CaseNumber(n)) => CaseKey::Number(cv::case_number("case_number", n)?),
             Some(A::VirtualAccountNumber(v)) => CaseKey::Van(cv::van("virtual_account_number", v)?),
-            None => return Err(DomainError::invalid("case_number", "case_number or virtual_account_number is required").into()),
+            None => {
+                return Err(DomainError::invalid(
+                    "case_number",
+                    "case_number or virtual_account_number is required",
+                )
+                .into())
+            }
         };
         let id = self.case_id(&key)?;
         let (sequence, _) = resolve_as_of(&self.store.reads, r.as_of.as_ref())?;
         self.case_at(id, sequence).map(Response::new)
     }
 
-    async fn record_receipt(&self, request: Request<pb::RecordReceiptRequest>) -> Answer<pb::Entry> {
+    async fn record_receipt(
+        &self,
+        request: Request<pb::RecordReceiptRequest>,
+    ) -> Answer<pb::Entry> {
         let r = request.into_inner();
         let command = Command::RecordReceipt {
             case: case_key(r.account.as_ref())?,
@@ -148,7 +196,10 @@ impl CaseLedger for CaseLedgerService {
         self.entry_answer(&entry).map(Response::new)
     }
 
-    async fn request_disbursement(&self, request: Request<pb::RequestDisbursementRequest>) -> Answer<pb::Disbursement> {
+    async fn request_disbursement(
+        &self,
+        request: Request<pb::RequestDisbursementRequest>,
+    ) -> Answer<pb::Disbursement> {
         let r = request.into_inner();
         let command = Command::RequestDisbursement {
             case_number: cv::case_number("case_number", &r.case_number)?,
@@ -165,7 +216,10 @@ impl CaseLedger for CaseLedgerService {
         self.disbursement_step(&r.request_id, command).await
     }
 
-    async fn approve_disbursement(&self, request: Request<pb::ApproveDisbursementRequest>) -> Answer<pb::Disbursement> {
+    async fn approve_disbursement(
+        &self,
+        request: Request<pb::ApproveDisbursementRequest>,
+    ) -> Answer<pb::Disbursement> {
         let r = request.into_inner();
         let command = Command::ApproveDisbursement {
             disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
@@ -174,7 +228,10 @@ impl CaseLedger for CaseLedgerService {
         self.disbursement_step(&r.request_id, command).await
     }
 
-    async fn reject_disbursement(&self, request: Request<pb::RejectDisbursementRequest>) -> Answer<pb::Disbursement> {
+    async fn reject_disbursement(
+        &self,
+        request: Request<pb::RejectDisbursementRequest>,
+    ) -> Answer<pb::Disbursement> {
         let r = request.into_inner();
         let command = Command::RejectDisbursement {
             disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
@@ -183,7 +240,10 @@ impl CaseLedger for CaseLedgerService {
         self.disbursement_step(&r.request_id, command).await
     }
 
-    async fn cancel_disbursement(&self, request: Request<pb::CancelDisbursementRequest>) -> Answer<pb::Disbursement> {
+    async fn cancel_disbursement(
+        &self,
+        request: Request<pb::CancelDisbursementRequest>,
+    ) -> Answer<pb::Disbursement> {
         let r = request.into_inner();
         let command = Command::CancelDisbursement {
             disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
@@ -192,7 +252,10 @@ impl CaseLedger for CaseLedgerService {
         self.disbursement_step(&r.request_id, command).await
     }
 
-    async fn confirm_disbursement_paid(&self, request: Request<pb::ConfirmDisbursementPaidRequest>) -> Answer<pb::Disbursement> {
+    async fn confirm_disbursement_paid(
+        &self,
+        request: Request<pb::ConfirmDisbursementPaidRequest>,
+    ) -> Answer<pb::Disbursement> {
         let r = request.into_inner();
         let command = Command::ConfirmDisbursementPaid {
             disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
@@ -202,7 +265,10 @@ impl CaseLedger for CaseLedgerService {
         self.disbursement_step(&r.request_id, command).await
     }
 
-    async fn fail_disbursement(&self, request: Request<pb::FailDisbursementRequest>) -> Answer<pb::Disbursement> {
+    async fn fail_disbursement(
+        &self,
+        request: Request<pb::FailDisbursementRequest>,
+    ) -> Answer<pb::Disbursement> {
         let r = request.into_inner();
         let command = Command::FailDisbursement {
             disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
@@ -211,7 +277,10 @@ impl CaseLedger for CaseLedgerService {
         self.disbursement_step(&r.request_id, command).await
     }
 
-    async fn record_returned_payment(&self, request: Request<pb::RecordReturnedPaymentRequest>) -> Answer<pb::Disbursement> {
+    async fn record_returned_payment(
+        &self,
+        request: Request<pb::RecordReturnedPaymentRequest>,
+    ) -> Answer<pb::Disbursement> {
         let r = request.into_inner();
         let command = Command::RecordReturnedPayment {
             disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
@@ -221,7 +290,10 @@ impl CaseLedger for CaseLedgerService {
         self.disbursement_step(&r.request_id, command).await
     }
 
-    async fn get_disbursement(&self, request: Request<pb::GetDisbursementRequest>) -> Answer<pb::Disbursement> {
+    async fn get_disbursement(
+        &self,
+        request: Request<pb::GetDisbursementRequest>,
+    ) -> Answer<pb::Disbursement> {
         let id = cv::id("disbursement_id", &request.get_ref().disbursement_id)?;
         let d = self
             .store
@@ -231,7 +303,10 @@ impl CaseLedger for CaseLedgerService {
         Ok(Response::new(cv::disbursement(&d)))
     }
 
-    async fn transfer_between_cases(&self, request: Request<pb::TransferBetweenCasesRequest>) -> Answer<pb::Entry> {
+    async fn transfer_between_cases(
+        &self,
+        request: Request<pb::TransferBetweenCasesRequest>,
+    ) -> Answer<pb::Entry> {
         let r = request.into_inner();
         let command = Command::TransferBetweenCases {
             from: cv::case_number("from_case_number", &r.from_case_number)?,
@@ -247,7 +322,9 @@ impl CaseLedger for CaseLedgerService {
     async fn reverse_entry(&self, request: Request<pb::ReverseEntryRequest>) -> Answer<pb::Entry> {
         let r = request.into_inner();
         if r.sequence == 0 {
-            return Err(DomainError::invalid("sequence", "is required: the entry to reverse").into());
+            return Err(
+                DomainError::invalid("sequence", "is required: the entry to reverse").into(),
+            );
         }
         let command = Command::ReverseEntry {
             sequence: r.sequence,
@@ -257,7 +334,10 @@ impl CaseLedger for CaseLedgerService {
         self.entry_answer(&entry).map(Response::new)
     }
 
-    async fn close_case_account(&self, request: Request<pb::CloseCaseAccountRequest>) -> Answer<pb::CaseAccount> {
+    async fn close_case_account(
+        &self,
+        request: Request<pb::CloseCaseAccountRequest>,
+    ) -> Answer<pb::CaseAccount> {
         let r = request.into_inner();
         let command = Command::CloseCaseAccount {
             case_number: cv::case_number("case_number", &r.case_number)?,
@@ -266,21 +346,27 @@ impl CaseLedger for CaseLedgerService {
         };
         let entry = self.submit(&r.request_id, command).await?;
         let Op::CaseAccountClosed { case_id, .. } = entry.op else {
-            return Err(error::fault(Fault(format!("entry {} closed no case account", entry.sequence))));
+            return Err(error::fault(Fault(format!(
+                "entry {} closed no case account",
+                entry.sequence
+            ))));
         };
         self.case_at(case_id, entry.sequence).map(Response::new)
     }
 
-    async fn list_entries(&self, request: Request<pb::ListEntriesRequest>) -> Answer<pb::ListEntriesResponse> {
+    async fn list_entries(
+        &self,
+        request: Request<pb::ListEntriesRequest>,
+    ) -> Answer<pb::ListEntriesResponse> {
         let r = request.into_inner();
         let number = cv::case_number("case_number", &r.case_number)?;
         let id = self.case_id(&CaseKey::Number(number.clone()))?;
         let limit = page_size(r.page_size)?;
         let after = match r.page_token.as_str() {
             "" => 0,
-            t => t
-                .parse::<u64>()
-                .map_err(|_| Status::invalid_argument("page_token: not a token this server issued"))?,
+            t => t.parse::<u64>().map_err(|_| {
+                Status::invalid_argument("page_token: not a token this server issued")
+            })?,
         };
         let (until, _) = resolve_as_of(&self.store.reads, r.as_of.as_ref())?;
         let lines = self.store.reads.case_lines(id, after, until, limit)?;

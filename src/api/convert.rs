@@ -154,7 +154,10 @@ pub fn closure_method(value: i32) -> Field<ClosureMethod> {
         Ok(P::Withdrawn) => Ok(ClosureMethod::Withdrawn),
         Ok(P::NotEnforced) => Ok(ClosureMethod::NotEnforced),
         Ok(P::Rejected) => Ok(ClosureMethod::Rejected),
-        _ => Err(invalid("closure_method", "is required: one of the closure methods")),
+        _ => Err(invalid(
+            "closure_method",
+            "is required: one of the closure methods",
+        )),
     }
 }
 
@@ -265,8 +268,8 @@ fn party(p: &Party) -> pb::Party {
 
 /// A case account with the balances and status it had at `sequence`.
 pub fn case_account(c: &CaseState, b: &Balances, sequence: u64) -> pb::CaseAccount {
-    let closed = c.status == AccountStatus::Closed
-        && c.closed_sequence.is_some_and(|s| s <= sequence);
+    let closed =
+        c.status == AccountStatus::Closed && c.closed_sequence.is_some_and(|s| s <= sequence);
     pb::CaseAccount {
         case_account_id: c.id.to_string(),
         special_account_id: c.special_id.to_string(),
@@ -287,7 +290,11 @@ pub fn case_account(c: &CaseState, b: &Balances, sequence: u64) -> pb::CaseAccou
             _ => pb::ClosureMethod::Unspecified as i32,
         },
         opened_at: Some(timestamp(c.opened_at)),
-        closed_at: if closed { c.closed_at.map(timestamp) } else { None },
+        closed_at: if closed {
+            c.closed_at.map(timestamp)
+        } else {
+            None
+        },
         as_of_sequence: sequence,
     }
 }
@@ -306,7 +313,11 @@ pub fn disbursement(d: &DisbursementState) -> pb::Disbursement {
         state: status_to_pb(d.status) as i32,
         approval_ref: d.approval_ref.to_string(),
         reason: d.reason.to_string(),
-        bank_ref: d.bank_ref.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+        bank_ref: d
+            .bank_ref
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
         paid_at: d.paid_at.map(timestamp),
         requested_at: Some(timestamp(d.requested_at)),
         sequence: d.sequence,
@@ -439,8 +450,12 @@ pub fn entry(e: &Entry, case: Option<(&CaseNumber, Balances)>) -> pb::Entry {
         } => {
             let this = case.map(|(n, _)| n).unwrap_or(from_number);
             out.case_number = this.to_string();
-            out.counterparty_case_number =
-                if this == from_number { to_number } else { from_number }.to_string();
+            out.counterparty_case_number = if this == from_number {
+                to_number
+            } else {
+                from_number
+            }
+            .to_string();
             out.amount = amount.to_string();
             out.memo = reason.to_string();
             K::Transfer
@@ -454,7 +469,10 @@ pub fn entry(e: &Entry, case: Option<(&CaseNumber, Balances)>) -> pb::Entry {
             out.reversed_sequence = *reversed_sequence;
             out.memo = reason.to_string();
             if out.case_number.is_empty() {
-                out.case_number = cases.first().map(|(_, n)| n.to_string()).unwrap_or_default();
+                out.case_number = cases
+                    .first()
+                    .map(|(_, n)| n.to_string())
+                    .unwrap_or_default();
             }
             let moved: i64 = e
                 .postings

@@ -2,9 +2,9 @@
 //! it validates every field into domain types, submits commands, and maps refusals to
 //! statuses in one place (`error`).
 
+mod cases;
 pub mod convert;
 pub mod error;
-mod cases;
 mod specials;
 
 pub use cases::CaseLedgerService;

@@ -30,20 +30,37 @@ impl SpecialAccountsService {
             .store
             .reads
             .special(id)?
-            .filter(|s| s.registrations.first().is_some_and(|r| r.sequence <= sequence))
+            .filter(|s| {
+                s.registrations
+                    .first()
+                    .is_some_and(|r| r.sequence <= sequence)
+            })
             .ok_or_else(|| DomainError::not_found(format!("special account {id}")))?;
         Ok(cv::special_account(&special, sequence, at))
     }
 
     /// The account right after the entry a write produced (or found).
-    async fn answer(&self, id: Uuid, sequence: u64) -> Result<Response<pb::SpecialAccount>, Status> {
-        let at = self.store.reads.entry(sequence)?.map(|e| e.recorded_at).unwrap_or_default();
-        self.read(id, sequence, at.max(super::now())).map(Response::new)
+    async fn answer(
+        &self,
+        id: Uuid,
+        sequence: u64,
+    ) -> Result<Response<pb::SpecialAccount>, Status> {
+        let at = self
+            .store
+            .reads
+            .entry(sequence)?
+            .map(|e| e.recorded_at)
+            .unwrap_or_default();
+        self.read(id, sequence, at.max(super::now()))
+            .map(Response::new)
     }
 }
 
 fn bank_field(field: &str, value: &Option<String>) -> Result<Option<crate::domain::Text>, Status> {
-    value.as_deref().map(|v| cv::required(field, v, len::NAME)).transpose()
+    value
+        .as_deref()
+        .map(|v| cv::required(field, v, len::NAME))
+        .transpose()
 }
 
 #[tonic::async_trait]
@@ -66,7 +83,11 @@ impl SpecialAccounts for SpecialAccountsService {
         let sequence = self.submit(&r.request_id, command).await?;
         let id = match self.store.reads.entry(sequence)?.map(|e| e.op) {
             Some(crate::domain::Op::SpecialAccountOpened { special_id, .. }) => special_id,
-            _ => return Err(error::fault(ledger::Fault(format!("entry {sequence} opened no special account")))),
+            _ => {
+                return Err(error::fault(ledger::Fault(format!(
+                    "entry {sequence} opened no special account"
+                ))))
+            }
         };
         self.answer(id, sequence).await
     }
@@ -157,7 +178,13 @@ impl SpecialAccounts for SpecialAccountsService {
         Ok(Response::new(pb::ListSpecialAccountsResponse {
             special_accounts: page
                 .iter()
-                .map(|(_, s)| cv::special_account(s, sequence.max(s.registrations.last().map_or(0, |r| r.sequence)), now))
+                .map(|(_, s)| {
+                    cv::special_account(
+                        s,
+                        sequence.max(s.registrations.last().map_or(0, |r| r.sequence)),
+                        now,
+                    )
+                })
                 .collect(),
             next_page_token,
         }))
@@ -173,7 +200,7 @@ fn decode_token(token: &str) -> Result<Option<Vec<u8>>, Status> {
         return Ok(None);
     }
     let bad = || Status::invalid_argument("page_token: not a token this server issued");
-    if token.len() % 2 != 0 || token.len() > 512 {
+    if !token.len().is_multiple_of(2) || token.len() > 512 {
         return Err(bad());
     }
     (0..token.len())

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use crate::server::{Server, ServerConfig, SHUTDOWN_GRACE_DEFAULT};
 
 #[derive(Parser)]
-#[command(name = "case-escrow", version, about = "One case, one account: the ledger of court enforcement money")]
+#[command(
+    name = "case-escrow",
+    version,
+    about = "One case, one account: the ledger of court enforcement money"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,7 +48,10 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("case-escrow: cannot start the runtime: {e}");

@@ -23,7 +23,9 @@ const AMOUNT_TEXT_LEN_MAX: usize = 32;
 
 /// A signed sum of fen: balances and totals. Arithmetic is checked; an overflow is a
 /// fault of ours (amounts are bounded), reported rather than wrapped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Fen(pub i64);
 
 /// A validated positive amount: 0 < amount <= [`AMOUNT_MAX_FEN`].

@@ -121,7 +121,9 @@ impl fmt::Display for Text {
 }
 
 /// Microseconds since the Unix epoch, UTC. The journal's clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Micros(pub i64);
 
 /// A calendar date (a bank's value date), kept as `YYYY-MM-DD` after validation.
@@ -153,7 +155,9 @@ impl Date {
             )));
         }
         if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-            return Err(InvalidValue::new(format!("{text:?} is not a calendar date")));
+            return Err(InvalidValue::new(format!(
+                "{text:?} is not a calendar date"
+            )));
         }
         // The ranges were checked just above, so the narrowing cannot truncate.
         Ok(Date {
@@ -167,7 +171,9 @@ impl Date {
 fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
         4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         2 => 28,
         _ => 31,
     }
@@ -214,7 +220,10 @@ mod tests {
 
     #[test]
     fn text_is_trimmed_and_bounded() {
-        assert_eq!(Text::required("  张三 ", 10).map(|t| t.0), Ok("张三".to_owned()));
+        assert_eq!(
+            Text::required("  张三 ", 10).map(|t| t.0),
+            Ok("张三".to_owned())
+        );
         assert!(Text::required("   ", 10).is_err());
         assert!(Text::optional("a\u{0}b", 10).is_err());
         assert!(Text::optional(&"字".repeat(11), 10).is_err());

@@ -5,13 +5,13 @@
 //! copies, with checked arithmetic and the invariants asserted; only if all of that
 //! succeeds is anything written. A failure therefore leaves the state untouched.
 
-use std::collections::BTreeMap;
+use std::collections::{btree_map, BTreeMap};
 
 use uuid::Uuid;
 
 use crate::domain::{
-    Account, AccountStatus, Balances, CaseState, DisbursementState, DisbursementStatus, Entry,
-    Fen, Meta, Op, Registration, RegistrationKind, RequestRecord, Side, SpecialAccountState,
+    Account, AccountStatus, Balances, CaseState, DisbursementState, DisbursementStatus, Entry, Fen,
+    Meta, Op, Registration, RegistrationKind, RequestRecord, Side, SpecialAccountState,
 };
 
 use super::state::{Fault, StateMut};
@@ -25,28 +25,32 @@ struct Touched {
 }
 
 impl Touched {
-    fn special(&mut self, state: &impl StateMut, id: Uuid) -> Result<&mut SpecialAccountState, Fault> {
-        if !self.specials.contains_key(&id) {
-            let s = state
-                .special(id)?
-                .ok_or_else(|| Fault(format!("entry names missing special account {id}")))?;
-            self.specials.insert(id, s);
+    fn special(
+        &mut self,
+        state: &impl StateMut,
+        id: Uuid,
+    ) -> Result<&mut SpecialAccountState, Fault> {
+        match self.specials.entry(id) {
+            btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            btree_map::Entry::Vacant(e) => {
+                let s = state
+                    .special(id)?
+                    .ok_or_else(|| Fault(format!("entry names missing special account {id}")))?;
+                Ok(e.insert(s))
+            }
         }
-        self.specials
-            .get_mut(&id)
-            .ok_or_else(|| Fault("special account vanished".into()))
     }
 
     fn case(&mut self, state: &impl StateMut, id: Uuid) -> Result<&mut CaseState, Fault> {
-        if !self.cases.contains_key(&id) {
-            let c = state
-                .case(id)?
-                .ok_or_else(|| Fault(format!("entry names missing case account {id}")))?;
-            self.cases.insert(id, c);
+        match self.cases.entry(id) {
+            btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            btree_map::Entry::Vacant(e) => {
+                let c = state
+                    .case(id)?
+                    .ok_or_else(|| Fault(format!("entry names missing case account {id}")))?;
+                Ok(e.insert(c))
+            }
         }
-        self.cases
-            .get_mut(&id)
-            .ok_or_else(|| Fault("case account vanished".into()))
     }
 }
 
@@ -177,7 +181,11 @@ fn apply_postings(state: &impl StateMut, entry: &Entry, t: &mut Touched) -> Resu
     Ok(())
 }
 
-type CreatedCase = Option<(Uuid, crate::domain::CaseNumber, crate::domain::VirtualAccountNumber)>;
+type CreatedCase = Option<(
+    Uuid,
+    crate::domain::CaseNumber,
+    crate::domain::VirtualAccountNumber,
+)>;
 
 fn apply_op(
     state: &impl StateMut,
@@ -238,9 +246,9 @@ fn apply_op(
             effective_at,
         } => {
             let s = t.special(state, *special_id)?;
-            let latest = s
-                .bank_latest()
-                .ok_or_else(|| Fault(format!("special account {special_id} has no registration")))?;
+            let latest = s.bank_latest().ok_or_else(|| {
+                Fault(format!("special account {special_id} has no registration"))
+            })?;
             let bank = change.applied_to(latest);
             s.registrations.push(registration(
                 RegistrationKind::Changed,
@@ -256,10 +264,9 @@ fn apply_op(
             document_ref,
         } => {
             let s = t.special(state, *special_id)?;
-            let bank = s
-                .bank_latest()
-                .cloned()
-                .ok_or_else(|| Fault(format!("special account {special_id} has no registration")))?;
+            let bank = s.bank_latest().cloned().ok_or_else(|| {
+                Fault(format!("special account {special_id} has no registration"))
+            })?;
             s.status = AccountStatus::Closed;
             s.registrations.push(registration(
                 RegistrationKind::Closed,
@@ -317,7 +324,9 @@ fn apply_op(
             exception_reason,
         } => {
             if state.disbursement(*disbursement_id)?.is_some() {
-                return Err(Fault(format!("disbursement {disbursement_id} requested twice")));
+                return Err(Fault(format!(
+                    "disbursement {disbursement_id} requested twice"
+                )));
             }
             reserve(state, t, *special_id, *case_id, amount.fen())?;
             t.disbursement = Some(DisbursementState {
@@ -348,9 +357,11 @@ fn apply_op(
             at,
             ..
         } => {
-            let mut d = state
-                .disbursement(*disbursement_id)?
-                .ok_or_else(|| Fault(format!("entry names missing disbursement {disbursement_id}")))?;
+            let mut d = state.disbursement(*disbursement_id)?.ok_or_else(|| {
+                Fault(format!(
+                    "entry names missing disbursement {disbursement_id}"
+                ))
+            })?;
             if d.status.holds_reservation() && !to.holds_reservation() {
                 reserve(state, t, d.special_id, d.case_id, Fen(-d.amount.fen().0))?;
             }
@@ -370,7 +381,9 @@ fn apply_op(
             d.sequence = entry.sequence;
             t.disbursement = Some(d);
         }
-        Op::CaseAccountClosed { case_id, method, .. } => {
+        Op::CaseAccountClosed {
+            case_id, method, ..
+        } => {
             let c = t.case(state, *case_id)?;
             c.status = AccountStatus::Closed;
             c.closure = Some(*method);

@@ -5,9 +5,8 @@
 use uuid::Uuid;
 
 use crate::domain::{
-    Account, AccountStatus, BankRef, CaseState, DisbursementState, DisbursementStatus,
-    DomainError, Entry, Fen, Micros, Op, Payee, Posting, Purpose, SpecialAccountState,
-    VirtualAccountNumber,
+    Account, AccountStatus, BankRef, CaseState, DisbursementState, DisbursementStatus, DomainError,
+    Entry, Fen, Micros, Op, Payee, Posting, Purpose, SpecialAccountState, VirtualAccountNumber,
 };
 
 use super::command::{CaseKey, Command, Request};
@@ -34,12 +33,17 @@ pub struct Context {
     pub new_id: Uuid,
 }
 
-/// The decision for one request.
+/// The decision for one request. Built once per request and consumed at once, so the
+/// size difference between its variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Already done: the request id (or the bank reference) was recorded as this entry.
     Existing(u64),
-    New { op: Op, postings: Vec<Posting> },
+    New {
+        op: Op,
+        postings: Vec<Posting>,
+    },
 }
 
 type Decided = Result<Decision, LedgerError>;
@@ -85,9 +89,9 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
             effective_at,
         } => {
             let special = open_special(state, *special_id)?;
-            let latest = special
-                .bank_latest()
-                .ok_or_else(|| Fault(format!("special account {special_id} has no registration")))?;
+            let latest = special.bank_latest().ok_or_else(|| {
+                Fault(format!("special account {special_id} has no registration"))
+            })?;
             if change.applied_to(latest) == *latest {
                 return Err(DomainError::invalid(
                     "bank_name",
@@ -152,7 +156,9 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
             }
             let case_serial = special.next_case_serial.max(1);
             if case_serial > CASE_SERIAL_MAX {
-                return Err(DomainError::rule("this special account has no case serials left").into());
+                return Err(
+                    DomainError::rule("this special account has no case serials left").into(),
+                );
             }
             new(Op::CaseAccountOpened {
                 case_id: ctx.new_id,
@@ -223,14 +229,26 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
             approval_ref,
         } => {
             let d = disbursement_in(state, *disbursement_id, &[DisbursementStatus::Requested])?;
-            new(moved(&d, DisbursementStatus::Approved, approval_ref.clone(), None, None))
+            new(moved(
+                &d,
+                DisbursementStatus::Approved,
+                approval_ref.clone(),
+                None,
+                None,
+            ))
         }
         Command::RejectDisbursement {
             disbursement_id,
             reason,
         } => {
             let d = disbursement_in(state, *disbursement_id, &[DisbursementStatus::Requested])?;
-            new(moved(&d, DisbursementStatus::Rejected, reason.clone(), None, None))
+            new(moved(
+                &d,
+                DisbursementStatus::Rejected,
+                reason.clone(),
+                None,
+                None,
+            ))
         }
         Command::CancelDisbursement {
             disbursement_id,
@@ -241,14 +259,26 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
                 *disbursement_id,
                 &[DisbursementStatus::Requested, DisbursementStatus::Approved],
             )?;
-            new(moved(&d, DisbursementStatus::Cancelled, reason.clone(), None, None))
+            new(moved(
+                &d,
+                DisbursementStatus::Cancelled,
+                reason.clone(),
+                None,
+                None,
+            ))
         }
         Command::FailDisbursement {
             disbursement_id,
             reason,
         } => {
             let d = disbursement_in(state, *disbursement_id, &[DisbursementStatus::Approved])?;
-            new(moved(&d, DisbursementStatus::Failed, reason.clone(), None, None))
+            new(moved(
+                &d,
+                DisbursementStatus::Failed,
+                reason.clone(),
+                None,
+                None,
+            ))
         }
         Command::ConfirmDisbursementPaid {
             disbursement_id,
@@ -257,7 +287,13 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
         } => {
             let d = disbursement(state, *disbursement_id)?;
             if let Some(seq) = state.bank_ref(d.special_id, bank_ref)? {
-                return same_disbursement_step(state, seq, bank_ref, d.id, DisbursementStatus::Paid);
+                return same_disbursement_step(
+                    state,
+                    seq,
+                    bank_ref,
+                    d.id,
+                    DisbursementStatus::Paid,
+                );
             }
             let d = in_status(d, &[DisbursementStatus::Approved])?;
             let op = moved(
@@ -358,7 +394,10 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
         } => {
             let case = case_by_key(state, &CaseKey::Number(case_number.clone()))?;
             if case.status == AccountStatus::Closed {
-                return Err(DomainError::rule(format!("case account {case_number} is already closed")).into());
+                return Err(DomainError::rule(format!(
+                    "case account {case_number} is already closed"
+                ))
+                .into());
             }
             let b = case.balances;
             if !b.balance().is_zero() || !b.reserved.is_zero() {
@@ -423,8 +462,14 @@ fn open_special(state: &impl State, id: Uuid) -> Result<SpecialAccountState, Led
 
 fn case_by_key(state: &impl State, key: &CaseKey) -> Result<CaseState, LedgerError> {
     let (id, what) = match key {
-        CaseKey::Number(n) => (state.case_by_number(n)?, format!("case account for case number {n}")),
-        CaseKey::Van(v) => (state.case_by_van(v)?, format!("case account with virtual account number {v}")),
+        CaseKey::Number(n) => (
+            state.case_by_number(n)?,
+            format!("case account for case number {n}"),
+        ),
+        CaseKey::Van(v) => (
+            state.case_by_van(v)?,
+            format!("case account with virtual account number {v}"),
+        ),
     };
     let id = id.ok_or_else(|| DomainError::not_found(what))?;
     state
@@ -435,7 +480,9 @@ fn case_by_key(state: &impl State, key: &CaseKey) -> Result<CaseState, LedgerErr
 /// Money may move into or out of a case only while it and its special account are open.
 fn open_case_for_money(state: &impl State, case: &CaseState) -> Result<(), LedgerError> {
     if case.status == AccountStatus::Closed {
-        return Err(DomainError::rule(format!("case account {} is closed", case.case_number)).into());
+        return Err(
+            DomainError::rule(format!("case account {} is closed", case.case_number)).into(),
+        );
     }
     open_special(state, case.special_id).map(|_| ())
 }
@@ -509,14 +556,22 @@ fn disbursement_in(
 }
 
 fn recorded(state: &impl State, seq: u64) -> Result<Entry, LedgerError> {
-    Ok(state
-        .entry(seq)?
-        .ok_or_else(|| Fault(format!("bank reference index points at missing entry {seq}")))?)
+    Ok(state.entry(seq)?.ok_or_else(|| {
+        Fault(format!(
+            "bank reference index points at missing entry {seq}"
+        ))
+    })?)
 }
 
 /// A bank reference seen again: the same receipt is the original entry; anything else
 /// claiming the same bank transaction is refused.
-fn same_receipt(state: &impl State, seq: u64, bank_ref: &BankRef, case_id: Uuid, amount: Fen) -> Decided {
+fn same_receipt(
+    state: &impl State,
+    seq: u64,
+    bank_ref: &BankRef,
+    case_id: Uuid,
+    amount: Fen,
+) -> Decided {
     let entry = recorded(state, seq)?;
     match entry.op {
         Op::Receipt {
@@ -576,7 +631,10 @@ fn reverse(state: &impl State, sequence: u64, reason: crate::domain::Text) -> De
         }
     }
     if let Some(by) = state.reversed_by(sequence)? {
-        return Err(DomainError::rule(format!("entry {sequence} was already reversed by entry {by}")).into());
+        return Err(DomainError::rule(format!(
+            "entry {sequence} was already reversed by entry {by}"
+        ))
+        .into());
     }
     let postings: Vec<Posting> = entry
         .postings

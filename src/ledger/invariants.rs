@@ -81,7 +81,10 @@ pub fn check(state: &MemState) -> Result<(), String> {
             })
             .sum();
         if posted != special.bank_balance.0 {
-            return Err(format!("special account {}: postings disagree with balance", special.id));
+            return Err(format!(
+                "special account {}: postings disagree with balance",
+                special.id
+            ));
         }
     }
     // 6. A request id has one entry; a bank reference at most one.

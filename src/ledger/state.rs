@@ -5,8 +5,8 @@
 use uuid::Uuid;
 
 use crate::domain::{
-    Balances, BankRef, CaseNumber, CaseState, DisbursementState, Entry, Meta, RequestId, RequestRecord,
-    SpecialAccountState, VirtualAccountNumber,
+    Balances, BankRef, CaseNumber, CaseState, DisbursementState, Entry, Meta, RequestId,
+    RequestRecord, SpecialAccountState, VirtualAccountNumber,
 };
 
 /// A failure of the storage underneath, not of the request: reported as UNAVAILABLE or

@@ -84,7 +84,10 @@ pub fn decode_frame(frame: &[u8]) -> Result<Entry, String> {
     let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let payload = &frame[HEADER_BYTES..];
     if payload.len() != len {
-        return Err(format!("frame length {len} does not match {}", payload.len()));
+        return Err(format!(
+            "frame length {len} does not match {}",
+            payload.len()
+        ));
     }
     if crc32fast::hash(payload) != crc {
         return Err("checksum mismatch".into());
@@ -217,7 +220,8 @@ pub fn scan(
             format!("the state was built from {from} bytes of journal but only {file_len} exist"),
         ));
     }
-    let mut reader = BufReader::with_capacity(1 << 20, File::open(&path).map_err(|e| writer.io(e))?);
+    let mut reader =
+        BufReader::with_capacity(1 << 20, File::open(&path).map_err(|e| writer.io(e))?);
     std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(from)).map_err(|e| writer.io(e))?;
     let mut offset = from;
     let mut frame = Vec::new();
@@ -249,7 +253,11 @@ pub fn scan(
     Ok(offset)
 }
 
-fn read_frame(reader: &mut impl Read, remaining: u64, frame: &mut Vec<u8>) -> Result<Entry, String> {
+fn read_frame(
+    reader: &mut impl Read,
+    remaining: u64,
+    frame: &mut Vec<u8>,
+) -> Result<Entry, String> {
     frame.clear();
     frame.resize(HEADER_BYTES, 0);
     if remaining < HEADER_BYTES as u64 {
@@ -265,4 +273,29 @@ fn read_frame(reader: &mut impl Read, remaining: u64, frame: &mut Vec<u8>) -> Re
         .read_exact(&mut frame[HEADER_BYTES..])
         .map_err(|e| e.to_string())?;
     decode_frame(frame)
+}
+
+/// Reads every entry of a journal file without changing it, for verification and
+/// tests. Any invalid frame, even at the tail, is reported.
+pub fn read_all(path: &Path) -> Result<Vec<Entry>, JournalError> {
+    let io = |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let (mut offset, mut frame, mut entries) = (0u64, Vec::new(), Vec::new());
+    while offset < len {
+        let entry = read_frame(&mut reader, len - offset, &mut frame).map_err(|reason| {
+            JournalError::Corrupt {
+                path: path.to_owned(),
+                offset,
+                reason,
+            }
+        })?;
+        entries.push(entry);
+        offset += frame.len() as u64;
+    }
+    Ok(entries)
 }

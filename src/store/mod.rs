@@ -193,7 +193,10 @@ fn replay(journal: &mut journal::JournalWriter, state: &SledState) -> Result<u64
             .map_err(|f| f.to_string())?;
         count += 1;
         if overlay.len() >= REPLAY_CHUNK_ENTRIES {
-            let full = std::mem::replace(&mut overlay, Overlay::new(state, loc.offset + u64::from(loc.len)));
+            let full = std::mem::replace(
+                &mut overlay,
+                Overlay::new(state, loc.offset + u64::from(loc.len)),
+            );
             let (_, batch) = full.into_parts().map_err(|f| f.to_string())?;
             state.tree.apply_batch(batch).map_err(|e| e.to_string())?;
         }

@@ -68,7 +68,11 @@ impl SledState {
     }
 
     /// The case's balances after the last of its entries at or before `sequence`.
-    pub fn case_balances_at(&self, case_id: Uuid, sequence: u64) -> Result<Option<(u64, Balances)>, Fault> {
+    pub fn case_balances_at(
+        &self,
+        case_id: Uuid,
+        sequence: u64,
+    ) -> Result<Option<(u64, Balances)>, Fault> {
         let start = keys::case_lines(case_id);
         let end = keys::case_line(case_id, sequence);
         match self.tree.range(start..=end).next_back() {

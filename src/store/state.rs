@@ -213,7 +213,10 @@ impl StateMut for Overlay<'_> {
         self.put(keys::META.to_vec(), &meta);
     }
     fn put_special(&mut self, special: SpecialAccountState) {
-        self.put(keys::special_by_court(special.court.as_str(), special.id), &());
+        self.put(
+            keys::special_by_court(special.court.as_str(), special.id),
+            &(),
+        );
         self.put(keys::special(special.id), &special);
     }
     fn put_case(&mut self, case: CaseState) {
@@ -259,4 +262,3 @@ impl StateMut for Overlay<'_> {
         self.put(keys::case_line(case_id, sequence), &line);
     }
 }
-

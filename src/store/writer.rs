@@ -32,6 +32,9 @@ pub enum WriteError {
     Unavailable(String),
 }
 
+/// Requests are moved into the channel once; boxing them would add an allocation per
+/// request for no gain.
+#[allow(clippy::large_enum_variant)]
 pub enum Message {
     Write {
         request: Request,
@@ -118,7 +121,8 @@ impl Writer {
         let started = Instant::now();
         let entries = overlay.len();
         let result = self.persist(overlay);
-        self.metrics.record(pending.len(), entries, started.elapsed());
+        self.metrics
+            .record(pending.len(), entries, started.elapsed());
         for (reply, outcome) in pending {
             let answer = match &result {
                 Ok(()) => outcome,

@@ -65,7 +65,9 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server stops cleanly");
+            task.await
+                .expect("server task")
+                .expect("server stops cleanly");
         }
     }
 }
@@ -99,7 +101,11 @@ pub async fn open_special(
 
 pub const APPLICANT_ACCOUNT: &str = "6222020200012345678";
 
-pub fn open_case_request(special_id: &str, case_number: &str, target: &str) -> pb::OpenCaseAccountRequest {
+pub fn open_case_request(
+    special_id: &str,
+    case_number: &str,
+    target: &str,
+) -> pb::OpenCaseAccountRequest {
     pb::OpenCaseAccountRequest {
         request_id: rid(),
         special_account_id: special_id.into(),
@@ -130,10 +136,16 @@ pub async fn open_case(
         .into_inner()
 }
 
-pub fn receipt_request(case_number: &str, amount: &str, bank_ref: &str) -> pb::RecordReceiptRequest {
+pub fn receipt_request(
+    case_number: &str,
+    amount: &str,
+    bank_ref: &str,
+) -> pb::RecordReceiptRequest {
     pb::RecordReceiptRequest {
         request_id: rid(),
-        account: Some(pb::record_receipt_request::Account::CaseNumber(case_number.into())),
+        account: Some(pb::record_receipt_request::Account::CaseNumber(
+            case_number.into(),
+        )),
         amount: amount.into(),
         payer_name: "某某贸易有限公司".into(),
         payer_account: "6217000000000000001".into(),
@@ -159,7 +171,9 @@ pub fn disbursement_request(case_number: &str, amount: &str) -> pb::RequestDisbu
 pub async fn balances(client: &mut CaseLedgerClient<Channel>, case_number: &str) -> pb::Balances {
     client
         .get_case_account(pb::GetCaseAccountRequest {
-            account: Some(pb::get_case_account_request::Account::CaseNumber(case_number.into())),
+            account: Some(pb::get_case_account_request::Account::CaseNumber(
+                case_number.into(),
+            )),
             as_of: None,
         })
         .await

@@ -1,0 +1,188 @@
+//! One outcome per request id, forever; one entry per bank transaction.
+
+mod common;
+
+use case_escrow::api::pb;
+use common::*;
+use tonic::Code;
+
+const CASE: &str = "（2024）云0102执200号";
+
+async fn setup() -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut specials = server.specials().await;
+    let mut cases = server.cases().await;
+    let special = open_special(&mut specials, "云0102").await;
+    open_case(&mut cases, &special.special_account_id, CASE).await;
+    (dir, server)
+}
+
+#[tokio::test]
+async fn retried_request_returns_the_original_result() {
+    let (_dir, server) = setup().await;
+    let mut cases = server.cases().await;
+    let request = receipt_request(CASE, "100.00", "REF-1");
+    let first = cases
+        .record_receipt(request.clone())
+        .await
+        .expect("first")
+        .into_inner();
+    let again = cases
+        .record_receipt(request.clone())
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(first, again);
+    // The same content written differently is the same request.
+    let mut respelled = request.clone();
+    respelled.amount = "100.0".into();
+    respelled.account = Some(pb::record_receipt_request::Account::CaseNumber(
+        "(2024)云0102执200号".into(),
+    ));
+    let third = cases
+        .record_receipt(respelled)
+        .await
+        .expect("respelled")
+        .into_inner();
+    assert_eq!(first, third);
+    assert_eq!(balances(&mut cases, CASE).await.received, "100.00");
+
+    // A disbursement step retried after it moved on still answers as it did.
+    let d = cases
+        .request_disbursement(disbursement_request(CASE, "10.00"))
+        .await
+        .expect("request")
+        .into_inner();
+    let approve = pb::ApproveDisbursementRequest {
+        request_id: rid(),
+        disbursement_id: d.disbursement_id.clone(),
+        approval_ref: "批1".into(),
+    };
+    let approved = cases
+        .approve_disbursement(approve.clone())
+        .await
+        .expect("approve")
+        .into_inner();
+    cases
+        .cancel_disbursement(pb::CancelDisbursementRequest {
+            request_id: rid(),
+            disbursement_id: d.disbursement_id.clone(),
+            reason: "撤回".into(),
+        })
+        .await
+        .expect("cancel");
+    let approved_again = cases
+        .approve_disbursement(approve)
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(approved_again.state, pb::DisbursementState::Approved as i32);
+    assert_eq!(approved_again.sequence, approved.sequence);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn reused_request_id_with_different_content_is_aborted() {
+    let (_dir, server) = setup().await;
+    let mut cases = server.cases().await;
+    let request = receipt_request(CASE, "100.00", "REF-1");
+    cases.record_receipt(request.clone()).await.expect("first");
+    let mut changed = request.clone();
+    changed.amount = "100.01".into();
+    let err = cases
+        .record_receipt(changed)
+        .await
+        .expect_err("different content");
+    assert_eq!(err.code(), Code::Aborted, "{err:?}");
+    assert!(err.message().contains("request_id"));
+    // Even for a different kind of request.
+    let mut other = disbursement_request(CASE, "1.00");
+    other.request_id = request.request_id.clone();
+    let err = cases
+        .request_disbursement(other)
+        .await
+        .expect_err("different kind");
+    assert_eq!(err.code(), Code::Aborted);
+    assert_eq!(balances(&mut cases, CASE).await.received, "100.00");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bank_reference_is_recorded_once() {
+    let (_dir, server) = setup().await;
+    let mut cases = server.cases().await;
+    let first = cases
+        .record_receipt(receipt_request(CASE, "100.00", "ICBC-20240301-0001"))
+        .await
+        .expect("first")
+        .into_inner();
+    // The bank (or a second client) sends the same transaction under a new request id.
+    let resent = cases
+        .record_receipt(receipt_request(CASE, "100.00", "ICBC-20240301-0001"))
+        .await
+        .expect("resent")
+        .into_inner();
+    assert_eq!(
+        resent.sequence, first.sequence,
+        "the original entry is returned"
+    );
+    assert_eq!(balances(&mut cases, CASE).await.received, "100.00");
+    // A different transaction claiming the same reference is refused.
+    let clash = cases
+        .record_receipt(receipt_request(CASE, "99.00", "ICBC-20240301-0001"))
+        .await
+        .expect_err("same ref, other amount");
+    assert_eq!(clash.code(), Code::AlreadyExists);
+    assert!(clash.message().contains("bank_ref"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_retries_of_one_request_record_it_once() {
+    let (_dir, server) = setup().await;
+    let request = receipt_request(CASE, "7.00", "REF-CONC");
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let mut cases = server.cases().await;
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            cases
+                .record_receipt(request)
+                .await
+                .map(|r| r.into_inner().sequence)
+        }));
+    }
+    let mut sequences = Vec::new();
+    for t in tasks {
+        sequences.push(t.await.expect("task").expect("every retry succeeds"));
+    }
+    sequences.dedup();
+    assert_eq!(sequences.len(), 1, "{sequences:?}");
+    let mut cases = server.cases().await;
+    assert_eq!(balances(&mut cases, CASE).await.received, "7.00");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_case_number_has_one_account_ever() {
+    let (_dir, server) = setup().await;
+    let mut cases = server.cases().await;
+    let special_id = cases
+        .get_case_account(pb::GetCaseAccountRequest {
+            account: Some(pb::get_case_account_request::Account::CaseNumber(
+                CASE.into(),
+            )),
+            as_of: None,
+        })
+        .await
+        .expect("read")
+        .into_inner()
+        .special_account_id;
+    let err = cases
+        .open_case_account(open_case_request(&special_id, "(2024)云0102执200号", "1"))
+        .await
+        .expect_err("second account for the case");
+    assert_eq!(err.code(), Code::AlreadyExists);
+    server.stop().await;
+}

@@ -1,0 +1,371 @@
+//! Property tests of the posting rules over random sequences of operations, on the
+//! in-memory state: every invariant of design.md §5 holds after every sequence, a
+//! refused request changes nothing, a retried one changes nothing, and replaying the
+//! journal into a fresh state reproduces every balance.
+
+use case_escrow::domain::{
+    Amount, BankDetails, BankRef, CaseNumber, ClosureMethod, CourtCode, Date, Fen, Micros, Party,
+    Payee, Purpose, RequestId, Text,
+};
+use case_escrow::ledger::{
+    self, invariants, CaseKey, Command, Context, LedgerError, MemState, Request,
+};
+use proptest::prelude::*;
+use uuid::Uuid;
+
+const CASES: u32 = 4;
+
+#[derive(Debug, Clone)]
+enum Action {
+    Receipt { case: u32, fen: i64, bank_ref: u32 },
+    Request { case: u32, fen: i64 },
+    Approve { d: usize },
+    Reject { d: usize },
+    Cancel { d: usize },
+    Pay { d: usize, bank_ref: u32 },
+    Fail { d: usize },
+    Return { d: usize, bank_ref: u32 },
+    Transfer { from: u32, to: u32, fen: i64 },
+    Reverse { back: u64 },
+    Close { case: u32 },
+    Retry { back: usize },
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    let case = 0..CASES;
+    let fen = 1i64..50_000;
+    prop_oneof![
+        4 => (case.clone(), fen.clone(), 0u32..40).prop_map(|(case, fen, bank_ref)| Action::Receipt { case, fen, bank_ref }),
+        3 => (case.clone(), fen.clone()).prop_map(|(case, fen)| Action::Request { case, fen }),
+        2 => (0usize..20).prop_map(|d| Action::Approve { d }),
+        1 => (0usize..20).prop_map(|d| Action::Reject { d }),
+        1 => (0usize..20).prop_map(|d| Action::Cancel { d }),
+        2 => (0usize..20, 0u32..40).prop_map(|(d, bank_ref)| Action::Pay { d, bank_ref }),
+        1 => (0usize..20).prop_map(|d| Action::Fail { d }),
+        1 => (0usize..20, 0u32..40).prop_map(|(d, bank_ref)| Action::Return { d, bank_ref }),
+        2 => (case.clone(), case.clone(), fen).prop_map(|(from, to, fen)| Action::Transfer { from, to, fen }),
+        1 => (0u64..30).prop_map(|back| Action::Reverse { back }),
+        1 => case.prop_map(|case| Action::Close { case }),
+        1 => (0usize..30).prop_map(|back| Action::Retry { back }),
+    ]
+}
+
+fn text(s: &str) -> Text {
+    Text::required(s, 200).expect("valid text")
+}
+
+fn case_number(i: u32) -> CaseNumber {
+    CaseNumber::parse(&format!("（2024）云0102执{}号", i + 1)).expect("valid case number")
+}
+
+fn amount(fen: i64) -> Amount {
+    Amount::from_fen(fen).expect("positive amount")
+}
+
+struct World {
+    state: MemState,
+    clock: i64,
+    next_request: u64,
+    disbursements: Vec<Uuid>,
+    accepted: Vec<Request>,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            state: MemState::default(),
+            clock: 1_700_000_000_000_000,
+            next_request: 0,
+            disbursements: Vec::new(),
+            accepted: Vec::new(),
+        }
+    }
+
+    fn run(&mut self, command: Command) -> Result<u64, LedgerError> {
+        self.next_request += 1;
+        let request = Request {
+            id: RequestId::parse(&format!("req-{}", self.next_request)).expect("valid id"),
+            command,
+        };
+        self.submit(request)
+    }
+
+    fn submit(&mut self, request: Request) -> Result<u64, LedgerError> {
+        self.clock += 1_000;
+        let ctx = Context {
+            now: Micros(self.clock),
+            new_id: Uuid::now_v7(),
+        };
+        let before = self.state.clone();
+        match ledger::execute(&mut self.state, &request, &ctx) {
+            Ok((outcome, entry)) => {
+                if outcome.existing {
+                    assert_eq!(before, self.state, "an existing outcome changed the state");
+                } else {
+                    assert!(entry.is_some());
+                    self.accepted.push(request);
+                }
+                Ok(outcome.sequence)
+            }
+            Err(e) => {
+                assert!(matches!(e, LedgerError::Domain(_)), "fault: {e}");
+                assert_eq!(
+                    before, self.state,
+                    "a refused request changed the state: {e}"
+                );
+                Err(e)
+            }
+        }
+    }
+
+    fn setup(&mut self) -> Uuid {
+        let seq = self
+            .run(Command::OpenSpecialAccount {
+                court: CourtCode::parse("云0102").expect("court"),
+                bank: BankDetails {
+                    bank_name: text("中国工商银行"),
+                    bank_branch: text("五华支行"),
+                    account_number: text("2502010009200012345"),
+                    account_name: text("执行款专户"),
+                },
+                document_ref: text("doc"),
+            })
+            .expect("opens");
+        let special_id = *self.state.specials.keys().next().expect("special exists");
+        assert_eq!(seq, 1);
+        for i in 0..CASES {
+            self.run(Command::OpenCaseAccount {
+                special_id,
+                case_number: case_number(i),
+                target: Fen(1_000_000),
+                applicants: vec![Party {
+                    name: text("张三"),
+                    payee_account: text("6222"),
+                    payee_bank: text("建行"),
+                }],
+                respondents: vec![Party {
+                    name: text("李四"),
+                    payee_account: Text::default(),
+                    payee_bank: Text::default(),
+                }],
+            })
+            .expect("case opens");
+        }
+        special_id
+    }
+
+    fn disbursement(&self, d: usize) -> Uuid {
+        self.disbursements
+            .get(d % self.disbursements.len().max(1))
+            .copied()
+            .unwrap_or_else(Uuid::nil)
+    }
+
+    fn act(&mut self, action: &Action) {
+        let bank_ref = |n: u32| BankRef::parse(&format!("B{n}")).expect("ref");
+        let command = match action {
+            Action::Receipt {
+                case,
+                fen,
+                bank_ref: r,
+            } => Command::RecordReceipt {
+                case: CaseKey::Number(case_number(*case)),
+                amount: amount(*fen),
+                payer_name: text("李四"),
+                payer_account: text("6217"),
+                bank_ref: bank_ref(*r),
+                value_date: Date::parse("2024-03-01").expect("date"),
+            },
+            Action::Request { case, fen } => Command::RequestDisbursement {
+                case_number: case_number(*case),
+                amount: amount(*fen),
+                payee: Payee {
+                    name: text("张三"),
+                    account: text("6222"),
+                    bank: text("建行"),
+                },
+                purpose: Purpose::ToApplicant,
+                memo: Text::default(),
+                exception_reason: Text::default(),
+            },
+            Action::Approve { d } => Command::ApproveDisbursement {
+                disbursement_id: self.disbursement(*d),
+                approval_ref: text("批"),
+            },
+            Action::Reject { d } => Command::RejectDisbursement {
+                disbursement_id: self.disbursement(*d),
+                reason: text("驳回"),
+            },
+            Action::Cancel { d } => Command::CancelDisbursement {
+                disbursement_id: self.disbursement(*d),
+                reason: text("撤回"),
+            },
+            Action::Pay { d, bank_ref: r } => Command::ConfirmDisbursementPaid {
+                disbursement_id: self.disbursement(*d),
+                bank_ref: bank_ref(1000 + r),
+                paid_at: None,
+            },
+            Action::Fail { d } => Command::FailDisbursement {
+                disbursement_id: self.disbursement(*d),
+                reason: text("失败"),
+            },
+            Action::Return { d, bank_ref: r } => Command::RecordReturnedPayment {
+                disbursement_id: self.disbursement(*d),
+                bank_ref: bank_ref(2000 + r),
+                reason: text("退回"),
+            },
+            Action::Transfer { from, to, fen } => Command::TransferBetweenCases {
+                from: case_number(*from),
+                to: case_number(*to),
+                amount: amount(*fen),
+                reason: text("调账"),
+                document_ref: Text::default(),
+            },
+            Action::Reverse { back } => Command::ReverseEntry {
+                sequence: self
+                    .state
+                    .meta
+                    .next_sequence
+                    .saturating_sub(1 + back)
+                    .max(1),
+                reason: text("冲正"),
+            },
+            Action::Close { case } => Command::CloseCaseAccount {
+                case_number: case_number(*case),
+                method: ClosureMethod::Completed,
+                reason: text("结案"),
+            },
+            Action::Retry { back } => {
+                if self.accepted.is_empty() {
+                    return;
+                }
+                let i = self.accepted.len() - 1 - back % self.accepted.len();
+                let request = self.accepted[i].clone();
+                let entries = self.state.entries.len();
+                let seq = self
+                    .submit(request)
+                    .expect("a retry of an accepted request succeeds");
+                assert!(seq as usize <= entries);
+                assert_eq!(self.state.entries.len(), entries, "a retry wrote an entry");
+                return;
+            }
+        };
+        let requested = matches!(action, Action::Request { .. });
+        if let Ok(seq) = self.run(command) {
+            if requested {
+                let entry = &self.state.entries[&seq];
+                if let case_escrow::domain::Op::DisbursementRequested {
+                    disbursement_id, ..
+                } = entry.op
+                {
+                    self.disbursements.push(disbursement_id);
+                }
+            }
+        }
+        // Cheap invariants after every step; the full check (with replay) at the end.
+        for case in self.state.cases.values() {
+            assert!(
+                !case.balances.available().is_negative(),
+                "negative available"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_after_any_sequence(actions in proptest::collection::vec(action(), 1..120)) {
+        let mut world = World::new();
+        world.setup();
+        for a in &actions {
+            world.act(a);
+        }
+        if let Err(why) = invariants::check(&world.state) {
+            panic!("{why}");
+        }
+        // Replaying the journal into a fresh state gives every balance exactly.
+        let replayed = MemState::replay(world.state.entries.values()).expect("replays");
+        prop_assert_eq!(&replayed.cases, &world.state.cases);
+        prop_assert_eq!(&replayed.specials, &world.state.specials);
+        prop_assert_eq!(&replayed.case_lines, &world.state.case_lines);
+    }
+}
+
+#[test]
+fn a_reversal_that_would_overdraw_is_refused() {
+    let mut world = World::new();
+    world.setup();
+    world.act(&Action::Receipt {
+        case: 0,
+        fen: 10_000,
+        bank_ref: 1,
+    });
+    let receipt_seq = world.state.meta.next_sequence - 1;
+    world.act(&Action::Request {
+        case: 0,
+        fen: 8_000,
+    });
+    let refused = world.run(Command::ReverseEntry {
+        sequence: receipt_seq,
+        reason: text("冲正"),
+    });
+    assert!(
+        matches!(refused, Err(LedgerError::Domain(_))),
+        "{refused:?}"
+    );
+    invariants::check(&world.state).expect("invariants");
+}
+
+/// Guards the generator: a long random run must reach every kind of entry, or the
+/// property above would be checking less than it claims.
+#[test]
+fn random_runs_reach_every_kind_of_entry() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, TestRunner};
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    );
+    let actions = proptest::collection::vec(action(), 3000)
+        .new_tree(&mut runner)
+        .expect("generates")
+        .current();
+    let mut world = World::new();
+    world.setup();
+    for a in &actions {
+        world.act(a);
+    }
+    invariants::check(&world.state).expect("invariants");
+    let mut kinds = std::collections::BTreeSet::new();
+    for e in world.state.entries.values() {
+        use case_escrow::domain::Op;
+        let kind = match &e.op {
+            Op::DisbursementMoved { to, .. } => format!("{to:?}"),
+            other => format!("{other:?}")
+                .split([' ', '{'])
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        kinds.insert(kind);
+    }
+    for want in [
+        "Receipt",
+        "DisbursementRequested",
+        "Approved",
+        "Rejected",
+        "Cancelled",
+        "Paid",
+        "Failed",
+        "Returned",
+        "Transfer",
+        "Reversal",
+        "CaseAccountClosed",
+    ] {
+        assert!(kinds.contains(want), "no {want} in {kinds:?}");
+    }
+}
