@@ -85,6 +85,11 @@ impl Server {
         self.addr
     }
 
+    /// The writer's counters: batches, requests, entries, commit time.
+    pub fn writer_stats(&self) -> std::sync::Arc<crate::store::WriterStats> {
+        self.store.handle().stats
+    }
+
     /// Serves until `shutdown` completes; then reports NOT_SERVING, lets open calls
     /// finish within the grace period, lets the writer drain, and flushes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {

@@ -473,6 +473,19 @@ async fn as_of_answers_for_the_past() {
         Some(r1.sequence)
     );
 
+    let special_then = server
+        .specials()
+        .await
+        .get_special_account(pb::GetSpecialAccountRequest {
+            special_account_id: special.special_account_id.clone(),
+            as_of: Some(month_end),
+        })
+        .await
+        .expect("special account as of")
+        .into_inner();
+    assert_eq!(special_then.bank_balance, "10.00");
+    assert_eq!(special_then.case_account_count, 1);
+
     // Before the case existed it is not found.
     let before = cases
         .get_case_account(pb::GetCaseAccountRequest {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::domain::{
     text::len, AccountStatus, Amount, Balances, BankRef, CaseNumber, CaseState, ClosureMethod,
     CourtCode, Date, DisbursementState, DisbursementStatus, DomainError, Entry, Fen, Micros, Op,
-    Party, Purpose, RegistrationKind, RequestId, Side, SpecialAccountState, Text,
+    Party, Purpose, RegistrationKind, RequestId, Side, SpecialAccountState, SpecialLine, Text,
     VirtualAccountNumber,
 };
 use crate::domain::{Account, Posting};
@@ -197,7 +197,12 @@ fn status_to_pb(s: DisbursementStatus) -> pb::DisbursementState {
 
 /// A special account as registered up to `sequence`, with the bank fields in force at
 /// `at`.
-pub fn special_account(s: &SpecialAccountState, sequence: u64, at: Micros) -> pb::SpecialAccount {
+pub fn special_account(
+    s: &SpecialAccountState,
+    line: &SpecialLine,
+    sequence: u64,
+    at: Micros,
+) -> pb::SpecialAccount {
     let bank = s.bank_at(sequence, at);
     let text = |f: fn(&crate::domain::BankDetails) -> &Text| {
         bank.map(|b| f(b).to_string()).unwrap_or_default()
@@ -240,10 +245,10 @@ pub fn special_account(s: &SpecialAccountState, sequence: u64, at: Micros) -> pb
             pb::SpecialAccountStatus::Open
         } as i32,
         registrations,
-        bank_balance: s.bank_balance.to_string(),
-        suspense_balance: s.suspense_balance.to_string(),
-        reserved: s.reserved.to_string(),
-        case_account_count: s.case_count,
+        bank_balance: line.bank_balance.to_string(),
+        suspense_balance: line.suspense_balance.to_string(),
+        reserved: line.reserved.to_string(),
+        case_account_count: line.case_count,
         as_of_sequence: sequence,
     }
 }

@@ -36,7 +36,12 @@ impl SpecialAccountsService {
                     .is_some_and(|r| r.sequence <= sequence)
             })
             .ok_or_else(|| DomainError::not_found(format!("special account {id}")))?;
-        Ok(cv::special_account(&special, sequence, at))
+        let line = self
+            .store
+            .reads
+            .special_line_at(id, sequence)?
+            .unwrap_or_default();
+        Ok(cv::special_account(&special, &line, sequence, at))
     }
 
     /// The account right after the entry a write produced (or found).
@@ -45,14 +50,7 @@ impl SpecialAccountsService {
         id: Uuid,
         sequence: u64,
     ) -> Result<Response<pb::SpecialAccount>, Status> {
-        let at = self
-            .store
-            .reads
-            .entry(sequence)?
-            .map(|e| e.recorded_at)
-            .unwrap_or_default();
-        self.read(id, sequence, at.max(super::now()))
-            .map(Response::new)
+        self.read(id, sequence, super::now()).map(Response::new)
     }
 }
 
@@ -175,17 +173,19 @@ impl SpecialAccounts for SpecialAccountsService {
             Some((key, _)) if page.len() == limit => encode_token(key),
             _ => String::new(),
         };
+        let mut special_accounts = Vec::with_capacity(page.len());
+        for (_, s) in &page {
+            // An account opened after `sequence` was read is shown as it now is.
+            let seq = sequence.max(s.registrations.last().map_or(0, |r| r.sequence));
+            let line = self
+                .store
+                .reads
+                .special_line_at(s.id, seq)?
+                .unwrap_or_default();
+            special_accounts.push(cv::special_account(s, &line, seq, now));
+        }
         Ok(Response::new(pb::ListSpecialAccountsResponse {
-            special_accounts: page
-                .iter()
-                .map(|(_, s)| {
-                    cv::special_account(
-                        s,
-                        sequence.max(s.registrations.last().map_or(0, |r| r.sequence)),
-                        now,
-                    )
-                })
-                .collect(),
+            special_accounts,
             next_page_token,
         }))
     }

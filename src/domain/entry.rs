@@ -335,6 +335,26 @@ pub struct SpecialAccountState {
     pub next_case_serial: u64,
 }
 
+/// The money of a special account after one entry: what an as-of read reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SpecialLine {
+    pub bank_balance: Fen,
+    pub suspense_balance: Fen,
+    pub reserved: Fen,
+    pub case_count: u64,
+}
+
+impl SpecialAccountState {
+    pub fn line(&self) -> SpecialLine {
+        SpecialLine {
+            bank_balance: self.bank_balance,
+            suspense_balance: self.suspense_balance,
+            reserved: self.reserved,
+            case_count: self.case_count,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RegistrationKind {
     Opened,

@@ -106,6 +106,7 @@ pub fn apply(state: &mut impl StateMut, entry: &Entry) -> Result<(), Fault> {
         state.put_van(van, case_id);
     }
     for s in t.specials.into_values() {
+        state.put_special_line(s.id, entry.sequence, s.line());
         state.put_special(s);
     }
     for c in t.cases.into_values() {

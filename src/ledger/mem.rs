@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     Balances, BankRef, CaseNumber, CaseState, DisbursementState, Entry, Meta, RequestId,
-    RequestRecord, SpecialAccountState, VirtualAccountNumber,
+    RequestRecord, SpecialAccountState, SpecialLine, VirtualAccountNumber,
 };
 
 use super::state::{Fault, Read, State, StateMut};
@@ -24,6 +24,7 @@ pub struct MemState {
     pub entries: BTreeMap<u64, Entry>,
     pub reversed_by: HashMap<u64, u64>,
     pub case_lines: BTreeMap<(Uuid, u64), Balances>,
+    pub special_lines: BTreeMap<(Uuid, u64), SpecialLine>,
 }
 
 impl MemState {
@@ -103,5 +104,8 @@ impl StateMut for MemState {
     }
     fn put_case_line(&mut self, case_id: Uuid, sequence: u64, line: Balances) {
         self.case_lines.insert((case_id, sequence), line);
+    }
+    fn put_special_line(&mut self, special_id: Uuid, sequence: u64, line: SpecialLine) {
+        self.special_lines.insert((special_id, sequence), line);
     }
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     Balances, BankRef, CaseNumber, CaseState, DisbursementState, Entry, Meta, RequestId,
-    RequestRecord, SpecialAccountState, VirtualAccountNumber,
+    RequestRecord, SpecialAccountState, SpecialLine, VirtualAccountNumber,
 };
 
 /// A failure of the storage underneath, not of the request: reported as UNAVAILABLE or
@@ -45,4 +45,6 @@ pub trait StateMut: State {
     fn put_reversed_by(&mut self, sequence: u64, by: u64);
     /// One line of a case's statement: its balances after entry `sequence`.
     fn put_case_line(&mut self, case_id: Uuid, sequence: u64, line: Balances);
+    /// A special account's money after entry `sequence`, for reads of the past.
+    fn put_special_line(&mut self, special_id: Uuid, sequence: u64, line: SpecialLine);
 }

@@ -236,11 +236,13 @@ pub fn scan(
                 offset += frame.len() as u64;
             }
             Err(reason) if file_len - offset <= TAIL_BYTES_MAX => {
+                let kept = keep_torn_tail(&path, offset).map_err(|e| writer.io(e))?;
                 tracing::warn!(
                     offset,
                     bytes = file_len - offset,
                     %reason,
-                    "cutting off the torn tail of the journal: a batch that was never acknowledged"
+                    kept = %kept.display(),
+                    "cut the torn tail off the journal: a batch that was never acknowledged; its bytes are kept for inspection"
                 );
                 writer.file.set_len(offset).map_err(|e| writer.io(e))?;
                 writer.file.sync_all().map_err(|e| writer.io(e))?;
@@ -251,6 +253,24 @@ pub fn scan(
         }
     }
     Ok(offset)
+}
+
+/// Copies the bytes about to be cut into `journal.log.torn-<offset>` (durably) so that
+/// nothing leaves the data directory unseen, should a tail ever be cut that held more
+/// than an unacknowledged batch.
+fn keep_torn_tail(path: &Path, offset: u64) -> std::io::Result<PathBuf> {
+    let mut source = File::open(path)?;
+    std::io::Seek::seek(&mut source, std::io::SeekFrom::Start(offset))?;
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".torn-{offset}"));
+    let kept = PathBuf::from(name);
+    let mut target = File::create(&kept)?;
+    std::io::copy(&mut source, &mut target)?;
+    target.sync_all()?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(kept)
 }
 
 fn read_frame(

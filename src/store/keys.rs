@@ -68,11 +68,19 @@ pub fn case_line(case_id: Uuid, sequence: u64) -> Vec<u8> {
     key(b'l', &[case_id.as_bytes(), &sequence.to_be_bytes()])
 }
 
+pub fn special_line(special_id: Uuid, sequence: u64) -> Vec<u8> {
+    key(b'a', &[special_id.as_bytes(), &sequence.to_be_bytes()])
+}
+
+pub fn special_lines(special_id: Uuid) -> Vec<u8> {
+    key(b'a', &[special_id.as_bytes()])
+}
+
 pub fn case_lines(case_id: Uuid) -> Vec<u8> {
     key(b'l', &[case_id.as_bytes()])
 }
 
-/// The sequence at the end of a case-line key.
+/// The sequence at the end of a case-line or special-line key.
 pub fn case_line_sequence(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))

@@ -182,9 +182,24 @@ impl Store {
 
 /// Brings sled up to the end of the journal, from where sled last stood.
 fn replay(journal: &mut journal::JournalWriter, state: &SledState) -> Result<u64, StoreError> {
-    let from = state
-        .journal_end()
-        .map_err(|f| StoreError::Replay(f.to_string()))?;
+    let replay_err = |f: crate::ledger::Fault| StoreError::Replay(f.to_string());
+    let from = state.journal_end().map_err(replay_err)?;
+    // The scan below may cut a torn tail off the journal, so it must start exactly at
+    // the end of the last entry the state holds; anything else means a damaged state,
+    // and cutting there could destroy acknowledged entries.
+    let last = state.last_sequence().map_err(replay_err)?;
+    if last > 0 {
+        let loc = state.entry_location(last).map_err(replay_err)?;
+        if loc.map(|l| l.offset + u64::from(l.len)) != Some(from) {
+            return Err(StoreError::Replay(format!(
+                "the state says it reaches byte {from} of the journal, which is not where its last entry {last} ends; the state is damaged and must be rebuilt from the journal"
+            )));
+        }
+    } else if from != 0 {
+        return Err(StoreError::Replay(format!(
+            "the state holds no entry but claims {from} bytes of journal; it must be rebuilt from the journal"
+        )));
+    }
     let mut overlay = Overlay::new(state, from);
     let mut count = 0u64;
     journal::scan(journal, from, |entry, loc| {

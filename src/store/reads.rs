@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::domain::{Balances, Micros, SpecialAccountState};
+use crate::domain::{Balances, Micros, SpecialAccountState, SpecialLine};
 use crate::ledger::{Fault, State};
 
 use super::keys;
@@ -82,6 +82,20 @@ impl SledState {
                     .ok_or_else(|| Fault("malformed case line key".into()))?;
                 Ok(Some((seq, decode(&value)?)))
             }
+            None => Ok(None),
+        }
+    }
+
+    /// A special account's money after the last of its entries at or before `sequence`.
+    pub fn special_line_at(
+        &self,
+        special_id: Uuid,
+        sequence: u64,
+    ) -> Result<Option<SpecialLine>, Fault> {
+        let start = keys::special_lines(special_id);
+        let end = keys::special_line(special_id, sequence);
+        match self.tree.range(start..=end).next_back() {
+            Some(item) => decode(&item.map_err(fault)?.1).map(Some),
             None => Ok(None),
         }
     }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     Balances, BankRef, CaseNumber, CaseState, DisbursementState, Entry, Meta, RequestId,
-    RequestRecord, SpecialAccountState, VirtualAccountNumber,
+    RequestRecord, SpecialAccountState, SpecialLine, VirtualAccountNumber,
 };
 use crate::ledger::{Fault, State, StateMut};
 
@@ -260,5 +260,8 @@ impl StateMut for Overlay<'_> {
     }
     fn put_case_line(&mut self, case_id: Uuid, sequence: u64, line: Balances) {
         self.put(keys::case_line(case_id, sequence), &line);
+    }
+    fn put_special_line(&mut self, special_id: Uuid, sequence: u64, line: SpecialLine) {
+        self.put(keys::special_line(special_id, sequence), &line);
     }
 }

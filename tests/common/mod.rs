@@ -16,6 +16,7 @@ use tonic::transport::Channel;
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub stats: std::sync::Arc<case_escrow::store::WriterStats>,
     pub data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServerError>>>,
@@ -31,12 +32,14 @@ impl TestServer {
         .await
         .expect("server starts");
         let addr = server.local_addr();
+        let stats = server.writer_stats();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
         TestServer {
             addr,
+            stats,
             data_dir: data_dir.to_owned(),
             stop: Some(stop),
             task: Some(task),
