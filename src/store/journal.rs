@@ -19,12 +19,18 @@ use crate::domain::Entry;
 /// The payload format; bumped if the encoding of [`Entry`] ever changes shape.
 const FORMAT_V1: u8 = 1;
 const HEADER_BYTES: usize = 8;
+/// Format byte and chain hash, ahead of the entry's bytes.
+const PREFIX_BYTES: usize = 1 + 32;
 /// No entry comes near this; a larger length in a header means a damaged frame.
 pub const FRAME_BYTES_MAX: u32 = 4 << 20;
 /// The writer closes a batch once its frames pass this size.
 pub const BATCH_BYTES_SOFT_MAX: usize = 8 << 20;
 /// The most a torn (unsynced) batch can span: the soft limit plus one frame over it.
 pub const TAIL_BYTES_MAX: u64 = (BATCH_BYTES_SOFT_MAX as u64) + (FRAME_BYTES_MAX as u64);
+
+pub type Hash = [u8; 32];
+/// The chain's value before the first entry.
+pub const GENESIS: Hash = [0; 32];
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -41,18 +47,57 @@ pub enum JournalError {
     },
 }
 
-/// Where an entry's frame lies in the file.
+/// Where an entry's frame lies in the file, and its hashes: what a proof needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Location {
     pub offset: u64,
     pub len: u32,
+    /// SHA-256 of the entry's canonical bytes.
+    pub entry_hash: Hash,
+    /// The chain after this entry: H(previous chain ‖ entry hash).
+    pub chain: Hash,
 }
 
-pub fn encode_frame(entry: &Entry, out: &mut Vec<u8>) -> Result<Location, String> {
+/// One decoded frame: the entry, the chain hash stored with it, and the hash of its
+/// bytes as read (recomputed, never trusted from the file).
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub entry: Entry,
+    pub entry_hash: Hash,
+    pub chain: Hash,
+}
+
+/// The hash of an entry's canonical bytes (its postcard encoding).
+pub fn entry_hash(bytes: &[u8]) -> Hash {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"case-escrow/entry/v1\0");
+    h.update(bytes);
+    h.finalize().into()
+}
+
+/// One link of the chain. Changing any byte of any entry changes every later link.
+pub fn chain(previous: &Hash, entry_hash: &Hash) -> Hash {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"case-escrow/chain/v1\0");
+    h.update(previous);
+    h.update(entry_hash);
+    h.finalize().into()
+}
+
+/// Appends the frame of `entry` to `out`, chained to `previous`. The location's offset
+/// is relative to the start of `out`.
+pub fn encode_frame(entry: &Entry, previous: &Hash, out: &mut Vec<u8>) -> Result<Location, String> {
     let start = out.len();
     out.extend_from_slice(&[0u8; HEADER_BYTES]);
     out.push(FORMAT_V1);
+    out.extend_from_slice(&[0u8; 32]);
+    let body = start + HEADER_BYTES + PREFIX_BYTES;
     *out = postcard::to_extend(entry, std::mem::take(out)).map_err(|e| e.to_string())?;
+    let e_hash = entry_hash(&out[body..]);
+    let c_hash = chain(previous, &e_hash);
+    out[start + HEADER_BYTES + 1..body].copy_from_slice(&c_hash);
     let payload_len = out.len() - start - HEADER_BYTES;
     let len = u32::try_from(payload_len)
         .ok()
@@ -64,19 +109,32 @@ pub fn encode_frame(entry: &Entry, out: &mut Vec<u8>) -> Result<Location, String
     Ok(Location {
         offset: start as u64,
         len: len + HEADER_BYTES as u32,
+        entry_hash: e_hash,
+        chain: c_hash,
     })
 }
 
-fn decode_payload(payload: &[u8]) -> Result<Entry, String> {
+fn decode_payload(payload: &[u8]) -> Result<Frame, String> {
     match payload.split_first() {
-        Some((&FORMAT_V1, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((&FORMAT_V1, rest)) if rest.len() >= 32 => {
+            let (stored, body) = rest.split_at(32);
+            let entry = postcard::from_bytes(body).map_err(|e| e.to_string())?;
+            let mut chain = [0u8; 32];
+            chain.copy_from_slice(stored);
+            Ok(Frame {
+                entry,
+                entry_hash: entry_hash(body),
+                chain,
+            })
+        }
+        Some((&FORMAT_V1, _)) => Err("frame too short for its chain hash".into()),
         Some((v, _)) => Err(format!("unknown entry format {v}")),
         None => Err("empty frame".into()),
     }
 }
 
-/// Checks one frame (header and payload) and decodes its entry.
-pub fn decode_frame(frame: &[u8]) -> Result<Entry, String> {
+/// Checks one frame (header and checksum) and decodes it.
+pub fn decode_frame(frame: &[u8]) -> Result<Frame, String> {
     if frame.len() < HEADER_BYTES {
         return Err("frame shorter than its header".into());
     }
@@ -155,11 +213,13 @@ impl JournalReader {
                 path: self.path.clone(),
                 source,
             })?;
-        decode_frame(&buf).map_err(|reason| JournalError::Corrupt {
-            path: self.path.clone(),
-            offset: loc.offset,
-            reason,
-        })
+        decode_frame(&buf)
+            .map(|f| f.entry)
+            .map_err(|reason| JournalError::Corrupt {
+                path: self.path.clone(),
+                offset: loc.offset,
+                reason,
+            })
     }
 }
 
@@ -205,7 +265,7 @@ pub fn open(path: &Path) -> Result<(JournalWriter, JournalReader), JournalError>
 pub fn scan(
     writer: &mut JournalWriter,
     from: u64,
-    mut each: impl FnMut(Entry, Location) -> Result<(), String>,
+    mut each: impl FnMut(Frame, u64, u32) -> Result<(), String>,
 ) -> Result<u64, JournalError> {
     let path = writer.path.clone();
     let corrupt = |offset, reason| JournalError::Corrupt {
@@ -227,12 +287,9 @@ pub fn scan(
     let mut frame = Vec::new();
     while offset < file_len {
         match read_frame(&mut reader, file_len - offset, &mut frame) {
-            Ok(entry) => {
-                let loc = Location {
-                    offset,
-                    len: frame.len() as u32,
-                };
-                each(entry, loc).map_err(|reason| corrupt(offset, reason))?;
+            Ok(decoded) => {
+                each(decoded, offset, frame.len() as u32)
+                    .map_err(|reason| corrupt(offset, reason))?;
                 offset += frame.len() as u64;
             }
             Err(reason) if file_len - offset <= TAIL_BYTES_MAX => {
@@ -277,7 +334,7 @@ fn read_frame(
     reader: &mut impl Read,
     remaining: u64,
     frame: &mut Vec<u8>,
-) -> Result<Entry, String> {
+) -> Result<Frame, String> {
     frame.clear();
     frame.resize(HEADER_BYTES, 0);
     if remaining < HEADER_BYTES as u64 {
@@ -295,9 +352,12 @@ fn read_frame(
     decode_frame(frame)
 }
 
-/// Reads every entry of a journal file without changing it, for verification and
-/// tests. Any invalid frame, even at the tail, is reported.
-pub fn read_all(path: &Path) -> Result<Vec<Entry>, JournalError> {
+/// Visits every frame of a journal file in order without changing it, handing each to
+/// `each` with its offset. Any invalid frame, even at the tail, is an error.
+pub fn visit(
+    path: &Path,
+    mut each: impl FnMut(Frame, u64) -> Result<(), String>,
+) -> Result<(), JournalError> {
     let io = |source| JournalError::Io {
         path: path.to_owned(),
         source,
@@ -305,17 +365,77 @@ pub fn read_all(path: &Path) -> Result<Vec<Entry>, JournalError> {
     let file = File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let (mut offset, mut frame, mut entries) = (0u64, Vec::new(), Vec::new());
+    let (mut offset, mut frame) = (0u64, Vec::new());
     while offset < len {
-        let entry = read_frame(&mut reader, len - offset, &mut frame).map_err(|reason| {
-            JournalError::Corrupt {
-                path: path.to_owned(),
-                offset,
-                reason,
-            }
-        })?;
-        entries.push(entry);
+        let corrupt = |reason| JournalError::Corrupt {
+            path: path.to_owned(),
+            offset,
+            reason,
+        };
+        let decoded = read_frame(&mut reader, len - offset, &mut frame).map_err(corrupt)?;
+        each(decoded, offset).map_err(corrupt)?;
         offset += frame.len() as u64;
     }
+    Ok(())
+}
+
+/// Reads every entry of a journal file, for verification and tests.
+pub fn read_all(path: &Path) -> Result<Vec<Entry>, JournalError> {
+    let mut entries = Vec::new();
+    visit(path, |frame, _| {
+        entries.push(frame.entry);
+        Ok(())
+    })?;
     Ok(entries)
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// Entries whose frame, sequence and chain link were checked.
+    pub checked: u64,
+    /// The last sequence and chain value that verified.
+    pub last_sequence: u64,
+    pub digest: Hash,
+    /// The first broken link: the sequence where it broke (or would be next) and why.
+    pub broken: Option<(u64, String)>,
+}
+
+/// Recomputes the chain over the whole journal: every frame's checksum, every sequence
+/// (1, 2, 3, … without gaps), every entry's hash and every link. Reports the first
+/// broken link rather than stopping with an error, so an auditor learns where.
+pub fn verify(path: &Path) -> Result<Verification, JournalError> {
+    let mut v = Verification {
+        checked: 0,
+        last_sequence: 0,
+        digest: GENESIS,
+        broken: None,
+    };
+    let visited = visit(path, |frame, _| {
+        let want = v.last_sequence + 1;
+        if frame.entry.sequence != want {
+            return Err(format!(
+                "entry {want} expected, entry {} found",
+                frame.entry.sequence
+            ));
+        }
+        let link = chain(&v.digest, &frame.entry_hash);
+        if link != frame.chain {
+            return Err(format!(
+                "entry {want} does not match its chain hash: the entry or an earlier one was altered"
+            ));
+        }
+        v.checked += 1;
+        v.last_sequence = want;
+        v.digest = link;
+        Ok(())
+    });
+    match visited {
+        Ok(()) => Ok(v),
+        Err(JournalError::Corrupt { offset, reason, .. }) => {
+            v.broken = Some((v.last_sequence + 1, format!("at byte {offset}: {reason}")));
+            Ok(v)
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -130,7 +130,7 @@ impl Store {
             tree,
             journal: Arc::new(reader),
         };
-        let replayed = replay(&mut journal, &state)?;
+        let (replayed, chain_head) = replay(&mut journal, &state)?;
         if replayed > 0 {
             tracing::info!(entries = replayed, "replayed the journal into the state");
             db.flush()?;
@@ -142,6 +142,7 @@ impl Store {
             state: state.clone(),
             poisoned: None,
             metrics: stats.clone(),
+            chain_head,
         };
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
@@ -181,13 +182,18 @@ impl Store {
 }
 
 /// Brings sled up to the end of the journal, from where sled last stood.
-fn replay(journal: &mut journal::JournalWriter, state: &SledState) -> Result<u64, StoreError> {
+/// Returns how many entries were replayed and the chain value at the end.
+fn replay(
+    journal: &mut journal::JournalWriter,
+    state: &SledState,
+) -> Result<(u64, journal::Hash), StoreError> {
     let replay_err = |f: crate::ledger::Fault| StoreError::Replay(f.to_string());
     let from = state.journal_end().map_err(replay_err)?;
     // The scan below may cut a torn tail off the journal, so it must start exactly at
     // the end of the last entry the state holds; anything else means a damaged state,
     // and cutting there could destroy acknowledged entries.
     let last = state.last_sequence().map_err(replay_err)?;
+    let mut head = journal::GENESIS;
     if last > 0 {
         let loc = state.entry_location(last).map_err(replay_err)?;
         if loc.map(|l| l.offset + u64::from(l.len)) != Some(from) {
@@ -195,31 +201,32 @@ fn replay(journal: &mut journal::JournalWriter, state: &SledState) -> Result<u64
                 "the state says it reaches byte {from} of the journal, which is not where its last entry {last} ends; the state is damaged and must be rebuilt from the journal"
             )));
         }
+        head = loc.map_or(head, |l| l.chain);
     } else if from != 0 {
         return Err(StoreError::Replay(format!(
             "the state holds no entry but claims {from} bytes of journal; it must be rebuilt from the journal"
         )));
     }
-    let mut overlay = Overlay::new(state, from);
+    let mut overlay = Overlay::new(state, from, head);
     let mut count = 0u64;
-    journal::scan(journal, from, |entry, loc| {
+    journal::scan(journal, from, |frame, offset, len| {
         overlay
-            .apply_recorded(&entry, loc)
+            .apply_recorded(&frame, offset, len)
             .map_err(|f| f.to_string())?;
         count += 1;
         if overlay.len() >= REPLAY_CHUNK_ENTRIES {
-            let full = std::mem::replace(
-                &mut overlay,
-                Overlay::new(state, loc.offset + u64::from(loc.len)),
-            );
-            let (_, batch) = full.into_parts().map_err(|f| f.to_string())?;
+            let next = Overlay::new(state, offset + u64::from(len), frame.chain);
+            let (_, batch) = std::mem::replace(&mut overlay, next)
+                .into_parts()
+                .map_err(|f| f.to_string())?;
             state.tree.apply_batch(batch).map_err(|e| e.to_string())?;
         }
         Ok(())
     })?;
+    let head = overlay.chain_head();
     let (_, batch) = overlay
         .into_parts()
         .map_err(|f| StoreError::Replay(f.to_string()))?;
     state.tree.apply_batch(batch)?;
-    Ok(count)
+    Ok((count, head))
 }

@@ -13,7 +13,7 @@ use crate::domain::{
 };
 use crate::ledger::{Fault, State, StateMut};
 
-use super::journal::{self, JournalReader, Location};
+use super::journal::{self, Frame, Hash, JournalReader, Location};
 use super::keys;
 
 /// Read access to the derived state and to the journal's entries.
@@ -108,10 +108,14 @@ pub struct Overlay<'a> {
     recorded_at: Option<Location>,
     /// The journal offset the state covers once this batch is applied.
     end: u64,
+    /// The chain value after the last entry framed (or replayed) so far.
+    chain_head: Hash,
 }
 
 impl<'a> Overlay<'a> {
-    pub fn new(base: &'a SledState, journal_base: u64) -> Self {
+    /// An empty batch over `base`, whose first frame lands at `journal_base` and chains
+    /// to `chain_head`.
+    pub fn new(base: &'a SledState, journal_base: u64, chain_head: Hash) -> Self {
         Overlay {
             base,
             writes: HashMap::new(),
@@ -121,14 +125,32 @@ impl<'a> Overlay<'a> {
             encode_error: None,
             recorded_at: None,
             end: journal_base,
+            chain_head,
         }
+    }
+
+    pub fn chain_head(&self) -> Hash {
+        self.chain_head
     }
 
     /// Applies an entry read back from the journal at start-up: its frame is already
     /// there, so only its location is indexed.
-    pub fn apply_recorded(&mut self, entry: &Entry, loc: Location) -> Result<(), Fault> {
-        self.recorded_at = Some(loc);
-        let applied = crate::ledger::apply(self, entry);
+    /// Its chain link is checked first: a journal that does not verify is not applied.
+    pub fn apply_recorded(&mut self, frame: &Frame, offset: u64, len: u32) -> Result<(), Fault> {
+        let link = journal::chain(&self.chain_head, &frame.entry_hash);
+        if link != frame.chain {
+            return Err(Fault(format!(
+                "entry {} does not match its chain hash: the journal was altered",
+                frame.entry.sequence
+            )));
+        }
+        self.recorded_at = Some(Location {
+            offset,
+            len,
+            entry_hash: frame.entry_hash,
+            chain: frame.chain,
+        });
+        let applied = crate::ledger::apply(self, &frame.entry);
         self.recorded_at = None;
         applied
     }
@@ -240,10 +262,10 @@ impl StateMut for Overlay<'_> {
     fn put_entry(&mut self, entry: &Entry) {
         let loc = match self.recorded_at {
             Some(loc) => loc,
-            None => match journal::encode_frame(entry, &mut self.frames) {
+            None => match journal::encode_frame(entry, &self.chain_head, &mut self.frames) {
                 Ok(loc) => Location {
                     offset: self.journal_base + loc.offset,
-                    len: loc.len,
+                    ..loc
                 },
                 Err(e) => {
                     self.encode_error = Some(e);
@@ -252,6 +274,7 @@ impl StateMut for Overlay<'_> {
             },
         };
         self.end = loc.offset + u64::from(loc.len);
+        self.chain_head = loc.chain;
         self.put(keys::entry(entry.sequence), &loc);
         self.entries.insert(entry.sequence, entry.clone());
     }

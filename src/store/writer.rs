@@ -51,6 +51,8 @@ pub struct Writer {
     /// restart replays the journal, so every later write is refused.
     pub(crate) poisoned: Option<String>,
     pub(crate) metrics: std::sync::Arc<super::WriterStats>,
+    /// The chain value after the last durable entry; the next batch links to it.
+    pub(crate) chain_head: super::journal::Hash,
 }
 
 fn now() -> Micros {
@@ -72,7 +74,7 @@ impl Writer {
                 break;
             };
             let mut pending = Vec::new();
-            let mut overlay = Overlay::new(&state, self.journal.end());
+            let mut overlay = Overlay::new(&state, self.journal.end(), self.chain_head);
             let mut next = Some(first);
             while let Some(message) = next.take() {
                 match message {
@@ -137,6 +139,7 @@ impl Writer {
         if overlay.is_empty() {
             return Ok(());
         }
+        let head = overlay.chain_head();
         let (frames, batch) = overlay.into_parts().map_err(|f| f.to_string())?;
         if let Err(e) = self.journal.append(&frames) {
             let why = format!("journal write failed: {e}");
@@ -160,6 +163,7 @@ impl Writer {
             self.poisoned = Some(why.clone());
             return Err(why);
         }
+        self.chain_head = head;
         Ok(())
     }
 }
