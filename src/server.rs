@@ -7,12 +7,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
 
 use crate::api::pb::{
-    case_ledger_server::CaseLedgerServer, special_accounts_server::SpecialAccountsServer,
+    case_ledger_server::CaseLedgerServer, journal_server::JournalServer,
+    special_accounts_server::SpecialAccountsServer,
 };
-use crate::api::{self, CaseLedgerService, SpecialAccountsService};
+use crate::api::{self, CaseLedgerService, JournalService, SpecialAccountsService};
 use crate::store::{Store, StoreError};
 
 /// The largest request message accepted; no legitimate request comes near it.
@@ -95,12 +99,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let handle = self.store.handle();
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<SpecialAccountsServer<SpecialAccountsService>>()
-            .await;
-        health
-            .set_serving::<CaseLedgerServer<CaseLedgerService>>()
-            .await;
+        set_health(&health, ServingStatus::Serving).await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(api::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -109,7 +108,11 @@ impl Server {
             store: handle.clone(),
         })
         .max_decoding_message_size(MESSAGE_BYTES_MAX);
-        let cases = CaseLedgerServer::new(CaseLedgerService { store: handle })
+        let cases = CaseLedgerServer::new(CaseLedgerService {
+            store: handle.clone(),
+        })
+        .max_decoding_message_size(MESSAGE_BYTES_MAX);
+        let journal = JournalServer::new(JournalService { store: handle })
             .max_decoding_message_size(MESSAGE_BYTES_MAX);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Without TCP_NODELAY a client that waits for each answer before its next call
@@ -120,18 +123,19 @@ impl Server {
             .add_service(reflection)
             .add_service(specials)
             .add_service(cases)
+            .add_service(journal)
             .serve_with_incoming_shutdown(incoming, async {
                 // A dropped sender also means stop.
                 let _ = stop_rx.await;
             });
-        tokio::pin!(serve);
+        // Boxed rather than pinned in place, so it can be dropped (with the services and
+        // their store handles) before the store is closed.
+        let mut serve = Box::pin(serve);
         tokio::select! {
             served = &mut serve => served?,
             () = shutdown => {
                 tracing::info!("shutting down: refusing new calls, finishing open ones");
-                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
-                health.set_not_serving::<SpecialAccountsServer<SpecialAccountsService>>().await;
-                health.set_not_serving::<CaseLedgerServer<CaseLedgerService>>().await;
+                set_health(&health, ServingStatus::NotServing).await;
                 let _ = stop_tx.send(());
                 match tokio::time::timeout(self.shutdown_grace, &mut serve).await {
                     Ok(served) => served?,
@@ -142,8 +146,23 @@ impl Server {
                 }
             }
         }
+        drop(serve);
         self.store.close().await;
         tracing::info!("stopped; the store is flushed");
         Ok(())
+    }
+}
+
+/// Every service the server offers, as health checking names them ("" is the server).
+const SERVICE_NAMES: [&str; 4] = [
+    "",
+    <SpecialAccountsServer<SpecialAccountsService> as NamedService>::NAME,
+    <CaseLedgerServer<CaseLedgerService> as NamedService>::NAME,
+    <JournalServer<JournalService> as NamedService>::NAME,
+];
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    for name in SERVICE_NAMES {
+        health.set_service_status(name, status).await;
     }
 }

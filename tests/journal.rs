@@ -85,10 +85,362 @@ async fn a_journal_shorter_than_the_state_stops_start_up() {
         .open(&journal)
         .and_then(|f| f.set_len(len - 10))
         .expect("truncate");
+    let _guard = SPAWN_OR_OPEN.lock().await;
     let opened = case_escrow::store::Store::open(dir.path());
     let Err(err) = opened else {
         panic!("a store whose journal lost acknowledged entries must not start");
     };
     let message = err.to_string();
     assert!(message.contains("journal"), "{message}");
+}
+
+use case_escrow::api::pb::{self, journal_client::JournalClient};
+use sha2::{Digest as _, Sha256};
+
+/// Runs the case-escrow binary. Off the async thread: the server under test runs on
+/// this runtime and must keep answering while the command waits for it.
+async fn run_cli(args: Vec<std::ffi::OsString>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        run_child(std::process::Command::new(env!("CARGO_BIN_EXE_case-escrow")).args(args))
+    })
+    .await
+    .expect("the command's thread")
+}
+
+fn link(previous: &[u8], entry_hash: &[u8]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"case-escrow/chain/v1\0");
+    h.update(previous);
+    h.update(entry_hash);
+    h.finalize().to_vec()
+}
+
+fn hash_of(canonical: &[u8]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"case-escrow/entry/v1\0");
+    h.update(canonical);
+    h.finalize().to_vec()
+}
+
+/// A client that saved a digest checks a later-read entry against it, computing the
+/// hashes itself as journal.proto documents.
+#[tokio::test]
+async fn an_entry_is_proven_against_a_digest_saved_earlier() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let last = ledger_with_entries(dir.path()).await;
+    let server = TestServer::start(dir.path()).await;
+    let mut journal = JournalClient::new(server.channel().await);
+    let saved = journal
+        .get_digest(pb::GetDigestRequest {})
+        .await
+        .expect("digest")
+        .into_inner();
+    assert_eq!(saved.sequence, last);
+    // More entries after the digest was saved do not disturb the proof.
+    let mut cases = server.cases().await;
+    cases
+        .record_receipt(receipt_request(CASE, "1.00", "LATER"))
+        .await
+        .expect("later receipt");
+
+    for sequence in 1..=last {
+        let proof = journal
+            .get_entry(pb::GetEntryRequest {
+                sequence,
+                digest_sequence: saved.sequence,
+            })
+            .await
+            .expect("proof")
+            .into_inner();
+        let entry = proof.entry.expect("entry");
+        assert_eq!(entry.entry.as_ref().map(|e| e.sequence), Some(sequence));
+        assert_eq!(
+            hash_of(&entry.canonical_bytes),
+            entry.entry_hash,
+            "entry hash"
+        );
+        let mut h = link(&proof.previous_chain_hash, &entry.entry_hash);
+        assert_eq!(h, entry.chain_hash);
+        for next in &proof.following_entry_hashes {
+            h = link(&h, next);
+        }
+        assert_eq!(
+            h, saved.digest,
+            "entry {sequence} proven against the saved digest"
+        );
+    }
+    let bad = journal
+        .get_entry(pb::GetEntryRequest {
+            sequence: 3,
+            digest_sequence: 2,
+        })
+        .await
+        .expect_err("digest before the entry");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let verified = journal
+        .verify_journal(pb::VerifyJournalRequest {
+            from_sequence: 2,
+            to_sequence: 0,
+        })
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
+    assert_eq!(verified.checked, last);
+    drop((journal, cases));
+    server.stop().await;
+}
+
+/// One changed byte in a copy of a data directory is caught and named, whether it
+/// breaks the frame's checksum or is forged with a fixed-up checksum.
+#[tokio::test]
+async fn a_changed_byte_is_caught_and_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ledger_with_entries(dir.path()).await;
+    let journal = dir.path().join("journal.log");
+    let bytes = std::fs::read(&journal).expect("journal");
+    // The frame of entry 4: walk the frames by their length headers.
+    let mut offset = 0usize;
+    for _ in 1..4 {
+        let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes"));
+        offset += 8 + len as usize;
+    }
+    let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes")) as usize;
+    let body = offset + 8 + 33; // header, format byte, chain hash
+
+    for forged in [false, true] {
+        let copy = tempfile::tempdir().expect("tempdir");
+        let mut altered = bytes.clone();
+        altered[body + 5] ^= 0x01;
+        if forged {
+            let crc = crc32fast::hash(&altered[offset + 8..offset + 8 + len]);
+            altered[offset + 4..offset + 8].copy_from_slice(&crc.to_le_bytes());
+        }
+        std::fs::write(copy.path().join("journal.log"), &altered).expect("write copy");
+        let out = run_cli(vec![
+            "verify".into(),
+            "--data-dir".into(),
+            copy.path().into(),
+        ])
+        .await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "forged={forged}: verify passed an altered journal"
+        );
+        assert!(stderr.contains("entry 4"), "forged={forged}: {stderr}");
+        let expected = if forged { "chain hash" } else { "checksum" };
+        assert!(stderr.contains(expected), "forged={forged}: {stderr}");
+    }
+    let out = run_cli(vec![
+        "verify".into(),
+        "--data-dir".into(),
+        dir.path().into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("7 entries"));
+}
+
+#[tokio::test]
+async fn the_change_feed_has_no_gap_or_duplicate_across_reconnects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let last = ledger_with_entries(dir.path()).await;
+    let server = TestServer::start(dir.path()).await;
+    let mut journal = JournalClient::new(server.channel().await);
+    let mut cases = server.cases().await;
+
+    // First connection: read the history and a little of the live feed, then drop.
+    let mut feed = journal
+        .watch_journal(pb::WatchJournalRequest { from_sequence: 1 })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut seen = Vec::new();
+    while seen.len() < last as usize {
+        let e = feed.message().await.expect("stream").expect("entry");
+        seen.push(e.entry.expect("entry").sequence);
+    }
+    cases
+        .record_receipt(receipt_request(CASE, "2.00", "LIVE-1"))
+        .await
+        .expect("live receipt");
+    let live = feed.message().await.expect("stream").expect("live entry");
+    seen.push(live.entry.expect("entry").sequence);
+    drop(feed);
+
+    // While nobody reads, writes go on (a stalled consumer never blocks writers).
+    let stalled = journal
+        .watch_journal(pb::WatchJournalRequest { from_sequence: 1 })
+        .await
+        .expect("watch")
+        .into_inner();
+    for i in 0..600 {
+        cases
+            .record_receipt(receipt_request(CASE, "1.00", &format!("BURST-{i}")))
+            .await
+            .expect("writes are not held up by a stalled feed");
+    }
+    drop(stalled);
+
+    // Reconnect from the next sequence: the rest arrives in order, once.
+    let next = *seen.last().expect("seen something") + 1;
+    let mut feed = journal
+        .watch_journal(pb::WatchJournalRequest {
+            from_sequence: next,
+        })
+        .await
+        .expect("watch again")
+        .into_inner();
+    let end = last + 1 + 600;
+    while *seen.last().expect("seen") < end {
+        let e = feed.message().await.expect("stream").expect("entry");
+        seen.push(e.entry.expect("entry").sequence);
+    }
+    let expected: Vec<u64> = (1..=end).collect();
+    assert_eq!(seen, expected);
+    drop((feed, journal, cases));
+    server.stop().await;
+}
+
+async fn all_balances(server: &TestServer) -> Vec<(String, pb::Balances, String)> {
+    let mut specials = server.specials().await;
+    let mut cases = server.cases().await;
+    let list = specials
+        .list_special_accounts(pb::ListSpecialAccountsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .special_accounts;
+    let mut out = Vec::new();
+    for s in list {
+        out.push((
+            s.special_account_id.clone(),
+            pb::Balances::default(),
+            s.bank_balance.clone(),
+        ));
+    }
+    for n in [CASE] {
+        let b = balances(&mut cases, n).await;
+        out.push((n.to_owned(), b, String::new()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn backup_restore_round_trip_keeps_every_balance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ledger_with_entries(dir.path()).await;
+    let server = TestServer::start(dir.path()).await;
+    let before = all_balances(&server).await;
+    let file = dir.path().join("backup.cebk");
+    let out = run_cli(vec![
+        "backup".into(),
+        "--to".into(),
+        std::ffi::OsString::from(&file),
+        "--server".into(),
+        format!("http://{}", server.addr).into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Writes after the backup are not in it.
+    server
+        .cases()
+        .await
+        .record_receipt(receipt_request(CASE, "3.00", "AFTER-BACKUP"))
+        .await
+        .expect("receipt after backup");
+    server.stop().await;
+
+    let restored = tempfile::tempdir().expect("tempdir");
+    let target = restored.path().join("data");
+    let out = run_cli(vec![
+        "restore".into(),
+        "--from".into(),
+        std::ffi::OsString::from(&file),
+        "--data-dir".into(),
+        std::ffi::OsString::from(&target),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_cli(vec![
+        "verify".into(),
+        "--data-dir".into(),
+        std::ffi::OsString::from(&target),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = TestServer::start(&target).await;
+    assert_eq!(all_balances(&server).await, before);
+    server.stop().await;
+
+    // Restoring over existing data is refused.
+    let out = run_cli(vec![
+        "restore".into(),
+        "--from".into(),
+        std::ffi::OsString::from(&file),
+        "--data-dir".into(),
+        std::ffi::OsString::from(&target),
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+}
+
+#[tokio::test]
+async fn rebuild_from_the_journal_alone_equals_the_live_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ledger_with_entries(dir.path()).await;
+    let live = {
+        let _guard = SPAWN_OR_OPEN.lock().await;
+        let store = case_escrow::store::Store::open(dir.path()).expect("opens");
+        let digest = store.handle().reads.content_digest().expect("digest");
+        store.close().await;
+        digest
+    };
+    let out = run_cli(vec![
+        "rebuild".into(),
+        "--data-dir".into(),
+        dir.path().into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let guard = SPAWN_OR_OPEN.lock().await;
+    let store = case_escrow::store::Store::open(dir.path()).expect("opens");
+    drop(guard);
+    let rebuilt = store.handle().reads.content_digest().expect("digest");
+    store.close().await;
+    assert_eq!(
+        rebuilt, live,
+        "every key and value of the rebuilt state equals the live one"
+    );
+    let aside = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.before-rebuild-")
+        });
+    assert!(aside, "the old state is kept aside");
 }

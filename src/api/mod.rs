@@ -5,9 +5,11 @@
 mod cases;
 pub mod convert;
 pub mod error;
+mod journal;
 mod specials;
 
 pub use cases::CaseLedgerService;
+pub use journal::JournalService;
 pub use specials::SpecialAccountsService;
 
 /// The generated protobuf and gRPC code.

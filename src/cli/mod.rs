@@ -1,4 +1,7 @@
-//! The command line. `serve` starts the server; it is the only command so far.
+//! The command line: `serve` starts the server; the other commands are tools for
+//! operators (verify, backup, restore, rebuild).
+
+mod tools;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +27,37 @@ struct Cli {
 enum Command {
     /// Start the gRPC server on a data directory (created if missing).
     Serve(ServeArgs),
+    /// Check the whole journal offline: checksums, sequence numbers and the hash chain.
+    /// Exits non-zero and names the first broken entry if anything was altered.
+    Verify {
+        #[arg(long, env = "CASE_ESCROW_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Take an online, consistent backup from a running server into FILE.
+    Backup {
+        /// The file to write (written whole or not at all).
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(
+            long,
+            env = "CASE_ESCROW_SERVER",
+            default_value = "http://127.0.0.1:50051"
+        )]
+        server: String,
+    },
+    /// Restore a backup into a new, empty data directory, verifying it first.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Rebuild every balance and index from the journal alone (the server must be
+    /// stopped; the old state is moved aside, not deleted).
+    Rebuild {
+        #[arg(long, env = "CASE_ESCROW_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -61,6 +95,10 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Verify { data_dir } => tools::verify(&data_dir),
+            Command::Backup { to, server } => tools::backup(&server, &to).await,
+            Command::Restore { from, data_dir } => tools::restore(&from, &data_dir).await,
+            Command::Rebuild { data_dir } => tools::rebuild(&data_dir).await,
         }
     });
     match result {

@@ -205,6 +205,28 @@ impl JournalWriter {
 }
 
 impl JournalReader {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The frame at `loc` and the entry's canonical bytes (what its hash covers).
+    pub fn read_raw(&self, loc: Location) -> Result<(Frame, Vec<u8>), JournalError> {
+        let mut buf = vec![0u8; loc.len as usize];
+        self.file
+            .read_exact_at(&mut buf, loc.offset)
+            .map_err(|source| JournalError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        let frame = decode_frame(&buf).map_err(|reason| JournalError::Corrupt {
+            path: self.path.clone(),
+            offset: loc.offset,
+            reason,
+        })?;
+        let body = buf.split_off(HEADER_BYTES + PREFIX_BYTES);
+        Ok((frame, body))
+    }
+
     pub fn read(&self, loc: Location) -> Result<Entry, JournalError> {
         let mut buf = vec![0u8; loc.len as usize];
         self.file
@@ -356,6 +378,17 @@ fn read_frame(
 /// `each` with its offset. Any invalid frame, even at the tail, is an error.
 pub fn visit(
     path: &Path,
+    each: impl FnMut(Frame, u64) -> Result<(), String>,
+) -> Result<(), JournalError> {
+    visit_range(path, 0, u64::MAX, each)
+}
+
+/// Like [`visit`], over the frames that start at `from` (a frame boundary) and end at
+/// or before `to` (or the end of the file).
+pub fn visit_range(
+    path: &Path,
+    from: u64,
+    to: u64,
     mut each: impl FnMut(Frame, u64) -> Result<(), String>,
 ) -> Result<(), JournalError> {
     let io = |source| JournalError::Io {
@@ -363,9 +396,10 @@ pub fn visit(
         source,
     };
     let file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
+    let len = file.metadata().map_err(io)?.len().min(to);
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let (mut offset, mut frame) = (0u64, Vec::new());
+    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(from)).map_err(io)?;
+    let (mut offset, mut frame) = (from, Vec::new());
     while offset < len {
         let corrupt = |reason| JournalError::Corrupt {
             path: path.to_owned(),
@@ -405,14 +439,29 @@ pub struct Verification {
 /// (1, 2, 3, … without gaps), every entry's hash and every link. Reports the first
 /// broken link rather than stopping with an error, so an auditor learns where.
 pub fn verify(path: &Path) -> Result<Verification, JournalError> {
+    verify_range(path, 0, 0, GENESIS, u64::MAX)
+}
+
+/// Verifies the frames that start at byte `from` — the end of entry `before` whose chain
+/// value is `chain_before` — up to and including entry `to`.
+pub fn verify_range(
+    path: &Path,
+    from: u64,
+    before: u64,
+    chain_before: Hash,
+    to: u64,
+) -> Result<Verification, JournalError> {
     let mut v = Verification {
         checked: 0,
-        last_sequence: 0,
-        digest: GENESIS,
+        last_sequence: before,
+        digest: chain_before,
         broken: None,
     };
-    let visited = visit(path, |frame, _| {
+    let visited = visit_range(path, from, u64::MAX, |frame, _| {
         let want = v.last_sequence + 1;
+        if want > to {
+            return Err(STOP.into());
+        }
         if frame.entry.sequence != want {
             return Err(format!(
                 "entry {want} expected, entry {} found",
@@ -432,6 +481,7 @@ pub fn verify(path: &Path) -> Result<Verification, JournalError> {
     });
     match visited {
         Ok(()) => Ok(v),
+        Err(JournalError::Corrupt { reason, .. }) if reason == STOP => Ok(v),
         Err(JournalError::Corrupt { offset, reason, .. }) => {
             v.broken = Some((v.last_sequence + 1, format!("at byte {offset}: {reason}")));
             Ok(v)
@@ -439,3 +489,6 @@ pub fn verify(path: &Path) -> Result<Verification, JournalError> {
         Err(e) => Err(e),
     }
 }
+
+/// Ends a visit early without it being an error.
+const STOP: &str = "\0stop";

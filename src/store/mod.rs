@@ -8,6 +8,7 @@
 //!   the journal at the next start;
 //! - `LOCK`: held exclusively while a server runs on the directory.
 
+pub mod backup;
 pub mod journal;
 pub mod keys;
 pub mod reads;
@@ -39,6 +40,8 @@ pub const SLED_FLUSH_EVERY_MS: u64 = 1000;
 pub const SLED_CACHE_BYTES: u64 = 256 << 20;
 /// Requests waiting for the writer; beyond this, callers wait (backpressure).
 pub const WRITE_QUEUE_DEPTH: usize = 8192;
+/// How long closing waits for the last readers to let go of the store.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Entries replayed into sled per atomic batch at start-up.
 const REPLAY_CHUNK_ENTRIES: usize = 10_000;
 
@@ -77,8 +80,13 @@ impl WriterStats {
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Message>,
+    /// The last sequence that is durable and readable; changes wake the change feed.
+    /// Closed when the writer stops.
+    pub committed: tokio::sync::watch::Receiver<u64>,
     pub reads: SledState,
     pub stats: Arc<WriterStats>,
+    /// Never sent on: dropped with the handle, so the store sees when all are gone.
+    _alive: mpsc::Sender<()>,
 }
 
 impl StoreHandle {
@@ -98,27 +106,48 @@ impl StoreHandle {
 pub struct Store {
     handle: StoreHandle,
     writer: Option<JoinHandle<()>>,
+    /// Yields `None` once every [`StoreHandle`] is gone (each holds a sender), so that
+    /// closing knows when nothing reads the state any more.
+    handles_gone: mpsc::Receiver<()>,
     db: sled::Db,
+    /// sled's own lock file, to know when its background threads have let go.
+    sled_lock_path: PathBuf,
     /// Held for the store's life; the OS releases it if the process dies.
     _lock: File,
 }
 
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let lock = lock(data_dir)?;
+        Self::open_locked(data_dir, lock)
+    }
+
+    /// Rebuilds every balance and index from the journal alone: the old state is moved
+    /// aside (to `state.before-rebuild-<unix seconds>`, never deleted) and the whole
+    /// journal is replayed into a new one. Returns the store, open.
+    pub fn rebuild(data_dir: &Path) -> Result<Store, StoreError> {
+        let lock = lock(data_dir)?;
+        let state = data_dir.join("state");
+        if state.exists() {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let aside = data_dir.join(format!("state.before-rebuild-{secs}"));
+            fs::rename(&state, &aside).map_err(|e| StoreError::DataDir {
+                path: data_dir.to_owned(),
+                reason: format!("cannot move the old state aside: {e}"),
+            })?;
+            tracing::info!(aside = %aside.display(), "moved the old state aside");
+        }
+        Self::open_locked(data_dir, lock)
+    }
+
+    fn open_locked(data_dir: &Path, lock: File) -> Result<Store, StoreError> {
         let dir_err = |reason: String| StoreError::DataDir {
             path: data_dir.to_owned(),
             reason,
         };
-        fs::create_dir_all(data_dir).map_err(|e| dir_err(e.to_string()))?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(data_dir.join("LOCK"))
-            .map_err(|e| dir_err(e.to_string()))?;
-        lock.try_lock_exclusive().map_err(|_| {
-            dir_err("another case-escrow process is using it (LOCK is held)".into())
-        })?;
         let db = sled::Config::new()
             .path(data_dir.join("state"))
             .flush_every_ms(Some(SLED_FLUSH_EVERY_MS))
@@ -136,6 +165,10 @@ impl Store {
             db.flush()?;
         }
         let stats = Arc::new(WriterStats::default());
+        let last = state
+            .last_sequence()
+            .map_err(|f| StoreError::Replay(f.to_string()))?;
+        let (committed, committed_rx) = tokio::sync::watch::channel(last);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let writer = Writer {
             journal,
@@ -143,19 +176,25 @@ impl Store {
             poisoned: None,
             metrics: stats.clone(),
             chain_head,
+            committed,
         };
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| dir_err(format!("cannot start the writer thread: {e}")))?;
+        let (alive, handles_gone) = mpsc::channel(1);
         Ok(Store {
             handle: StoreHandle {
                 tx,
+                committed: committed_rx,
                 reads: state,
                 stats,
+                _alive: alive,
             },
             writer: Some(thread),
+            handles_gone,
             db,
+            sled_lock_path: data_dir.join("state").join("db"),
             _lock: lock,
         })
     }
@@ -166,19 +205,78 @@ impl Store {
 
     /// Lets the writer finish what is queued, stops it, and flushes sled. Writes that
     /// arrive afterwards are refused as UNAVAILABLE.
-    pub async fn close(mut self) {
+    ///
+    /// It then waits, up to [`CLOSE_WAIT`], until no handle is left (readers finish, the
+    /// change feed notices the writer is gone), so that when it returns the state's
+    /// files are closed and the directory can be opened again at once.
+    pub async fn close(self) {
+        let Store {
+            handle,
+            writer,
+            mut handles_gone,
+            db,
+            sled_lock_path,
+            _lock,
+        } = self;
         // The writer may be gone already; then there is nothing to stop.
-        let _ = self.handle.tx.send(Message::Stop).await;
-        if let Some(thread) = self.writer.take() {
+        let _ = handle.tx.send(Message::Stop).await;
+        drop(handle);
+        if let Some(thread) = writer {
             let joined = tokio::task::spawn_blocking(move || thread.join()).await;
             if !matches!(joined, Ok(Ok(()))) {
                 tracing::error!("the writer thread ended abnormally");
             }
         }
-        if let Err(e) = self.db.flush_async().await {
+        if let Err(e) = db.flush_async().await {
             tracing::warn!(error = %e, "final flush of the state failed; it is rebuilt from the journal at start");
         }
+        if tokio::time::timeout(CLOSE_WAIT, handles_gone.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                wait_ms = CLOSE_WAIT.as_millis() as u64,
+                "readers still hold the store; closing without them"
+            );
+        }
+        drop(db);
+        // sled finishes background writes on threads of its own and releases its files
+        // (and its lock) only then. Waiting for its lock means that when this returns,
+        // the directory can be opened again at once, by this process or another.
+        let released = tokio::task::spawn_blocking(move || {
+            // Closing the file releases the lock again.
+            File::open(sled_lock_path)?.lock_exclusive()
+        });
+        if !matches!(
+            tokio::time::timeout(CLOSE_WAIT, released).await,
+            Ok(Ok(Ok(())))
+        ) {
+            tracing::warn!("sled did not release its files in time");
+        }
     }
+}
+
+/// Creates the data directory if needed and takes its lock: one server per directory.
+fn lock(data_dir: &Path) -> Result<File, StoreError> {
+    let dir_err = |reason: String| StoreError::DataDir {
+        path: data_dir.to_owned(),
+        reason,
+    };
+    fs::create_dir_all(data_dir).map_err(|e| dir_err(e.to_string()))?;
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join("LOCK"))
+        .map_err(|e| dir_err(e.to_string()))?;
+    lock.try_lock_exclusive().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            dir_err("another case-escrow process is using it (LOCK is held)".into())
+        } else {
+            dir_err(format!("cannot lock LOCK: {e}"))
+        }
+    })?;
+    Ok(lock)
 }
 
 /// Brings sled up to the end of the journal, from where sled last stood.

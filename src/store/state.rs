@@ -56,6 +56,48 @@ impl SledState {
     pub fn entry_location(&self, sequence: u64) -> Result<Option<Location>, Fault> {
         self.get(&keys::entry(sequence))
     }
+
+    /// The locations (with hashes) of entries `from..=to`, in order.
+    pub fn entry_locations(&self, from: u64, to: u64) -> Result<Vec<(u64, Location)>, Fault> {
+        let mut out = Vec::new();
+        if from > to {
+            return Ok(out);
+        }
+        for item in self.tree.range(keys::entry(from)..=keys::entry(to)) {
+            let (key, value) = item.map_err(fault)?;
+            let seq = keys::case_line_sequence(&key)
+                .ok_or_else(|| Fault("malformed entry key".into()))?;
+            out.push((seq, decode(&value)?));
+        }
+        Ok(out)
+    }
+
+    /// An entry with its hashes and its canonical bytes, as the journal holds them.
+    pub fn journal_entry(&self, sequence: u64) -> Result<Option<(Frame, Vec<u8>)>, Fault> {
+        match self.entry_location(sequence)? {
+            Some(loc) => self.journal.read_raw(loc).map(Some).map_err(fault),
+            None => Ok(None),
+        }
+    }
+
+    /// SHA-256 over every key and value of the derived state, in key order: two states
+    /// are the same exactly when their digests are.
+    pub fn content_digest(&self) -> Result<Hash, Fault> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for item in self.tree.iter() {
+            let (k, v) = item.map_err(fault)?;
+            h.update((k.len() as u64).to_le_bytes());
+            h.update(&k);
+            h.update((v.len() as u64).to_le_bytes());
+            h.update(&v);
+        }
+        Ok(h.finalize().into())
+    }
+
+    pub fn journal_path(&self) -> &std::path::Path {
+        self.journal.path()
+    }
 }
 
 impl State for SledState {
@@ -110,6 +152,8 @@ pub struct Overlay<'a> {
     end: u64,
     /// The chain value after the last entry framed (or replayed) so far.
     chain_head: Hash,
+    /// The sequence of that entry (0 before any).
+    last_sequence: u64,
 }
 
 impl<'a> Overlay<'a> {
@@ -126,7 +170,13 @@ impl<'a> Overlay<'a> {
             recorded_at: None,
             end: journal_base,
             chain_head,
+            last_sequence: 0,
         }
+    }
+
+    /// The last entry the batch holds, if any.
+    pub fn last_sequence(&self) -> Option<u64> {
+        (self.last_sequence > 0).then_some(self.last_sequence)
     }
 
     pub fn chain_head(&self) -> Hash {
@@ -275,6 +325,7 @@ impl StateMut for Overlay<'_> {
         };
         self.end = loc.offset + u64::from(loc.len);
         self.chain_head = loc.chain;
+        self.last_sequence = entry.sequence;
         self.put(keys::entry(entry.sequence), &loc);
         self.entries.insert(entry.sequence, entry.clone());
     }

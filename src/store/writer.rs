@@ -53,6 +53,8 @@ pub struct Writer {
     pub(crate) metrics: std::sync::Arc<super::WriterStats>,
     /// The chain value after the last durable entry; the next batch links to it.
     pub(crate) chain_head: super::journal::Hash,
+    /// Tells change-feed readers the last sequence that is durable and applied.
+    pub(crate) committed: tokio::sync::watch::Sender<u64>,
 }
 
 fn now() -> Micros {
@@ -140,6 +142,7 @@ impl Writer {
             return Ok(());
         }
         let head = overlay.chain_head();
+        let last = overlay.last_sequence();
         let (frames, batch) = overlay.into_parts().map_err(|f| f.to_string())?;
         if let Err(e) = self.journal.append(&frames) {
             let why = format!("journal write failed: {e}");
@@ -164,6 +167,9 @@ impl Writer {
             return Err(why);
         }
         self.chain_head = head;
+        if let Some(last) = last {
+            self.committed.send_replace(last);
+        }
         Ok(())
     }
 }

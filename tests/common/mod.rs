@@ -14,6 +14,22 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+/// Held while a test runs a child process to completion, and while a test opens a
+/// store.
+///
+/// A child forked from this multi-threaded test process starts with copies of every
+/// open file — other tests' data-directory locks among them — and closes them only as
+/// its exec completes, which can be just after `spawn` has returned. A store closed and
+/// reopened in that instant would find its own lock still held. Holding this until the
+/// child has exited removes the window. (The server never forks; this is test-only.)
+pub static SPAWN_OR_OPEN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs a child process to completion under [`SPAWN_OR_OPEN`]. Off the async threads.
+pub fn run_child(command: &mut std::process::Command) -> std::process::Output {
+    let _guard = SPAWN_OR_OPEN.blocking_lock();
+    command.output().expect("the child process runs")
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub stats: std::sync::Arc<case_escrow::store::WriterStats>,
@@ -24,6 +40,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(data_dir: &Path) -> TestServer {
+        let guard = SPAWN_OR_OPEN.lock().await;
         let server = Server::bind(ServerConfig {
             listen: "127.0.0.1:0".parse().expect("literal address"),
             data_dir: data_dir.to_owned(),
@@ -31,6 +48,7 @@ impl TestServer {
         })
         .await
         .expect("server starts");
+        drop(guard);
         let addr = server.local_addr();
         let stats = server.writer_stats();
         let (stop, stopped) = oneshot::channel();

@@ -1,0 +1,303 @@
+//! service Journal: digests, proofs, verification, the change feed and online backup.
+
+use std::pin::Pin;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::domain::DomainError;
+use crate::ledger::Fault;
+use crate::store::journal::{self, GENESIS};
+use crate::store::StoreHandle;
+
+use super::convert as cv;
+use super::error;
+use super::pb::{self, journal_server::Journal};
+
+/// The most entry hashes one proof carries; a client that saved a digest further away
+/// asks for a nearer one.
+pub const PROOF_HASHES_MAX: u64 = 100_000;
+/// Entries a change-feed stream holds ahead of a slow consumer. The stream's reader
+/// waits when it is full, so a slow consumer costs this much memory and never slows
+/// the writer.
+pub const WATCH_BUFFER_ENTRIES: usize = 256;
+/// Bytes per backup chunk.
+pub const BACKUP_CHUNK_BYTES: usize = 256 << 10;
+
+pub struct JournalService {
+    pub store: StoreHandle,
+}
+
+type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+fn journal_entry(store: &StoreHandle, sequence: u64) -> Result<pb::JournalEntry, Status> {
+    let (frame, bytes) = store
+        .reads
+        .journal_entry(sequence)?
+        .ok_or_else(|| DomainError::not_found(format!("entry {sequence}")))?;
+    Ok(pb::JournalEntry {
+        entry: Some(cv::entry(&frame.entry, None)),
+        canonical_bytes: bytes,
+        entry_hash: frame.entry_hash.to_vec(),
+        chain_hash: frame.chain.to_vec(),
+    })
+}
+
+fn chain_at(store: &StoreHandle, sequence: u64) -> Result<journal::Hash, Status> {
+    if sequence == 0 {
+        return Ok(GENESIS);
+    }
+    store
+        .reads
+        .entry_location(sequence)?
+        .map(|l| l.chain)
+        .ok_or_else(|| error::fault(Fault(format!("entry {sequence} has no location"))))
+}
+
+#[tonic::async_trait]
+impl Journal for JournalService {
+    async fn get_digest(
+        &self,
+        _: Request<pb::GetDigestRequest>,
+    ) -> Result<Response<pb::Digest>, Status> {
+        let sequence = self.store.reads.last_sequence()?;
+        Ok(Response::new(pb::Digest {
+            sequence,
+            digest: chain_at(&self.store, sequence)?.to_vec(),
+        }))
+    }
+
+    async fn get_entry(
+        &self,
+        request: Request<pb::GetEntryRequest>,
+    ) -> Result<Response<pb::EntryProof>, Status> {
+        let r = request.into_inner();
+        let last = self.store.reads.last_sequence()?;
+        if r.sequence == 0 {
+            return Err(DomainError::invalid("sequence", "is required").into());
+        }
+        if r.sequence > last {
+            return Err(DomainError::not_found(format!("entry {}", r.sequence)).into());
+        }
+        let digest_sequence = match r.digest_sequence {
+            0 => last,
+            d if d < r.sequence => {
+                return Err(DomainError::invalid(
+                    "digest_sequence",
+                    "must not be before sequence: a digest covers only entries before it",
+                )
+                .into())
+            }
+            d if d > last => {
+                return Err(DomainError::invalid(
+                    "digest_sequence",
+                    format!("is beyond the last entry {last}"),
+                )
+                .into())
+            }
+            d => d,
+        };
+        if digest_sequence - r.sequence > PROOF_HASHES_MAX {
+            return Err(DomainError::rule(format!(
+                "the digest is {} entries after the entry; proofs span at most {PROOF_HASHES_MAX}: check against a digest saved nearer to it",
+                digest_sequence - r.sequence
+            ))
+            .into());
+        }
+        let following = self
+            .store
+            .reads
+            .entry_locations(r.sequence + 1, digest_sequence)?;
+        Ok(Response::new(pb::EntryProof {
+            entry: Some(journal_entry(&self.store, r.sequence)?),
+            previous_chain_hash: chain_at(&self.store, r.sequence - 1)?.to_vec(),
+            following_entry_hashes: following
+                .iter()
+                .map(|(_, l)| l.entry_hash.to_vec())
+                .collect(),
+            digest: Some(pb::Digest {
+                sequence: digest_sequence,
+                digest: chain_at(&self.store, digest_sequence)?.to_vec(),
+            }),
+        }))
+    }
+
+    async fn verify_journal(
+        &self,
+        request: Request<pb::VerifyJournalRequest>,
+    ) -> Result<Response<pb::VerifyJournalResponse>, Status> {
+        let r = request.into_inner();
+        let last = self.store.reads.last_sequence()?;
+        let from = r.from_sequence.max(1);
+        let to = if r.to_sequence == 0 {
+            last
+        } else {
+            r.to_sequence
+        };
+        if to > last {
+            return Err(DomainError::invalid(
+                "to_sequence",
+                format!("is beyond the last entry {last}"),
+            )
+            .into());
+        }
+        if from > to {
+            return Err(DomainError::invalid("from_sequence", "is after to_sequence").into());
+        }
+        let start = match from - 1 {
+            0 => 0,
+            before => self
+                .store
+                .reads
+                .entry_location(before)?
+                .map(|l| l.offset + u64::from(l.len))
+                .ok_or_else(|| error::fault(Fault(format!("entry {before} has no location"))))?,
+        };
+        let chain_before = chain_at(&self.store, from - 1)?;
+        let path = self.store.reads.journal_path().to_owned();
+        // Reading a range of the journal is file I/O: keep it off the async workers.
+        let v = tokio::task::spawn_blocking(move || {
+            journal::verify_range(&path, start, from - 1, chain_before, to)
+        })
+        .await
+        .map_err(|e| error::fault(Fault(format!("verification stopped: {e}"))))?
+        .map_err(|e| error::fault(Fault(e.to_string())))?;
+        // The file must also agree with the index the server answers proofs from.
+        let indexed = chain_at(&self.store, v.last_sequence)?;
+        let (ok, broken_sequence, reason) = match (&v.broken, indexed == v.digest) {
+            (Some((seq, why)), _) => (false, *seq, why.clone()),
+            (None, false) => (
+                false,
+                v.last_sequence,
+                "the journal file and the server's index disagree on the chain".to_owned(),
+            ),
+            (None, true) if v.last_sequence < to => (
+                false,
+                v.last_sequence + 1,
+                "the journal ends before the entry asked for".to_owned(),
+            ),
+            (None, true) => (true, 0, String::new()),
+        };
+        if !ok {
+            tracing::error!(broken_sequence, %reason, "journal verification failed");
+        }
+        Ok(Response::new(pb::VerifyJournalResponse {
+            ok,
+            checked: v.checked,
+            broken_sequence,
+            reason,
+            digest: Some(pb::Digest {
+                sequence: v.last_sequence,
+                digest: v.digest.to_vec(),
+            }),
+        }))
+    }
+
+    type WatchJournalStream = Stream<pb::JournalEntry>;
+
+    async fn watch_journal(
+        &self,
+        request: Request<pb::WatchJournalRequest>,
+    ) -> Result<Response<Self::WatchJournalStream>, Status> {
+        let from = request.into_inner().from_sequence.max(1);
+        let store = self.store.clone();
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER_ENTRIES);
+        tokio::spawn(feed(store, from, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type BackupStream = Stream<pb::BackupChunk>;
+
+    async fn backup(
+        &self,
+        _: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let sequence = self.store.reads.last_sequence()?;
+        let (bytes, digest) = match sequence {
+            0 => (0, GENESIS),
+            s => {
+                let loc = self
+                    .store
+                    .reads
+                    .entry_location(s)?
+                    .ok_or_else(|| error::fault(Fault(format!("entry {s} has no location"))))?;
+                (loc.offset + u64::from(loc.len), loc.chain)
+            }
+        };
+        let path = self.store.reads.journal_path().to_owned();
+        let (tx, rx) = mpsc::channel(4);
+        let header = pb::BackupChunk {
+            part: Some(pb::backup_chunk::Part::Header(pb::BackupHeader {
+                sequence,
+                digest: digest.to_vec(),
+                bytes,
+            })),
+        };
+        tokio::task::spawn_blocking(move || {
+            if tx.blocking_send(Ok(header)).is_err() {
+                return;
+            }
+            if let Err(e) = send_prefix(&path, bytes, &tx) {
+                let _ = tx.blocking_send(Err(error::fault(Fault(e.to_string()))));
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// The journal is append-only, so its first `bytes` bytes (up to a committed entry)
+/// are a consistent backup however much is written meanwhile.
+fn send_prefix(
+    path: &std::path::Path,
+    bytes: u64,
+    tx: &mpsc::Sender<Result<pb::BackupChunk, Status>>,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?.take(bytes);
+    let mut buf = vec![0u8; BACKUP_CHUNK_BYTES];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let chunk = pb::BackupChunk {
+            part: Some(pb::backup_chunk::Part::Data(buf[..n].to_vec())),
+        };
+        if tx.blocking_send(Ok(chunk)).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Sends entries from `next` on: what is committed, then whatever commits later. Ends
+/// when the consumer goes away or the server stops.
+async fn feed(
+    store: StoreHandle,
+    mut next: u64,
+    tx: mpsc::Sender<Result<pb::JournalEntry, Status>>,
+) {
+    let mut committed = store.committed.clone();
+    let mut closing = store.committed.clone();
+    loop {
+        let last = *committed.borrow_and_update();
+        while next <= last {
+            let item = journal_entry(&store, next);
+            let failed = item.is_err();
+            // A consumer that stopped reading must not keep the store open at shutdown.
+            tokio::select! {
+                sent = tx.send(item) => if sent.is_err() || failed { return },
+                () = writer_gone(&mut closing) => return,
+            }
+            next += 1;
+        }
+        if committed.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Completes when the writer has stopped (its end of the channel is dropped).
+async fn writer_gone(committed: &mut tokio::sync::watch::Receiver<u64>) {
+    while committed.changed().await.is_ok() {}
+}
