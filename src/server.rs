@@ -29,6 +29,7 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub shutdown_grace: Duration,
+    pub store: crate::store::StoreOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +60,8 @@ impl Server {
     /// server that cannot use its data never accepts a connection.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let data_dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+        let options = config.store;
+        let store = tokio::task::spawn_blocking(move || Store::open_with(&data_dir, options))
             .await
             .map_err(|e| {
                 StoreError::Replay(format!("opening the store stopped abnormally: {e}"))

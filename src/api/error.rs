@@ -28,6 +28,7 @@ pub fn write(e: WriteError) -> Status {
         WriteError::Ledger(LedgerError::Domain(d)) => domain(d),
         WriteError::Ledger(LedgerError::Fault(f)) => fault(f),
         WriteError::Unavailable(why) => Status::unavailable(why),
+        WriteError::DiskFull(why) => Status::resource_exhausted(why),
     }
 }
 

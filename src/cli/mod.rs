@@ -68,6 +68,10 @@ struct ServeArgs {
     /// Directory holding the journal and the state.
     #[arg(long, env = "CASE_ESCROW_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+    /// Free space (MiB) to keep on the data directory's disk; below it writes are
+    /// refused with RESOURCE_EXHAUSTED until space is freed.
+    #[arg(long, env = "CASE_ESCROW_DISK_RESERVE_MB", default_value_t = crate::store::DISK_RESERVE_BYTES_DEFAULT >> 20)]
+    disk_reserve_mb: u64,
     /// Seconds to let open calls finish at shutdown.
     #[arg(long, env = "CASE_ESCROW_SHUTDOWN_GRACE_S", default_value_t = SHUTDOWN_GRACE_DEFAULT.as_secs())]
     shutdown_grace_s: u64,
@@ -116,6 +120,9 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_s),
+        store: crate::store::StoreOptions {
+            disk_reserve_bytes: args.disk_reserve_mb.saturating_mul(1 << 20),
+        },
     })
     .await?;
     let addr = server.local_addr();

@@ -47,6 +47,19 @@ pub enum JournalError {
     },
 }
 
+impl JournalError {
+    /// ENOSPC or a quota: the write may succeed once space returns.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            JournalError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.kind() == std::io::ErrorKind::QuotaExceeded
+            }
+            JournalError::Corrupt { .. } => false,
+        }
+    }
+}
+
 /// Where an entry's frame lies in the file, and its hashes: what a proof needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Location {

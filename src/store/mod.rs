@@ -40,6 +40,25 @@ pub const SLED_FLUSH_EVERY_MS: u64 = 1000;
 pub const SLED_CACHE_BYTES: u64 = 256 << 20;
 /// Requests waiting for the writer; beyond this, callers wait (backpressure).
 pub const WRITE_QUEUE_DEPTH: usize = 8192;
+/// Free space the writer keeps on the data directory's disk by default. Below it, writes
+/// are refused (RESOURCE_EXHAUSTED) before anything is written, so that sled, which
+/// cannot recover from running out of space without a restart, never does.
+pub const DISK_RESERVE_BYTES_DEFAULT: u64 = 64 << 20;
+
+/// Choices an operator makes about the store.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    pub disk_reserve_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            disk_reserve_bytes: DISK_RESERVE_BYTES_DEFAULT,
+        }
+    }
+}
+
 /// How long closing waits for the last readers to let go of the store.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Entries replayed into sled per atomic batch at start-up.
@@ -118,8 +137,12 @@ pub struct Store {
 
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        Self::open_with(data_dir, StoreOptions::default())
+    }
+
+    pub fn open_with(data_dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let lock = lock(data_dir)?;
-        Self::open_locked(data_dir, lock)
+        Self::open_locked(data_dir, lock, options)
     }
 
     /// Rebuilds every balance and index from the journal alone: the old state is moved
@@ -140,10 +163,14 @@ impl Store {
             })?;
             tracing::info!(aside = %aside.display(), "moved the old state aside");
         }
-        Self::open_locked(data_dir, lock)
+        Self::open_locked(data_dir, lock, StoreOptions::default())
     }
 
-    fn open_locked(data_dir: &Path, lock: File) -> Result<Store, StoreError> {
+    fn open_locked(
+        data_dir: &Path,
+        lock: File,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
         let dir_err = |reason: String| StoreError::DataDir {
             path: data_dir.to_owned(),
             reason,
@@ -177,6 +204,10 @@ impl Store {
             metrics: stats.clone(),
             chain_head,
             committed,
+            behind: false,
+            data_dir: data_dir.to_owned(),
+            disk_reserve_bytes: options.disk_reserve_bytes,
+            space_low: false,
         };
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
@@ -281,7 +312,7 @@ fn lock(data_dir: &Path) -> Result<File, StoreError> {
 
 /// Brings sled up to the end of the journal, from where sled last stood.
 /// Returns how many entries were replayed and the chain value at the end.
-fn replay(
+pub(crate) fn replay(
     journal: &mut journal::JournalWriter,
     state: &SledState,
 ) -> Result<(u64, journal::Hash), StoreError> {

@@ -30,6 +30,9 @@ pub enum WriteError {
     Ledger(#[from] LedgerError),
     #[error("the ledger cannot write now: {0}")]
     Unavailable(String),
+    /// The disk is full: nothing of the request was kept; it may be retried later.
+    #[error("the ledger's disk is full: {0}")]
+    DiskFull(String),
 }
 
 /// Requests are moved into the channel once; boxing them would add an allocation per
@@ -55,6 +58,14 @@ pub struct Writer {
     pub(crate) chain_head: super::journal::Hash,
     /// Tells change-feed readers the last sequence that is durable and applied.
     pub(crate) committed: tokio::sync::watch::Sender<u64>,
+    /// The journal holds durable entries the state lacks (applying them ran out of
+    /// space). No request is decided until they are replayed: decisions read the state.
+    pub(crate) behind: bool,
+    pub(crate) data_dir: std::path::PathBuf,
+    /// Free bytes to keep on the disk; below this, writes are refused.
+    pub(crate) disk_reserve_bytes: u64,
+    /// Whether the last check found the disk below the reserve (to log changes once).
+    pub(crate) space_low: bool,
 }
 
 fn now() -> Micros {
@@ -75,6 +86,7 @@ impl Writer {
             let Some(first) = rx.blocking_recv() else {
                 break;
             };
+            let blocked = self.catch_up().or_else(|| self.check_space());
             let mut pending = Vec::new();
             let mut overlay = Overlay::new(&state, self.journal.end(), self.chain_head);
             let mut next = Some(first);
@@ -85,7 +97,10 @@ impl Writer {
                         break;
                     }
                     Message::Write { request, reply } => {
-                        let result = self.decide(&mut overlay, &request);
+                        let result = match &blocked {
+                            Some(e) => Err(e.clone()),
+                            None => self.decide(&mut overlay, &request),
+                        };
                         pending.push((reply, result));
                     }
                 }
@@ -100,6 +115,55 @@ impl Writer {
         if let Err(e) = self.state.tree.flush() {
             tracing::warn!(error = %e, "flushing the state at shutdown failed; it is rebuilt from the journal at start");
         }
+    }
+
+    /// If the state lags the journal, replays the missing entries; returns why writes
+    /// must still be refused when that fails.
+    fn catch_up(&mut self) -> Option<WriteError> {
+        if !self.behind {
+            return None;
+        }
+        match super::replay(&mut self.journal, &self.state) {
+            Ok((entries, head)) => {
+                tracing::info!(
+                    entries,
+                    "the state caught up with the journal; writes resume"
+                );
+                self.behind = false;
+                self.chain_head = head;
+                if let Ok(last) = self.state.last_sequence() {
+                    self.committed.send_replace(last);
+                }
+                None
+            }
+            Err(e) => Some(WriteError::DiskFull(format!(
+                "no space left on the data directory's disk ({e})"
+            ))),
+        }
+    }
+
+    /// Refuses the batch while the disk is below its reserve. One `statvfs` a batch.
+    fn check_space(&mut self) -> Option<WriteError> {
+        let free = match fs2::available_space(&self.data_dir) {
+            Ok(free) => free,
+            // Not knowing is no reason to refuse; a full disk still fails the write.
+            Err(_) => return None,
+        };
+        let low = free < self.disk_reserve_bytes;
+        if low != self.space_low {
+            if low {
+                tracing::error!(free, reserve = self.disk_reserve_bytes, "the data directory's disk is below its free-space reserve; refusing writes until space is freed");
+            } else {
+                tracing::info!(free, "free space is back above the reserve; writes resume");
+            }
+            self.space_low = low;
+        }
+        low.then(|| {
+            WriteError::DiskFull(format!(
+                "no space left for writes: {free} bytes free on the data directory's disk, below the reserve of {}; writes resume once space is freed",
+                self.disk_reserve_bytes
+            ))
+        })
     }
 
     fn decide(&self, overlay: &mut Overlay<'_>, request: &Request) -> Reply {
@@ -130,20 +194,22 @@ impl Writer {
         for (reply, outcome) in pending {
             let answer = match &result {
                 Ok(()) => outcome,
-                Err(why) => Err(WriteError::Unavailable(why.clone())),
+                Err(e) => Err(e.clone()),
             };
             // A client that went away no longer needs its answer.
             let _ = reply.send(answer);
         }
     }
 
-    fn persist(&mut self, overlay: Overlay<'_>) -> Result<(), String> {
+    fn persist(&mut self, overlay: Overlay<'_>) -> Result<(), WriteError> {
         if overlay.is_empty() {
             return Ok(());
         }
         let head = overlay.chain_head();
         let last = overlay.last_sequence();
-        let (frames, batch) = overlay.into_parts().map_err(|f| f.to_string())?;
+        let (frames, batch) = overlay
+            .into_parts()
+            .map_err(|f| WriteError::Unavailable(f.to_string()))?;
         if let Err(e) = self.journal.append(&frames) {
             let why = format!("journal write failed: {e}");
             if self.journal.is_broken() {
@@ -152,19 +218,33 @@ impl Writer {
             } else {
                 tracing::error!(error = %e, "journal write failed; the batch is refused and writes go on");
             }
-            return Err(why);
+            if e.is_disk_full() {
+                return Err(WriteError::DiskFull(format!(
+                    "no space left on the data directory's disk; the request was not recorded ({why})"
+                )));
+            }
+            return Err(WriteError::Unavailable(why));
         }
         if let Err(e) = self.journal.sync() {
             let why = format!("journal sync failed: {e}; restart the server to recover");
             tracing::error!(error = %e, "journal fdatasync failed; refusing writes until restart");
             self.poisoned = Some(why.clone());
-            return Err(why);
+            return Err(WriteError::Unavailable(why));
         }
         if let Err(e) = self.state.tree.apply_batch(batch) {
+            // The batch is durable in the journal; only the derived state lags.
+            self.chain_head = head;
+            if matches!(&e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull) {
+                tracing::error!(error = %e, "no space to apply a durable batch to the state; refusing writes until it can be replayed from the journal");
+                self.behind = true;
+                return Err(WriteError::DiskFull(format!(
+                    "no space left on the data directory's disk; the request was not acknowledged ({e})"
+                )));
+            }
             let why = format!("applying the state failed: {e}; restart the server to recover");
             tracing::error!(error = %e, "applying a durable batch to sled failed; refusing writes until restart");
             self.poisoned = Some(why.clone());
-            return Err(why);
+            return Err(WriteError::Unavailable(why));
         }
         self.chain_head = head;
         if let Some(last) = last {

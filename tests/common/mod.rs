@@ -45,6 +45,7 @@ impl TestServer {
             listen: "127.0.0.1:0".parse().expect("literal address"),
             data_dir: data_dir.to_owned(),
             shutdown_grace: Duration::from_secs(5),
+            store: Default::default(),
         })
         .await
         .expect("server starts");
