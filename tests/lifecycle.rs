@@ -686,3 +686,123 @@ async fn case_must_belong_to_the_court_of_its_special_account() {
     assert!(wrong.message().contains("case_number"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn money_returned_after_closure_can_be_paid_out_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut specials = server.specials().await;
+    let mut cases = server.cases().await;
+    let special = open_special(&mut specials, "云0102").await;
+    open_case(&mut cases, &special.special_account_id, CASE_A).await;
+    cases
+        .record_receipt(receipt_request(CASE_A, "80.00", "REF-1"))
+        .await
+        .expect("receipt");
+    let d = cases
+        .request_disbursement(disbursement_request(CASE_A, "80.00"))
+        .await
+        .expect("request")
+        .into_inner();
+    let step = |request_id: String| pb::ApproveDisbursementRequest {
+        request_id,
+        disbursement_id: d.disbursement_id.clone(),
+        approval_ref: "批".into(),
+    };
+    cases
+        .approve_disbursement(step(rid()))
+        .await
+        .expect("approve");
+    cases
+        .confirm_disbursement_paid(pb::ConfirmDisbursementPaidRequest {
+            request_id: rid(),
+            disbursement_id: d.disbursement_id.clone(),
+            bank_ref: "PAY-1".into(),
+            paid_at: None,
+        })
+        .await
+        .expect("paid");
+    cases
+        .close_case_account(pb::CloseCaseAccountRequest {
+            request_id: rid(),
+            case_number: CASE_A.into(),
+            closure_method: pb::ClosureMethod::Completed as i32,
+            reason: "执行完毕".into(),
+        })
+        .await
+        .expect("closes at zero");
+    cases
+        .record_returned_payment(pb::RecordReturnedPaymentRequest {
+            request_id: rid(),
+            disbursement_id: d.disbursement_id.clone(),
+            bank_ref: "RET-1".into(),
+            reason: "账户冻结".into(),
+        })
+        .await
+        .expect("the return is recorded on the closed case");
+    assert_eq!(balances(&mut cases, CASE_A).await.balance, "80.00");
+    // The money is not stuck: it can be paid out again; new money cannot come in.
+    cases
+        .request_disbursement(disbursement_request(CASE_A, "80.00"))
+        .await
+        .expect("paid out again from the closed case");
+    let refused = cases
+        .record_receipt(receipt_request(CASE_A, "1.00", "REF-2"))
+        .await
+        .expect_err("a closed case takes no new money");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reversed_receipt_is_not_reported_as_credited_and_a_reversal_can_be_undone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut specials = server.specials().await;
+    let mut cases = server.cases().await;
+    let special = open_special(&mut specials, "云0102").await;
+    open_case(&mut cases, &special.special_account_id, CASE_A).await;
+    let receipt = cases
+        .record_receipt(receipt_request(CASE_A, "30.00", "BANK-X"))
+        .await
+        .expect("receipt")
+        .into_inner();
+    let reversal = cases
+        .reverse_entry(pb::ReverseEntryRequest {
+            request_id: rid(),
+            sequence: receipt.sequence,
+            reason: "误记".into(),
+        })
+        .await
+        .expect("reversed")
+        .into_inner();
+    assert_eq!(balances(&mut cases, CASE_A).await.balance, "0.00");
+    // The bank sends the same transaction again: it is not silently "already done".
+    let resent = cases
+        .record_receipt(receipt_request(CASE_A, "30.00", "BANK-X"))
+        .await
+        .expect_err("a reversed receipt is not reported as credited");
+    assert_eq!(resent.code(), Code::FailedPrecondition);
+    assert!(
+        resent.message().contains(&reversal.sequence.to_string()),
+        "{}",
+        resent.message()
+    );
+    // The reversal was the mistake: reversing it credits the money again.
+    cases
+        .reverse_entry(pb::ReverseEntryRequest {
+            request_id: rid(),
+            sequence: reversal.sequence,
+            reason: "冲正有误".into(),
+        })
+        .await
+        .expect("a reversal can be reversed");
+    assert_eq!(balances(&mut cases, CASE_A).await.balance, "30.00");
+    let again = cases
+        .record_receipt(receipt_request(CASE_A, "30.00", "BANK-X"))
+        .await
+        .expect("in force again: the original entry is the answer")
+        .into_inner();
+    assert_eq!(again.sequence, receipt.sequence);
+    server.stop().await;
+}

@@ -101,11 +101,7 @@ impl CaseLedgerService {
             .disbursement(id)?
             .ok_or_else(|| error::fault(Fault(format!("disbursement {id} is missing"))))?;
         if d.sequence != entry.sequence {
-            d.status = match &entry.op {
-                Op::DisbursementMoved { to, .. } => *to,
-                _ => crate::domain::DisbursementStatus::Requested,
-            };
-            d.sequence = entry.sequence;
+            as_of_step(&mut d, entry);
         }
         Ok(Response::new(cv::disbursement(&d)))
     }
@@ -117,6 +113,45 @@ impl CaseLedgerService {
     ) -> Answer<pb::Disbursement> {
         let entry = self.submit(request_id, command).await?;
         self.disbursement_answer(&entry)
+    }
+}
+
+/// Winds a disbursement that has moved on back to how `entry` left it: the fields later
+/// steps set are cleared, and the entry's own are put back.
+fn as_of_step(d: &mut crate::domain::DisbursementState, entry: &Entry) {
+    use crate::domain::DisbursementStatus as S;
+    let (to, note, bank_ref, at) = match &entry.op {
+        Op::DisbursementMoved {
+            to,
+            note,
+            bank_ref,
+            at,
+            ..
+        } => (*to, note.clone(), bank_ref.clone(), *at),
+        _ => (S::Requested, Default::default(), None, None),
+    };
+    d.status = to;
+    d.sequence = entry.sequence;
+    d.returned_bank_ref = None;
+    if to != S::Paid {
+        d.bank_ref = None;
+        d.paid_at = None;
+    }
+    match to {
+        S::Requested => {
+            d.approval_ref = Default::default();
+            d.reason = Default::default();
+        }
+        S::Approved => {
+            d.approval_ref = note;
+            d.reason = Default::default();
+        }
+        S::Paid => {
+            d.bank_ref = bank_ref;
+            d.paid_at = at;
+            d.reason = Default::default();
+        }
+        S::Rejected | S::Cancelled | S::Failed | S::Returned => d.reason = note,
     }
 }
 

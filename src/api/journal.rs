@@ -22,6 +22,9 @@ pub const PROOF_HASHES_MAX: u64 = 100_000;
 /// waits when it is full, so a slow consumer costs this much memory and never slows
 /// the writer.
 pub const WATCH_BUFFER_ENTRIES: usize = 256;
+/// The most entries one VerifyJournal call recomputes; a whole large journal is checked
+/// in ranges, or offline with `case-escrow verify`.
+pub const VERIFY_ENTRIES_MAX: u64 = 1_000_000;
 /// Bytes per backup chunk.
 pub const BACKUP_CHUNK_BYTES: usize = 256 << 10;
 
@@ -144,6 +147,15 @@ impl Journal for JournalService {
         }
         if from > to {
             return Err(DomainError::invalid("from_sequence", "is after to_sequence").into());
+        }
+        if to - from >= VERIFY_ENTRIES_MAX {
+            return Err(DomainError::invalid(
+                "to_sequence",
+                format!(
+                    "a call verifies at most {VERIFY_ENTRIES_MAX} entries; ask for a shorter range"
+                ),
+            )
+            .into());
         }
         let start = match from - 1 {
             0 => 0,

@@ -209,7 +209,7 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
             exception_reason,
         } => {
             let case = case_by_key(state, &CaseKey::Number(case_number.clone()))?;
-            open_case_for_money(state, &case)?;
+            can_pay_out(state, &case)?;
             ensure_available(&case, amount.fen())?;
             check_payee(&case, payee, *purpose, exception_reason.is_empty())?;
             new(Op::DisbursementRequested {
@@ -366,7 +366,7 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
                 ))
                 .into());
             }
-            open_case_for_money(state, &source)?;
+            can_pay_out(state, &source)?;
             open_case_for_money(state, &target)?;
             ensure_available(&source, amount.fen())?;
             new_posted(
@@ -487,6 +487,13 @@ fn open_case_for_money(state: &impl State, case: &CaseState) -> Result<(), Ledge
     open_special(state, case.special_id).map(|_| ())
 }
 
+/// Money may leave a case while its special account is open, even if the case was
+/// closed: a payment the bank returned after closure must be paid out again, not stuck.
+/// (A closed case holds money only that way; closing itself requires zero.)
+fn can_pay_out(state: &impl State, case: &CaseState) -> Result<(), LedgerError> {
+    open_special(state, case.special_id).map(|_| ())
+}
+
 fn ensure_available(case: &CaseState, amount: Fen) -> Result<(), LedgerError> {
     let available = case.balances.available();
     if available < amount {
@@ -578,10 +585,45 @@ fn same_receipt(
             case_id: c,
             amount: a,
             ..
-        } if c == case_id && a.fen() == amount => Ok(Decision::Existing(seq)),
+        } if c == case_id && a.fen() == amount => {
+            // Answering "done" for a receipt that was reversed would tell the bank's
+            // client the money is credited when it is not.
+            match in_force(state, seq)? {
+                Ok(()) => Ok(Decision::Existing(seq)),
+                Err(by) => Err(DomainError::rule(format!(
+                    "bank_ref {bank_ref} was recorded as entry {seq} and reversed by entry {by}; to credit it again, reverse entry {by}"
+                ))
+                .into()),
+            }
+        }
         _ => Err(bank_ref_taken(bank_ref, seq)),
     }
 }
+
+/// Whether entry `seq` is in force: not reversed, or its reversal was itself reversed
+/// (and so on). `Err` names the reversal that undoes it.
+fn in_force(state: &impl State, seq: u64) -> Result<Result<(), u64>, LedgerError> {
+    let mut current = seq;
+    let mut undone_by = None;
+    // Each entry is reversed at most once, so the chain is finite; bound it anyway.
+    for _ in 0..REVERSAL_CHAIN_MAX {
+        match state.reversed_by(current)? {
+            None => break,
+            Some(by) => {
+                undone_by = match undone_by {
+                    None => Some(by),
+                    Some(_) => None,
+                };
+                current = by;
+            }
+        }
+    }
+    Ok(undone_by.map_or(Ok(()), Err))
+}
+
+/// Reversals of reversals are allowed (to undo a mistaken correction); no chain of them
+/// is longer than this.
+const REVERSAL_CHAIN_MAX: usize = 64;
 
 fn same_disbursement_step(
     state: &impl State,
@@ -616,7 +658,7 @@ fn reverse(state: &impl State, sequence: u64, reason: crate::domain::Text) -> De
         .entry(sequence)?
         .ok_or_else(|| DomainError::not_found(format!("entry {sequence}")))?;
     match entry.op {
-        Op::Receipt { .. } | Op::Transfer { .. } => {}
+        Op::Receipt { .. } | Op::Transfer { .. } | Op::Reversal { .. } => {}
         Op::DisbursementMoved { .. } => {
             return Err(DomainError::rule(format!(
                 "entry {sequence} is a disbursement step; a payment that failed is recorded with FailDisbursement and money the bank sent back with RecordReturnedPayment"

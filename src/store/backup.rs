@@ -93,7 +93,9 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<(Header, Verification), R
     reader.by_ref().take(256).read_line(&mut line)?;
     let header = Header::parse(&line).map_err(RestoreError::Refused)?;
     fs::create_dir_all(data_dir)?;
-    let path = data_dir.join("journal.log");
+    // Written under another name and renamed only once verified, so that a failed
+    // restore never leaves a journal a server would start on.
+    let path = data_dir.join("journal.log.restoring");
     let mut out = File::create(&path)?;
     let copied = std::io::copy(&mut reader.by_ref().take(header.bytes), &mut out)?;
     let mut extra = [0u8; 1];
@@ -126,6 +128,8 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<(Header, Verification), R
             hex(&header.digest)
         )));
     }
+    fs::rename(&path, data_dir.join("journal.log"))?;
+    File::open(data_dir)?.sync_all()?;
     Ok((header, v))
 }
 

@@ -22,11 +22,19 @@ impl SledState {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, SpecialAccountState)>, Fault> {
         let prefix = keys::special_by_court_prefix(court_prefix);
+        // A page starts just after its token, so each page costs its own size only.
+        let start = match after {
+            Some(a) if a >= prefix.as_slice() => std::ops::Bound::Excluded(a.to_vec()),
+            _ => std::ops::Bound::Included(prefix.clone()),
+        };
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(&prefix) {
+        for item in self
+            .tree
+            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+        {
             let (key, _) = item.map_err(fault)?;
-            if after.is_some_and(|a| key.as_ref() <= a) {
-                continue;
+            if !key.starts_with(&prefix) {
+                break;
             }
             let id_bytes: [u8; 16] = key
                 .get(key.len().saturating_sub(16)..)

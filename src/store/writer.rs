@@ -22,15 +22,17 @@ pub const BATCH_REQUESTS_MAX: usize = 4096;
 
 pub type Reply = Result<Outcome, WriteError>;
 
-/// Why a write was not done. `Ledger` is the request's own outcome; `Unavailable` means
-/// the store could not take it now and nothing of it was kept.
+/// Why a write was not acknowledged. `Ledger` is the request's own outcome, final.
+/// `Unavailable` and `DiskFull` mean the store could not take it now; when the failure
+/// came after the journal sync, the request may be recorded all the same — a retry
+/// with the same request id always learns the one outcome.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error("the ledger cannot write now: {0}")]
     Unavailable(String),
-    /// The disk is full: nothing of the request was kept; it may be retried later.
+    /// The disk is full (or below its reserve); retry later with the same request id.
     #[error("the ledger's disk is full: {0}")]
     DiskFull(String),
 }
@@ -226,7 +228,7 @@ impl Writer {
             return Err(WriteError::Unavailable(why));
         }
         if let Err(e) = self.journal.sync() {
-            let why = format!("journal sync failed: {e}; restart the server to recover");
+            let why = format!("journal sync failed: {e}; the outcome is unknown until the server restarts: then retry with the same request_id");
             tracing::error!(error = %e, "journal fdatasync failed; refusing writes until restart");
             self.poisoned = Some(why.clone());
             return Err(WriteError::Unavailable(why));
@@ -238,10 +240,10 @@ impl Writer {
                 tracing::error!(error = %e, "no space to apply a durable batch to the state; refusing writes until it can be replayed from the journal");
                 self.behind = true;
                 return Err(WriteError::DiskFull(format!(
-                    "no space left on the data directory's disk; the request was not acknowledged ({e})"
+                    "no space left on the data directory's disk; the request may be recorded: retry with the same request_id once space is freed ({e})"
                 )));
             }
-            let why = format!("applying the state failed: {e}; restart the server to recover");
+            let why = format!("applying the state failed: {e}; the request may be recorded: restart the server, then retry with the same request_id");
             tracing::error!(error = %e, "applying a durable batch to sled failed; refusing writes until restart");
             self.poisoned = Some(why.clone());
             return Err(WriteError::Unavailable(why));
