@@ -6,6 +6,7 @@ mod cases;
 pub mod convert;
 pub mod error;
 mod specials;
+mod suspense;
 
 pub use cases::CaseLedgerService;
 pub use specials::SpecialAccountsService;

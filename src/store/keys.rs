@@ -77,3 +77,45 @@ pub fn case_line_sequence(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))
 }
+
+// Issue 3 (reconciliation). Letters chosen apart from the rest so that other work on
+// the layout does not collide with them.
+
+pub fn unidentified(id: Uuid) -> Vec<u8> {
+    key(b'u', &[id.as_bytes()])
+}
+
+/// `w` + special account + receipt id: ids are UUIDv7, so a prefix scan lists one
+/// account's unidentified receipts in the order they were recorded.
+pub fn unidentified_by_special(special_id: Uuid, id: Uuid) -> Vec<u8> {
+    key(b'w', &[special_id.as_bytes(), id.as_bytes()])
+}
+
+pub fn unidentified_by_special_prefix(special_id: Uuid) -> Vec<u8> {
+    key(b'w', &[special_id.as_bytes()])
+}
+
+pub fn deferral(id: Uuid) -> Vec<u8> {
+    key(b'y', &[id.as_bytes()])
+}
+
+/// A case's balances and clock after one of its entries (`CaseFacts`).
+pub fn case_facts(case_id: Uuid, sequence: u64) -> Vec<u8> {
+    key(b'q', &[case_id.as_bytes(), &sequence.to_be_bytes()])
+}
+
+pub fn case_facts_prefix(case_id: Uuid) -> Vec<u8> {
+    key(b'q', &[case_id.as_bytes()])
+}
+
+/// `k` + special account + sequence: the entries that moved its bank balance.
+pub fn bank_line(special_id: Uuid, sequence: u64) -> Vec<u8> {
+    key(b'k', &[special_id.as_bytes(), &sequence.to_be_bytes()])
+}
+
+pub fn bank_lines(special_id: Uuid) -> Vec<u8> {
+    key(b'k', &[special_id.as_bytes()])
+}
+
+/// Every case account record.
+pub const CASES_PREFIX: &[u8] = b"c";

@@ -11,6 +11,7 @@
 pub mod journal;
 pub mod keys;
 pub mod reads;
+pub mod snapshot;
 pub mod state;
 pub mod writer;
 

@@ -8,8 +8,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{
-    Balances, BankRef, CaseNumber, CaseState, DisbursementState, Entry, Meta, RequestId,
-    RequestRecord, SpecialAccountState, VirtualAccountNumber,
+    Balances, BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState,
+    DisbursementState, Entry, Meta, RequestId, RequestRecord, SpecialAccountState,
+    UnidentifiedReceiptState, VirtualAccountNumber,
 };
 use crate::ledger::{Fault, State, StateMut};
 
@@ -91,6 +92,12 @@ impl State for SledState {
     }
     fn reversed_by(&self, sequence: u64) -> Result<Option<u64>, Fault> {
         self.get(&keys::reversed_by(sequence))
+    }
+    fn unidentified(&self, id: Uuid) -> Result<Option<UnidentifiedReceiptState>, Fault> {
+        self.get(&keys::unidentified(id))
+    }
+    fn deferral(&self, id: Uuid) -> Result<Option<DeferralState>, Fault> {
+        self.get(&keys::deferral(id))
     }
 }
 
@@ -206,6 +213,12 @@ impl State for Overlay<'_> {
     fn reversed_by(&self, sequence: u64) -> Result<Option<u64>, Fault> {
         self.get(&keys::reversed_by(sequence))
     }
+    fn unidentified(&self, id: Uuid) -> Result<Option<UnidentifiedReceiptState>, Fault> {
+        self.get(&keys::unidentified(id))
+    }
+    fn deferral(&self, id: Uuid) -> Result<Option<DeferralState>, Fault> {
+        self.get(&keys::deferral(id))
+    }
 }
 
 impl StateMut for Overlay<'_> {
@@ -260,5 +273,21 @@ impl StateMut for Overlay<'_> {
     }
     fn put_case_line(&mut self, case_id: Uuid, sequence: u64, line: Balances) {
         self.put(keys::case_line(case_id, sequence), &line);
+    }
+    fn put_unidentified(&mut self, receipt: UnidentifiedReceiptState) {
+        self.put(
+            keys::unidentified_by_special(receipt.special_id, receipt.id),
+            &(),
+        );
+        self.put(keys::unidentified(receipt.id), &receipt);
+    }
+    fn put_deferral(&mut self, deferral: DeferralState) {
+        self.put(keys::deferral(deferral.id), &deferral);
+    }
+    fn put_case_facts(&mut self, case_id: Uuid, sequence: u64, facts: CaseFacts) {
+        self.put(keys::case_facts(case_id, sequence), &facts);
+    }
+    fn put_bank_line(&mut self, special_id: Uuid, sequence: u64, line: BankLine) {
+        self.put(keys::bank_line(special_id, sequence), &line);
     }
 }

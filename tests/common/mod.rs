@@ -151,6 +151,7 @@ pub fn receipt_request(
         payer_account: "6217000000000000001".into(),
         bank_ref: bank_ref.into(),
         value_date: "2024-03-01".into(),
+        ..Default::default()
     }
 }
 
