@@ -3,7 +3,10 @@ use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let files = ["proto/case_escrow/v1/ledger.proto"];
+    let files = [
+        "proto/case_escrow/v1/ledger.proto",
+        "proto/case_escrow/v1/reconciliation.proto",
+    ];
     let fds = protox::compile(files, ["proto"])?;
     // compile_fds does not write the descriptor set; reflection needs it.
     let out = PathBuf::from(env::var("OUT_DIR")?);

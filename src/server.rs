@@ -10,13 +10,17 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api::pb::{
-    case_ledger_server::CaseLedgerServer, special_accounts_server::SpecialAccountsServer,
+    case_ledger_server::CaseLedgerServer, reconciliation_server::ReconciliationServer,
+    special_accounts_server::SpecialAccountsServer,
 };
-use crate::api::{self, CaseLedgerService, SpecialAccountsService};
+use crate::api::{self, CaseLedgerService, ReconciliationService, SpecialAccountsService};
+use crate::reconcile::Limits;
 use crate::store::{Store, StoreError};
 
 /// The largest request message accepted; no legitimate request comes near it.
 pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
+/// The largest message of reconciliation rows accepted.
+pub const RECONCILE_MESSAGE_BYTES_MAX: usize = 8 << 20;
 /// How long shutdown waits for open calls before it stops anyway.
 pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(10);
 
@@ -48,6 +52,7 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     shutdown_grace: Duration,
+    limits: Limits,
 }
 
 impl Server {
@@ -78,7 +83,14 @@ impl Server {
             listener,
             addr,
             shutdown_grace: config.shutdown_grace,
+            limits: Limits::default(),
         })
+    }
+
+    /// The limits on holding money that reconciliation checks (default: the law's).
+    pub fn with_limits(mut self, limits: Limits) -> Server {
+        self.limits = limits;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -96,6 +108,9 @@ impl Server {
         health
             .set_serving::<CaseLedgerServer<CaseLedgerService>>()
             .await;
+        health
+            .set_serving::<ReconciliationServer<ReconciliationService>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(api::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -104,8 +119,16 @@ impl Server {
             store: handle.clone(),
         })
         .max_decoding_message_size(MESSAGE_BYTES_MAX);
-        let cases = CaseLedgerServer::new(CaseLedgerService { store: handle })
-            .max_decoding_message_size(MESSAGE_BYTES_MAX);
+        let cases = CaseLedgerServer::new(CaseLedgerService {
+            store: handle.clone(),
+        })
+        .max_decoding_message_size(MESSAGE_BYTES_MAX);
+        // Rows come in batches: a message may hold a few thousand of them.
+        let reconciliation = ReconciliationServer::new(ReconciliationService {
+            store: handle,
+            limits: self.limits,
+        })
+        .max_decoding_message_size(RECONCILE_MESSAGE_BYTES_MAX);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Without TCP_NODELAY a client that waits for each answer before its next call
         // meets Nagle's algorithm and delayed ACKs: about 40 ms a call.
@@ -115,6 +138,7 @@ impl Server {
             .add_service(reflection)
             .add_service(specials)
             .add_service(cases)
+            .add_service(reconciliation)
             .serve_with_incoming_shutdown(incoming, async {
                 // A dropped sender also means stop.
                 let _ = stop_rx.await;
@@ -127,6 +151,7 @@ impl Server {
                 health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
                 health.set_not_serving::<SpecialAccountsServer<SpecialAccountsService>>().await;
                 health.set_not_serving::<CaseLedgerServer<CaseLedgerService>>().await;
+                health.set_not_serving::<ReconciliationServer<ReconciliationService>>().await;
                 let _ = stop_tx.send(());
                 match tokio::time::timeout(self.shutdown_grace, &mut serve).await {
                     Ok(served) => served?,

@@ -5,10 +5,12 @@
 mod cases;
 pub mod convert;
 pub mod error;
+mod reconcile;
 mod specials;
 mod suspense;
 
 pub use cases::CaseLedgerService;
+pub use reconcile::ReconciliationService;
 pub use specials::SpecialAccountsService;
 
 /// The generated protobuf and gRPC code.
