@@ -34,6 +34,14 @@ pub struct BenchArgs {
     /// of the same size is reused.
     #[arg(long, default_value = "./bench-data")]
     data_dir: PathBuf,
+    /// Also time the parts alone: reading the CSV, and the rules over the store
+    /// without gRPC.
+    #[arg(long)]
+    parts: bool,
+    /// Write the rows in a scrambled order instead of filing order (each court's
+    /// cases by number, the courts interleaved).
+    #[arg(long)]
+    shuffled: bool,
 }
 
 /// Requests in flight while the ledger is built: enough to fill the writer's batches.
@@ -175,13 +183,23 @@ async fn build_ledger(dir: &Path, cases: u64, courts: u32) -> CliResult<()> {
 
 /// The case-flow export: one row per case; about 1% disagree on the money received,
 /// 0.1% are malformed, and rows beyond the ledger's cases name cases it lacks.
-fn write_file(path: &Path, rows: u64, cases: u64, courts: u32) -> CliResult<()> {
+fn write_file(path: &Path, rows: u64, cases: u64, courts: u32, shuffled: bool) -> CliResult<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(
         out,
         "case_number,court_code,filed_on,status,closure_method,closed_on,target_amount,received_amount,disbursed_amount,paid_outside_court"
     )?;
-    for n in 0..rows {
+    // A multiplicative permutation of 0..rows: a stride coprime with rows visits
+    // every row once, far from its neighbours.
+    let stride = (1_000_003..)
+        .find(|s| gcd(*s, rows.max(1)) == 1)
+        .unwrap_or(1);
+    for i in 0..rows {
+        let n = if shuffled {
+            ((u128::from(i) * u128::from(stride)) % u128::from(rows.max(1))) as u64
+        } else {
+            i
+        };
         let number = case_number(courts, n);
         let court = court((n % u64::from(courts)) as u32);
         let mut received = if n < cases && n % 4 == 0 {
@@ -200,6 +218,96 @@ fn write_file(path: &Path, rows: u64, cases: u64, courts: u32) -> CliResult<()> 
     }
     out.flush()?;
     Ok(())
+}
+
+/// Times reading the file alone, then the file through the rules over the store in
+/// this thread: what is left of a full run is gRPC and the report.
+async fn parts(file: &Path, ledger_dir: &Path) -> CliResult<()> {
+    let started = Instant::now();
+    let mut lines = rc::CsvLines::open(file, &rc::CASE_FLOW_COLUMNS, &[])?;
+    let mut n = 0u64;
+    while let Some(line) = lines.next_line()? {
+        std::hint::black_box(rc::case_flow_row(line));
+        n += 1;
+    }
+    let csv = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut lines = rc::CsvLines::open(file, &rc::CASE_FLOW_COLUMNS, &[])?;
+    while let Some(line) = lines.next_line()? {
+        let row = rc::case_flow_row(line);
+        let raw = crate::reconcile::case_flow::RawRow {
+            line: row.line,
+            case_number: row.case_number,
+            court_code: row.court_code,
+            filed_on: row.filed_on,
+            status: row.status,
+            closure_method: row.closure_method,
+            closed_on: row.closed_on,
+            target_amount: row.target_amount,
+            received_amount: row.received_amount,
+            disbursed_amount: row.disbursed_amount,
+            paid_outside_court: row.paid_outside_court,
+            unreadable: row.unreadable,
+        };
+        let _ = std::hint::black_box(crate::reconcile::case_flow::parse_row(&raw));
+    }
+    println!(
+        "part: CSV + validating rows: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "part: reading the CSV alone: {n} rows in {csv:.2} s ({:.0} rows/s)",
+        n as f64 / csv
+    );
+    let store = Store::open(ledger_dir)?;
+    let reads = store.handle().reads.clone();
+    let snap = crate::reconcile::snapshot::Snapshot {
+        sequence: reads.last_sequence()?,
+        reads,
+    };
+    let mut run = crate::reconcile::snapshot::CaseFlowRun::new(
+        snap,
+        today(),
+        crate::reconcile::Limits::default(),
+        None,
+    );
+    let started = Instant::now();
+    let mut lines = rc::CsvLines::open(file, &rc::CASE_FLOW_COLUMNS, &[])?;
+    let mut found = 0u64;
+    while let Some(line) = lines.next_line()? {
+        let row = rc::case_flow_row(line);
+        let mut raw = crate::reconcile::case_flow::RawRow {
+            line: row.line,
+            case_number: row.case_number,
+            court_code: row.court_code,
+            filed_on: row.filed_on,
+            status: row.status,
+            closure_method: row.closure_method,
+            closed_on: row.closed_on,
+            target_amount: row.target_amount,
+            received_amount: row.received_amount,
+            disbursed_amount: row.disbursed_amount,
+            paid_outside_court: row.paid_outside_court,
+            unreadable: row.unreadable,
+        };
+        run.row(&mut raw, &mut |_| found += 1)?;
+    }
+    run.finish(&mut |_| found += 1)?;
+    let engine = started.elapsed().as_secs_f64();
+    println!(
+        "part: CSV + rules over the store, one thread, no gRPC: {n} rows in {engine:.2} s ({:.0} rows/s), {found} discrepancies",
+        n as f64 / engine
+    );
+    store.close().await;
+    Ok(())
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 pub async fn run(args: BenchArgs) -> CliResult<()> {
@@ -221,11 +329,20 @@ pub async fn run(args: BenchArgs) -> CliResult<()> {
             proc_status_kib("VmHWM:") / 1024
         );
     }
+    let order = if args.shuffled {
+        "shuffled"
+    } else {
+        "filing-order"
+    };
     let file = args
         .data_dir
-        .join(format!("case-flow-{}-rows.csv", args.rows));
+        .join(format!("case-flow-{}-rows-{order}.csv", args.rows));
     if !file.exists() {
-        write_file(&file, args.rows, cases, courts)?;
+        write_file(&file, args.rows, cases, courts, args.shuffled)?;
+    }
+    println!("file: {} ({order})", file.display());
+    if args.parts {
+        parts(&file, &ledger_dir).await?;
     }
     let server = Server::bind(ServerConfig {
         listen: "127.0.0.1:0".parse()?,

@@ -472,16 +472,20 @@ pub fn case_flow_table(s: &pb::CaseFlowSummary) -> String {
         "{:<10} {:>9} {:>13} {:>18} {:>18} {:>9}\n",
         "court", "rows", "discrepancies", "target", "recovered", "rate"
     ));
-    for c in s.courts.iter().chain(s.total.iter()) {
+    let courts = s.courts.iter().map(|c| {
+        let name = if c.court_code.is_empty() {
+            "(no court)"
+        } else {
+            c.court_code.as_str()
+        };
+        (name, c)
+    });
+    for (name, c) in courts.chain(s.total.iter().map(|t| ("TOTAL", t))) {
         let recovered = crate::domain::money::parse_fen(&c.received_total).unwrap_or(0)
             + crate::domain::money::parse_fen(&c.paid_outside_court_total).unwrap_or(0);
         out.push_str(&format!(
             "{:<10} {:>9} {:>13} {:>18} {:>18} {:>9}\n",
-            if c.court_code.is_empty() {
-                "TOTAL"
-            } else {
-                &c.court_code
-            },
+            name,
             c.rows,
             c.discrepancies,
             c.target_total,

@@ -502,12 +502,17 @@ pub struct CaseClock {
     pub deferral_ended_on: Option<Date>,
 }
 
-/// A case's balances and clock after one of its entries: one read answers for a
-/// reconciliation as of that entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// What reconciliation needs of a case after one of its entries, kept under the case
+/// number so that one range read answers for a case-flow row as of any entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseFacts {
     pub balances: Balances,
     pub clock: CaseClock,
+    pub target: Fen,
+    /// The closure, once the case account is closed, and the entry that closed it.
+    pub closed: Option<(ClosureMethod, u64)>,
+    /// The serials of its virtual account number (special account, case).
+    pub van_serials: (u32, u64),
 }
 
 /// An unidentified receipt (不明款) and where it stands.

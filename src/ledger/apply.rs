@@ -105,10 +105,21 @@ pub fn apply(state: &mut impl StateMut, entry: &Entry) -> Result<(), Fault> {
         }
     }
     // Every check passed: write.
-    let lines: Vec<(Uuid, Balances, CaseClock)> = entry
+    let lines: Vec<(Uuid, CaseFacts)> = entry
         .cases()
         .iter()
-        .filter_map(|(id, _)| t.cases.get(id).map(|c| (*id, c.balances, c.clock)))
+        .filter_map(|(id, _)| {
+            t.cases.get(id).map(|c| {
+                let facts = CaseFacts {
+                    balances: c.balances,
+                    clock: c.clock,
+                    target: c.target,
+                    closed: c.closure.zip(c.closed_sequence),
+                    van_serials: c.van.serials(),
+                };
+                (*id, facts)
+            })
+        })
         .collect();
     if let Some((case_id, number, van)) = created_case {
         state.put_case_number(number, case_id);
@@ -129,9 +140,11 @@ pub fn apply(state: &mut impl StateMut, entry: &Entry) -> Result<(), Fault> {
     if let Some(d) = t.deferral {
         state.put_deferral(d);
     }
-    for (case_id, balances, clock) in lines {
-        state.put_case_line(case_id, entry.sequence, balances);
-        state.put_case_facts(case_id, entry.sequence, CaseFacts { balances, clock });
+    for (case_id, facts) in lines {
+        state.put_case_line(case_id, entry.sequence, facts.balances);
+        if let Some((_, number)) = entry.cases().into_iter().find(|(id, _)| *id == case_id) {
+            state.put_case_facts(number, entry.sequence, facts);
+        }
     }
     if let Some(line) = bank_line {
         state.put_bank_line(entry.special_id(), entry.sequence, line);

@@ -27,7 +27,7 @@ pub struct MemState {
     pub case_lines: BTreeMap<(Uuid, u64), Balances>,
     pub unidentified: BTreeMap<Uuid, UnidentifiedReceiptState>,
     pub deferrals: BTreeMap<Uuid, DeferralState>,
-    pub case_facts: BTreeMap<(Uuid, u64), CaseFacts>,
+    pub case_facts: BTreeMap<(CaseNumber, u64), CaseFacts>,
     pub bank_lines: BTreeMap<(Uuid, u64), BankLine>,
 }
 
@@ -121,8 +121,9 @@ impl StateMut for MemState {
     fn put_deferral(&mut self, deferral: DeferralState) {
         self.deferrals.insert(deferral.id, deferral);
     }
-    fn put_case_facts(&mut self, case_id: Uuid, sequence: u64, facts: CaseFacts) {
-        self.case_facts.insert((case_id, sequence), facts);
+    fn put_case_facts(&mut self, case_number: &CaseNumber, sequence: u64, facts: CaseFacts) {
+        self.case_facts
+            .insert((case_number.clone(), sequence), facts);
     }
     fn put_bank_line(&mut self, special_id: Uuid, sequence: u64, line: BankLine) {
         self.bank_lines.insert((special_id, sequence), line);

@@ -50,8 +50,9 @@ pub trait StateMut: State {
     fn put_case_line(&mut self, case_id: Uuid, sequence: u64, line: Balances);
     fn put_unidentified(&mut self, receipt: UnidentifiedReceiptState);
     fn put_deferral(&mut self, deferral: DeferralState);
-    /// A case's balances and clock after entry `sequence`, written with its case line.
-    fn put_case_facts(&mut self, case_id: Uuid, sequence: u64, facts: CaseFacts);
+    /// What reconciliation needs of a case after entry `sequence`, under its case
+    /// number; written with its case line.
+    fn put_case_facts(&mut self, case_number: &CaseNumber, sequence: u64, facts: CaseFacts);
     /// A movement of a special account's bank balance, made by entry `sequence`.
     fn put_bank_line(&mut self, special_id: Uuid, sequence: u64, line: BankLine);
 }

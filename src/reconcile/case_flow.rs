@@ -4,7 +4,6 @@
 
 use crate::domain::{
     money::parse_fen, Balances, CaseClock, CaseNumber, ClosureMethod, CourtCode, Date, Fen,
-    VirtualAccountNumber,
 };
 
 use super::report::{fen, Discrepancy, Kind, Severity};
@@ -47,7 +46,8 @@ pub struct Row {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerCase {
     pub case_number: CaseNumber,
-    pub van: VirtualAccountNumber,
+    /// The serials of its virtual account number: who it is in the seen-set.
+    pub van_serials: (u32, u64),
     pub target: Fen,
     pub balances: Balances,
     pub clock: CaseClock,
@@ -494,7 +494,7 @@ mod tests {
     fn ledger(number: &str, received: i64, disbursed: i64) -> LedgerCase {
         LedgerCase {
             case_number: CaseNumber::parse(number).expect("number"),
-            van: VirtualAccountNumber::issue(1, 1),
+            van_serials: (1, 1),
             target: Fen(100_000),
             balances: Balances {
                 received: Fen(received),

@@ -9,10 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use uuid::Uuid;
 
-use crate::domain::{
-    AccountStatus, BankLineKind, CaseNumber, CaseState, CourtCode, Date, Fen, SpecialAccountState,
-    VirtualAccountNumber,
-};
+use crate::domain::{BankLineKind, CaseNumber, CourtCode, Date, Fen, SpecialAccountState};
 use crate::ledger::{Fault, State};
 use crate::store::SledState;
 
@@ -32,8 +29,7 @@ pub struct SeenCases {
 
 impl SeenCases {
     /// Marks the case; false if it was marked before.
-    pub fn insert(&mut self, van: &VirtualAccountNumber) -> bool {
-        let (special, case) = van.serials();
+    pub fn insert(&mut self, (special, case): (u32, u64)) -> bool {
         let words = self.bits.entry(special).or_default();
         let (word, bit) = ((case / 64) as usize, case % 64);
         if words.len() <= word {
@@ -44,8 +40,7 @@ impl SeenCases {
         !was
     }
 
-    pub fn contains(&self, van: &VirtualAccountNumber) -> bool {
-        let (special, case) = van.serials();
+    pub fn contains(&self, (special, case): (u32, u64)) -> bool {
         let (word, bit) = ((case / 64) as usize, case % 64);
         self.bits
             .get(&special)
@@ -66,35 +61,20 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The case as of the snapshot, if it existed then.
+    /// The case as of the snapshot, if it existed then: one range read.
     pub fn case_by_number(&self, number: &CaseNumber) -> Result<Option<LedgerCase>, Fault> {
-        let Some(id) = self.reads.case_by_number(number)? else {
+        let Some(facts) = self.reads.case_facts_at(number, self.sequence)? else {
             return Ok(None);
-        };
-        let case = self
-            .reads
-            .case(id)?
-            .ok_or_else(|| Fault(format!("case index names missing case {id}")))?;
-        self.case_at(&case)
-    }
-
-    pub fn case_at(&self, case: &CaseState) -> Result<Option<LedgerCase>, Fault> {
-        let Some(facts) = self.reads.case_facts_at(case.id, self.sequence)? else {
-            return Ok(None);
-        };
-        let closed = match (case.status, case.closed_sequence, case.closure) {
-            (AccountStatus::Closed, Some(seq), Some(method)) if seq <= self.sequence => {
-                Some((method, seq))
-            }
-            _ => None,
         };
         Ok(Some(LedgerCase {
-            case_number: case.case_number.clone(),
-            van: case.van.clone(),
-            target: case.target,
+            case_number: number.clone(),
+            van_serials: facts.van_serials,
+            target: facts.target,
             balances: facts.balances,
             clock: facts.clock,
-            closed,
+            // The facts line at or before the snapshot says closed only if the closing
+            // entry was at or before it too.
+            closed: facts.closed.filter(|(_, seq)| *seq <= self.sequence),
         }))
     }
 }
@@ -149,11 +129,14 @@ impl CaseFlowRun {
             summary.invalid_rows += 1;
         }
         summary.total.count(d.kind);
-        summary
-            .courts
-            .entry(d.court_code.clone())
-            .or_default()
-            .count(d.kind);
+        match summary.courts.get_mut(d.court_code.as_str()) {
+            Some(t) => t.count(d.kind),
+            None => {
+                let mut t = Totals::default();
+                t.count(d.kind);
+                summary.courts.insert(d.court_code.clone(), t);
+            }
+        }
         out(d);
     }
 
@@ -186,7 +169,7 @@ impl CaseFlowRun {
         };
         let ledger = self.snap.case_by_number(&row.case_number)?;
         if let Some(l) = &ledger {
-            if !self.seen.insert(&l.van) {
+            if !self.seen.insert(l.van_serials) {
                 emit(case_flow::invalid_row(
                     raw,
                     &format!(
@@ -201,8 +184,16 @@ impl CaseFlowRun {
             self.courts.insert(row.court.clone());
         }
         case_flow::check_row(&row, ledger.as_ref(), self.as_of, &self.limits, &mut emit);
-        let totals = summary.courts.entry(row.court.to_string()).or_default();
-        case_flow::add_to_totals(totals, &row, ledger.as_ref());
+        // Looked up by &str first: allocating the key for every row costs more than
+        // the rest of the bookkeeping.
+        if !summary.courts.contains_key(row.court.as_str()) {
+            summary
+                .courts
+                .insert(row.court.to_string(), Totals::default());
+        }
+        if let Some(totals) = summary.courts.get_mut(row.court.as_str()) {
+            case_flow::add_to_totals(totals, &row, ledger.as_ref());
+        }
         case_flow::add_to_totals(&mut summary.total, &row, ledger.as_ref());
         Ok(())
     }
@@ -218,10 +209,10 @@ impl CaseFlowRun {
                 let court = case.case_number.court();
                 let covered = self.scope.as_ref().is_some_and(|s| s.covers(court))
                     || self.courts.contains(court);
-                if !covered || self.seen.contains(&case.van) {
+                if !covered || self.seen.contains(case.van.serials()) {
                     continue;
                 }
-                let Some(ledger) = self.snap.case_at(&case)? else {
+                let Some(ledger) = self.snap.case_by_number(&case.case_number)? else {
                     continue;
                 };
                 case_flow::missing_in_case_flow(&ledger, &mut emit);
@@ -443,7 +434,7 @@ impl BankRun {
             if case.special_id != special_id {
                 continue;
             }
-            if let Some(facts) = reads.case_facts_at(case.id, seq_max)? {
+            if let Some(facts) = reads.case_facts_at(&case.case_number, seq_max)? {
                 cases += i128::from(facts.balances.balance().0);
             }
         }

@@ -4,6 +4,8 @@
 
 use uuid::Uuid;
 
+use crate::domain::CaseNumber;
+
 pub const META: &[u8] = b"m";
 /// The journal offset up to which the state has been built.
 pub const JOURNAL_END: &[u8] = b"j";
@@ -99,13 +101,22 @@ pub fn deferral(id: Uuid) -> Vec<u8> {
     key(b'y', &[id.as_bytes()])
 }
 
-/// A case's balances and clock after one of its entries (`CaseFacts`).
-pub fn case_facts(case_id: Uuid, sequence: u64) -> Vec<u8> {
-    key(b'q', &[case_id.as_bytes(), &sequence.to_be_bytes()])
+/// `q` + the case number's ordered key + !sequence: a case's `CaseFacts` after one of
+/// its entries. Keyed by the case number a case-flow row carries, so a row costs one
+/// read; the facts of all cases lie together, in the order a court lists its cases,
+/// so an export in case-number or filing order reads them nearly sequentially. The
+/// sequence is inverted so that "the last line at or before S" is the first key from
+/// `case_facts(n, S)` on: sled's forward iteration is much cheaper than its backward
+/// one. The ordered key has a fixed-length tail, so no case's keys run into another's.
+pub fn case_facts(case_number: &CaseNumber, sequence: u64) -> Vec<u8> {
+    key(
+        b'q',
+        &[&case_number.ordered_key(), &(!sequence).to_be_bytes()],
+    )
 }
 
-pub fn case_facts_prefix(case_id: Uuid) -> Vec<u8> {
-    key(b'q', &[case_id.as_bytes()])
+pub fn case_facts_prefix(case_number: &CaseNumber) -> Vec<u8> {
+    key(b'q', &[&case_number.ordered_key()])
 }
 
 /// `k` + special account + sequence: the entries that moved its bank balance.

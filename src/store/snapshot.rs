@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use crate::domain::{BankLine, CaseFacts, CaseState, UnidentifiedReceiptState};
+use crate::domain::{BankLine, CaseFacts, CaseNumber, CaseState, UnidentifiedReceiptState};
 use crate::ledger::Fault;
 
 use super::keys;
@@ -23,14 +23,21 @@ fn id_at_end(key: &[u8]) -> Result<Uuid, Fault> {
 }
 
 impl SledState {
-    /// The case's balances and clock after its last entry at or before `sequence`;
-    /// `None` if the case had no entry yet (it did not exist then).
-    pub fn case_facts_at(&self, case_id: Uuid, sequence: u64) -> Result<Option<CaseFacts>, Fault> {
-        let start = keys::case_facts_prefix(case_id);
-        let end = keys::case_facts(case_id, sequence);
-        match self.tree.range(start..=end).next_back() {
+    /// The case's facts after its last entry at or before `sequence`; `None` if the
+    /// case had no entry yet (it did not exist then).
+    pub fn case_facts_at(
+        &self,
+        case_number: &CaseNumber,
+        sequence: u64,
+    ) -> Result<Option<CaseFacts>, Fault> {
+        let prefix = keys::case_facts_prefix(case_number);
+        let from = keys::case_facts(case_number, sequence);
+        match self.tree.range(from..).next() {
             Some(item) => {
-                let (_, value) = item.map_err(fault)?;
+                let (key, value) = item.map_err(fault)?;
+                if !key.starts_with(&prefix) {
+                    return Ok(None);
+                }
                 decode(&value).map(Some)
             }
             None => Ok(None),

@@ -284,8 +284,8 @@ impl StateMut for Overlay<'_> {
     fn put_deferral(&mut self, deferral: DeferralState) {
         self.put(keys::deferral(deferral.id), &deferral);
     }
-    fn put_case_facts(&mut self, case_id: Uuid, sequence: u64, facts: CaseFacts) {
-        self.put(keys::case_facts(case_id, sequence), &facts);
+    fn put_case_facts(&mut self, case_number: &CaseNumber, sequence: u64, facts: CaseFacts) {
+        self.put(keys::case_facts(case_number, sequence), &facts);
     }
     fn put_bank_line(&mut self, special_id: Uuid, sequence: u64, line: BankLine) {
         self.put(keys::bank_line(special_id, sequence), &line);
