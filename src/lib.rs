@@ -9,7 +9,8 @@
 //! - [`store`]: the journal file (the truth), sled (derived state), the single writer
 //!   with group commit, and replay.
 //! - [`api`]: tonic services; the only module that knows protobuf and gRPC.
-//! - [`cli`]: the command line; `serve` starts the server.
+//! - [`reconcile`]: the ledger against case-flow data and bank statements.
+//! - [`cli`]: the command line; `serve` starts the server, `reconcile` runs a job.
 //!
 //! See ARCHITECTURE.md for how a request flows through them.
 
@@ -17,5 +18,6 @@ pub mod api;
 pub mod cli;
 pub mod domain;
 pub mod ledger;
+pub mod reconcile;
 pub mod server;
 pub mod store;

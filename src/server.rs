@@ -14,13 +14,18 @@ use tonic_health::ServingStatus;
 
 use crate::api::pb::{
     case_ledger_server::CaseLedgerServer, journal_server::JournalServer,
-    special_accounts_server::SpecialAccountsServer,
+    reconciliation_server::ReconciliationServer, special_accounts_server::SpecialAccountsServer,
 };
-use crate::api::{self, CaseLedgerService, JournalService, SpecialAccountsService};
+use crate::api::{
+    self, CaseLedgerService, JournalService, ReconciliationService, SpecialAccountsService,
+};
+use crate::reconcile::Limits;
 use crate::store::{Store, StoreError};
 
 /// The largest request message accepted; no legitimate request comes near it.
 pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
+/// The largest message of reconciliation rows accepted.
+pub const RECONCILE_MESSAGE_BYTES_MAX: usize = 8 << 20;
 /// How long shutdown waits for open calls before it stops anyway.
 pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(10);
 
@@ -53,6 +58,7 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     shutdown_grace: Duration,
+    limits: Limits,
 }
 
 impl Server {
@@ -84,7 +90,14 @@ impl Server {
             listener,
             addr,
             shutdown_grace: config.shutdown_grace,
+            limits: Limits::default(),
         })
+    }
+
+    /// The limits on holding money that reconciliation checks (default: the law's).
+    pub fn with_limits(mut self, limits: Limits) -> Server {
+        self.limits = limits;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -114,8 +127,16 @@ impl Server {
             store: handle.clone(),
         })
         .max_decoding_message_size(MESSAGE_BYTES_MAX);
-        let journal = JournalServer::new(JournalService { store: handle })
-            .max_decoding_message_size(MESSAGE_BYTES_MAX);
+        let journal = JournalServer::new(JournalService {
+            store: handle.clone(),
+        })
+        .max_decoding_message_size(MESSAGE_BYTES_MAX);
+        // Rows come in batches: a message may hold a few thousand of them.
+        let reconciliation = ReconciliationServer::new(ReconciliationService {
+            store: handle,
+            limits: self.limits,
+        })
+        .max_decoding_message_size(RECONCILE_MESSAGE_BYTES_MAX);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Without TCP_NODELAY a client that waits for each answer before its next call
         // meets Nagle's algorithm and delayed ACKs: about 40 ms a call.
@@ -126,6 +147,7 @@ impl Server {
             .add_service(specials)
             .add_service(cases)
             .add_service(journal)
+            .add_service(reconciliation)
             .serve_with_incoming_shutdown(incoming, async {
                 // A dropped sender also means stop.
                 let _ = stop_rx.await;
@@ -156,11 +178,12 @@ impl Server {
 }
 
 /// Every service the server offers, as health checking names them ("" is the server).
-const SERVICE_NAMES: [&str; 4] = [
+const SERVICE_NAMES: [&str; 5] = [
     "",
     <SpecialAccountsServer<SpecialAccountsService> as NamedService>::NAME,
     <CaseLedgerServer<CaseLedgerService> as NamedService>::NAME,
     <JournalServer<JournalService> as NamedService>::NAME,
+    <ReconciliationServer<ReconciliationService> as NamedService>::NAME,
 ];
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {

@@ -4,11 +4,11 @@
 //! journal into a fresh state reproduces every balance.
 
 use case_escrow::domain::{
-    Amount, BankDetails, BankRef, CaseNumber, ClosureMethod, CourtCode, Date, Fen, Micros, Party,
-    Payee, Purpose, RequestId, Text,
+    Amount, BankDetails, BankRef, CaseNumber, ClosureMethod, CourtCode, Date, DeferralReason, Fen,
+    Micros, Party, Payee, Purpose, RequestId, Text,
 };
 use case_escrow::ledger::{
-    self, invariants, CaseKey, Command, Context, LedgerError, MemState, Request,
+    self, invariants, CaseKey, Command, Context, LedgerError, MemState, Request, UnmatchedKey,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -17,18 +17,75 @@ const CASES: u32 = 4;
 
 #[derive(Debug, Clone)]
 enum Action {
-    Receipt { case: u32, fen: i64, bank_ref: u32 },
-    Request { case: u32, fen: i64 },
-    Approve { d: usize },
-    Reject { d: usize },
-    Cancel { d: usize },
-    Pay { d: usize, bank_ref: u32 },
-    Fail { d: usize },
-    Return { d: usize, bank_ref: u32 },
-    Transfer { from: u32, to: u32, fen: i64 },
-    Reverse { back: u64 },
-    Close { case: u32 },
-    Retry { back: usize },
+    Receipt {
+        case: u32,
+        fen: i64,
+        bank_ref: u32,
+    },
+    Request {
+        case: u32,
+        fen: i64,
+    },
+    Approve {
+        d: usize,
+    },
+    Reject {
+        d: usize,
+    },
+    Cancel {
+        d: usize,
+    },
+    Pay {
+        d: usize,
+        bank_ref: u32,
+    },
+    Fail {
+        d: usize,
+    },
+    Return {
+        d: usize,
+        bank_ref: u32,
+    },
+    Transfer {
+        from: u32,
+        to: u32,
+        fen: i64,
+    },
+    Reverse {
+        back: u64,
+    },
+    Close {
+        case: u32,
+    },
+    Retry {
+        back: usize,
+    },
+    Unidentified {
+        fen: i64,
+        bank_ref: u32,
+    },
+    /// RecordReceipt with to_suspense_if_unmatched; `case` beyond CASES is unknown,
+    /// and `mistyped` spoils the check digits.
+    ReceiptOrSuspense {
+        case: u32,
+        mistyped: bool,
+        fen: i64,
+        bank_ref: u32,
+    },
+    Assign {
+        u: usize,
+        case: u32,
+    },
+    ReturnUnidentified {
+        u: usize,
+        bank_ref: Option<u32>,
+    },
+    Defer {
+        case: u32,
+    },
+    EndDeferral {
+        d: usize,
+    },
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -47,6 +104,12 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (0u64..30).prop_map(|back| Action::Reverse { back }),
         1 => case.prop_map(|case| Action::Close { case }),
         1 => (0usize..30).prop_map(|back| Action::Retry { back }),
+        2 => (1i64..50_000, 0u32..40).prop_map(|(fen, bank_ref)| Action::Unidentified { fen, bank_ref }),
+        2 => (0..CASES + 2, any::<bool>(), 1i64..50_000, 0u32..40).prop_map(|(case, mistyped, fen, bank_ref)| Action::ReceiptOrSuspense { case, mistyped, fen, bank_ref }),
+        2 => (0usize..20, 0..CASES).prop_map(|(u, case)| Action::Assign { u, case }),
+        1 => (0usize..20, proptest::option::of(0u32..40)).prop_map(|(u, bank_ref)| Action::ReturnUnidentified { u, bank_ref }),
+        1 => (0..CASES).prop_map(|case| Action::Defer { case }),
+        1 => (0usize..20).prop_map(|d| Action::EndDeferral { d }),
     ]
 }
 
@@ -67,6 +130,9 @@ struct World {
     clock: i64,
     next_request: u64,
     disbursements: Vec<Uuid>,
+    unidentified: Vec<Uuid>,
+    deferrals: Vec<Uuid>,
+    special_id: Uuid,
     accepted: Vec<Request>,
 }
 
@@ -77,6 +143,9 @@ impl World {
             clock: 1_700_000_000_000_000,
             next_request: 0,
             disbursements: Vec::new(),
+            unidentified: Vec::new(),
+            deferrals: Vec::new(),
+            special_id: Uuid::nil(),
             accepted: Vec::new(),
         }
     }
@@ -132,6 +201,7 @@ impl World {
             })
             .expect("opens");
         let special_id = *self.state.specials.keys().next().expect("special exists");
+        self.special_id = special_id;
         assert_eq!(seq, 1);
         for i in 0..CASES {
             self.run(Command::OpenCaseAccount {
@@ -157,6 +227,12 @@ impl World {
     fn disbursement(&self, d: usize) -> Uuid {
         self.disbursements
             .get(d % self.disbursements.len().max(1))
+            .copied()
+            .unwrap_or_else(Uuid::nil)
+    }
+
+    fn pick(ids: &[Uuid], i: usize) -> Uuid {
+        ids.get(i % ids.len().max(1))
             .copied()
             .unwrap_or_else(Uuid::nil)
     }
@@ -235,6 +311,68 @@ impl World {
                 method: ClosureMethod::Completed,
                 reason: text("结案"),
             },
+            Action::Unidentified { fen, bank_ref: r } => Command::RecordUnidentifiedReceipt {
+                special_id: self.special_id,
+                amount: amount(*fen),
+                payer_name: text("王五"),
+                payer_account: text("6217"),
+                bank_ref: bank_ref(3000 + r),
+                value_date: Date::parse("2024-03-01").expect("date"),
+                memo: Text::default(),
+            },
+            Action::ReceiptOrSuspense {
+                case,
+                mistyped,
+                fen,
+                bank_ref: r,
+            } => {
+                let van = self
+                    .state
+                    .cases
+                    .values()
+                    .find(|c| c.case_number == case_number(*case))
+                    .map(|c| c.van.to_string())
+                    .unwrap_or_else(|| {
+                        case_escrow::domain::VirtualAccountNumber::issue(1, 900 + u64::from(*case))
+                            .to_string()
+                    });
+                let account = if *mistyped {
+                    let mut typo = van.into_bytes();
+                    typo[15] = if typo[15] == b'0' { b'1' } else { b'0' };
+                    UnmatchedKey::Unreadable(text(&String::from_utf8(typo).expect("digits")))
+                } else {
+                    UnmatchedKey::Van(
+                        case_escrow::domain::VirtualAccountNumber::parse(&van).expect("van"),
+                    )
+                };
+                Command::RecordReceiptOrSuspense {
+                    special_id: self.special_id,
+                    account,
+                    amount: amount(*fen),
+                    payer_name: text("李四"),
+                    payer_account: text("6217"),
+                    bank_ref: bank_ref(4000 + r),
+                    value_date: Date::parse("2024-03-02").expect("date"),
+                }
+            }
+            Action::Assign { u, case } => Command::AssignUnidentifiedReceipt {
+                receipt_id: Self::pick(&self.unidentified, *u),
+                case_number: case_number(*case),
+            },
+            Action::ReturnUnidentified { u, bank_ref: r } => Command::ReturnUnidentifiedReceipt {
+                receipt_id: Self::pick(&self.unidentified, *u),
+                reason: text("退回"),
+                bank_ref: r.map(|r| bank_ref(5000 + r)),
+            },
+            Action::Defer { case } => Command::RecordDeferral {
+                case_number: case_number(*case),
+                reason: DeferralReason::Distribution,
+                approval_ref: text("批"),
+                note: Text::default(),
+            },
+            Action::EndDeferral { d } => Command::EndDeferral {
+                deferral_id: Self::pick(&self.deferrals, *d),
+            },
             Action::Retry { back } => {
                 if self.accepted.is_empty() {
                     return;
@@ -252,14 +390,18 @@ impl World {
         };
         let requested = matches!(action, Action::Request { .. });
         if let Ok(seq) = self.run(command) {
-            if requested {
-                let entry = &self.state.entries[&seq];
-                if let case_escrow::domain::Op::DisbursementRequested {
+            use case_escrow::domain::Op;
+            match self.state.entries[&seq].op {
+                Op::DisbursementRequested {
                     disbursement_id, ..
-                } = entry.op
+                } if requested => self.disbursements.push(disbursement_id),
+                Op::UnidentifiedReceiptRecorded { receipt_id, .. }
+                    if !self.unidentified.contains(&receipt_id) =>
                 {
-                    self.disbursements.push(disbursement_id);
+                    self.unidentified.push(receipt_id)
                 }
+                Op::DeferralRecorded { deferral_id, .. } => self.deferrals.push(deferral_id),
+                _ => {}
             }
         }
         // Cheap invariants after every step; the full check (with replay) at the end.
@@ -365,6 +507,11 @@ fn random_runs_reach_every_kind_of_entry() {
         "Transfer",
         "Reversal",
         "CaseAccountClosed",
+        "UnidentifiedReceiptRecorded",
+        "UnidentifiedReceiptAssigned",
+        "UnidentifiedReceiptReturned",
+        "DeferralRecorded",
+        "DeferralEnded",
     ] {
         assert!(kinds.contains(want), "no {want} in {kinds:?}");
     }

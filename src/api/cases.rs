@@ -16,10 +16,10 @@ pub struct CaseLedgerService {
     pub store: StoreHandle,
 }
 
-type Answer<T> = Result<Response<T>, Status>;
+pub(super) type Answer<T> = Result<Response<T>, Status>;
 
 impl CaseLedgerService {
-    async fn submit(&self, request_id: &str, command: Command) -> Result<Entry, Status> {
+    pub(super) async fn submit(&self, request_id: &str, command: Command) -> Result<Entry, Status> {
         let request = ledger::Request {
             id: cv::request_id(request_id)?,
             command,
@@ -66,7 +66,7 @@ impl CaseLedgerService {
     }
 
     /// An entry as its primary case's statement shows it.
-    fn entry_answer(&self, entry: &Entry) -> Result<pb::Entry, Status> {
+    pub(super) fn entry_answer(&self, entry: &Entry) -> Result<pb::Entry, Status> {
         let cases = entry.cases();
         let Some((case_id, number)) = cases.first() else {
             return Ok(cv::entry(entry, None));
@@ -219,6 +219,9 @@ impl CaseLedger for CaseLedgerService {
         request: Request<pb::RecordReceiptRequest>,
     ) -> Answer<pb::Entry> {
         let r = request.into_inner();
+        if r.to_suspense_if_unmatched {
+            return self.receipt_or_suspense(r).await;
+        }
         let command = Command::RecordReceipt {
             case: case_key(r.account.as_ref())?,
             amount: cv::amount("amount", &r.amount)?,
@@ -418,5 +421,55 @@ impl CaseLedger for CaseLedgerService {
             entries,
             next_page_token,
         }))
+    }
+
+    async fn record_unidentified_receipt(
+        &self,
+        request: Request<pb::RecordUnidentifiedReceiptRequest>,
+    ) -> Answer<pb::UnidentifiedReceipt> {
+        self.record_unidentified(request.into_inner()).await
+    }
+
+    async fn assign_unidentified_receipt(
+        &self,
+        request: Request<pb::AssignUnidentifiedReceiptRequest>,
+    ) -> Answer<pb::UnidentifiedReceipt> {
+        self.assign_unidentified(request.into_inner()).await
+    }
+
+    async fn return_unidentified_receipt(
+        &self,
+        request: Request<pb::ReturnUnidentifiedReceiptRequest>,
+    ) -> Answer<pb::UnidentifiedReceipt> {
+        self.return_unidentified(request.into_inner()).await
+    }
+
+    async fn get_unidentified_receipt(
+        &self,
+        request: Request<pb::GetUnidentifiedReceiptRequest>,
+    ) -> Answer<pb::UnidentifiedReceipt> {
+        self.get_unidentified(request.into_inner())
+    }
+
+    async fn list_unidentified_receipts(
+        &self,
+        request: Request<pb::ListUnidentifiedReceiptsRequest>,
+    ) -> Answer<pb::ListUnidentifiedReceiptsResponse> {
+        self.list_unidentified(request.into_inner())
+    }
+
+    async fn record_deferral(
+        &self,
+        request: Request<pb::RecordDeferralRequest>,
+    ) -> Answer<pb::Deferral> {
+        self.record_deferral_(request.into_inner()).await
+    }
+
+    async fn end_deferral(&self, request: Request<pb::EndDeferralRequest>) -> Answer<pb::Deferral> {
+        self.end_deferral_(request.into_inner()).await
+    }
+
+    async fn get_deferral(&self, request: Request<pb::GetDeferralRequest>) -> Answer<pb::Deferral> {
+        self.get_deferral_(request.into_inner())
     }
 }

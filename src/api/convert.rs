@@ -9,7 +9,9 @@ use crate::domain::{
     Party, Purpose, RegistrationKind, RequestId, Side, SpecialAccountState, SpecialLine, Text,
     VirtualAccountNumber,
 };
-use crate::domain::{Account, Posting};
+use crate::domain::{
+    Account, DeferralReason, DeferralState, Posting, UnidentifiedReceiptState, UnidentifiedStatus,
+};
 
 use super::pb;
 
@@ -497,7 +499,175 @@ pub fn entry(e: &Entry, case: Option<(&CaseNumber, Balances)>) -> pb::Entry {
             out.memo = reason.to_string();
             K::CaseAccountClosed
         }
+        Op::UnidentifiedReceiptRecorded {
+            receipt_id,
+            amount,
+            payer_name,
+            payer_account,
+            bank_ref,
+            value_date,
+            memo,
+            ..
+        } => {
+            out.unidentified_receipt_id = receipt_id.to_string();
+            out.amount = amount.to_string();
+            out.counterparty_name = payer_name.to_string();
+            out.counterparty_account = payer_account.to_string();
+            out.bank_ref = bank_ref.to_string();
+            out.value_date = value_date.to_string();
+            out.memo = memo.to_string();
+            K::UnidentifiedReceipt
+        }
+        Op::UnidentifiedReceiptAssigned {
+            receipt_id,
+            case_number,
+            amount,
+            ..
+        } => {
+            out.unidentified_receipt_id = receipt_id.to_string();
+            out.case_number = case_number.to_string();
+            out.amount = amount.to_string();
+            K::UnidentifiedReceiptAssigned
+        }
+        Op::UnidentifiedReceiptReturned {
+            receipt_id,
+            amount,
+            reason,
+            bank_ref,
+            ..
+        } => {
+            out.unidentified_receipt_id = receipt_id.to_string();
+            out.amount = amount.to_string();
+            out.memo = reason.to_string();
+            out.bank_ref = bank_ref.as_ref().map(|r| r.to_string()).unwrap_or_default();
+            K::UnidentifiedReceiptReturned
+        }
+        Op::DeferralRecorded {
+            deferral_id,
+            case_number,
+            note,
+            ..
+        } => {
+            out.deferral_id = deferral_id.to_string();
+            out.case_number = case_number.to_string();
+            out.memo = note.to_string();
+            K::DeferralRecorded
+        }
+        Op::DeferralEnded {
+            deferral_id,
+            case_number,
+            ..
+        } => {
+            out.deferral_id = deferral_id.to_string();
+            out.case_number = case_number.to_string();
+            K::DeferralEnded
+        }
     };
     out.kind = kind as i32;
     out
+}
+
+pub fn deferral_reason(value: i32) -> Field<DeferralReason> {
+    use pb::DeferralReason as P;
+    match P::try_from(value) {
+        Ok(P::Distribution) => Ok(DeferralReason::Distribution),
+        Ok(P::Frozen) => Ok(DeferralReason::Frozen),
+        Ok(P::ApplicantNotCollecting) => Ok(DeferralReason::ApplicantNotCollecting),
+        Ok(P::Suspended) => Ok(DeferralReason::Suspended),
+        Ok(P::Other) => Ok(DeferralReason::Other),
+        _ => Err(invalid(
+            "reason",
+            "is required: DISTRIBUTION, FROZEN, APPLICANT_NOT_COLLECTING, SUSPENDED or OTHER",
+        )),
+    }
+}
+
+fn deferral_reason_to_pb(r: DeferralReason) -> pb::DeferralReason {
+    use pb::DeferralReason as P;
+    match r {
+        DeferralReason::Distribution => P::Distribution,
+        DeferralReason::Frozen => P::Frozen,
+        DeferralReason::ApplicantNotCollecting => P::ApplicantNotCollecting,
+        DeferralReason::Suspended => P::Suspended,
+        DeferralReason::Other => P::Other,
+    }
+}
+
+pub fn unidentified(u: &UnidentifiedReceiptState) -> pb::UnidentifiedReceipt {
+    use pb::UnidentifiedReceiptState as P;
+    pb::UnidentifiedReceipt {
+        unidentified_receipt_id: u.id.to_string(),
+        special_account_id: u.special_id.to_string(),
+        amount: u.amount.to_string(),
+        payer_name: u.payer_name.to_string(),
+        payer_account: u.payer_account.to_string(),
+        bank_ref: u.bank_ref.to_string(),
+        value_date: u.value_date.to_string(),
+        memo: u.memo.to_string(),
+        state: match u.status {
+            UnidentifiedStatus::InSuspense => P::InSuspense,
+            UnidentifiedStatus::Assigned => P::Assigned,
+            UnidentifiedStatus::Returned => P::Returned,
+        } as i32,
+        case_number: u
+            .case_number
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+        return_reason: u.return_reason.to_string(),
+        return_bank_ref: u
+            .return_bank_ref
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
+        recorded_at: Some(timestamp(u.recorded_at)),
+        settled_at: u.settled_at.map(timestamp),
+        sequence: u.settled_sequence.unwrap_or(u.recorded_sequence),
+        account_given: u.account_given.to_string(),
+    }
+}
+
+/// An unidentified receipt as the entry `sequence` left it, even if it moved on since
+/// (a retried request gets its original answer).
+pub fn unidentified_at(u: &UnidentifiedReceiptState, sequence: u64) -> pb::UnidentifiedReceipt {
+    let mut out = unidentified(u);
+    if u.settled_sequence.is_some_and(|s| s > sequence) {
+        out.state = pb::UnidentifiedReceiptState::InSuspense as i32;
+        out.case_number.clear();
+        out.return_reason.clear();
+        out.return_bank_ref.clear();
+        out.settled_at = None;
+        out.sequence = u.recorded_sequence;
+    }
+    out
+}
+
+/// A deferral as it stood after entry `sequence`.
+pub fn deferral_at(d: &DeferralState, sequence: u64) -> pb::Deferral {
+    let ended = d.ended_sequence.is_some_and(|s| s <= sequence);
+    pb::Deferral {
+        deferral_id: d.id.to_string(),
+        case_number: d.case_number.to_string(),
+        reason: deferral_reason_to_pb(d.reason) as i32,
+        approval_ref: d.approval_ref.to_string(),
+        note: d.note.to_string(),
+        active: !ended,
+        started_on: d.started_on.to_string(),
+        ended_on: if ended {
+            d.ended_on.map(|e| e.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        },
+        recorded_at: Some(timestamp(d.recorded_at)),
+        ended_at: if ended {
+            d.ended_at.map(timestamp)
+        } else {
+            None
+        },
+        sequence: if ended {
+            d.ended_sequence.unwrap_or(d.recorded_sequence)
+        } else {
+            d.recorded_sequence
+        },
+    }
 }

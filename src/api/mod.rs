@@ -6,10 +6,13 @@ mod cases;
 pub mod convert;
 pub mod error;
 mod journal;
+mod reconcile;
 mod specials;
+mod suspense;
 
 pub use cases::CaseLedgerService;
 pub use journal::JournalService;
+pub use reconcile::ReconciliationService;
 pub use specials::SpecialAccountsService;
 
 /// The generated protobuf and gRPC code.

@@ -1,6 +1,9 @@
-//! The command line: `serve` starts the server; the other commands are tools for
-//! operators (verify, backup, restore, rebuild).
+//! The command line: `serve` starts the server; `reconcile` runs a reconciliation
+//! against a running server; `bench-reconcile` measures one; `verify`, `backup`,
+//! `restore` and `rebuild` are tools for operators.
 
+mod bench;
+pub mod reconcile;
 mod tools;
 
 use std::net::SocketAddr;
@@ -10,6 +13,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::api::pb;
+use crate::reconcile::Limits;
 use crate::server::{Server, ServerConfig, SHUTDOWN_GRACE_DEFAULT};
 
 #[derive(Parser)]
@@ -58,6 +63,66 @@ enum Command {
         #[arg(long, env = "CASE_ESCROW_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
     },
+    /// Reconcile a case-flow export or a bank statement against a running server.
+    Reconcile(ReconcileArgs),
+    /// Measure a case-flow reconciliation of many rows (see BENCHMARKS.md).
+    BenchReconcile(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ReconcileArgs {
+    /// The server to ask.
+    #[arg(
+        long,
+        env = "CASE_ESCROW_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    server: String,
+    /// Where the report goes: OUT.csv and OUT.jsonl (default: FILE.report).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Override the server's limits for this run (days; 0 keeps the server's).
+    #[arg(long, default_value_t = 0)]
+    disburse_within_days: u32,
+    #[arg(long, default_value_t = 0)]
+    after_deferral_days: u32,
+    #[arg(long, default_value_t = 0)]
+    suspense_age_days: u32,
+    #[command(subcommand)]
+    what: ReconcileWhat,
+}
+
+#[derive(Subcommand)]
+enum ReconcileWhat {
+    /// A case-flow export (formats.md): one row per case.
+    CaseFlow {
+        file: PathBuf,
+        /// The day the limits are measured at (YYYY-MM-DD; default today).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// A court code prefix whose every case account the file should list.
+        #[arg(long, default_value = "")]
+        court_scope: String,
+    },
+    /// One special account's bank statement (formats.md).
+    Bank {
+        file: PathBuf,
+        #[arg(long)]
+        special_account: String,
+        /// The statement's opening and closing balances.
+        #[arg(long)]
+        opening: String,
+        #[arg(long)]
+        closing: String,
+        /// The statement's period (default: its first and last value dates).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -75,6 +140,15 @@ struct ServeArgs {
     /// Seconds to let open calls finish at shutdown.
     #[arg(long, env = "CASE_ESCROW_SHUTDOWN_GRACE_S", default_value_t = SHUTDOWN_GRACE_DEFAULT.as_secs())]
     shutdown_grace_s: u64,
+    /// Days within which received money must be paid out (reconciliation).
+    #[arg(long, env = "CASE_ESCROW_DISBURSE_WITHIN_DAYS", default_value_t = Limits::default().disburse_within_days)]
+    disburse_within_days: u32,
+    /// Days within which money is paid once a deferral ends.
+    #[arg(long, env = "CASE_ESCROW_AFTER_DEFERRAL_DAYS", default_value_t = Limits::default().after_deferral_days)]
+    after_deferral_days: u32,
+    /// Days an unidentified receipt may wait in suspense.
+    #[arg(long, env = "CASE_ESCROW_SUSPENSE_AGE_DAYS", default_value_t = Limits::default().suspense_age_days)]
+    suspense_age_days: u32,
 }
 
 pub fn main() -> ExitCode {
@@ -103,6 +177,8 @@ pub fn main() -> ExitCode {
             Command::Backup { to, server } => tools::backup(&server, &to).await,
             Command::Restore { from, data_dir } => tools::restore(&from, &data_dir).await,
             Command::Rebuild { data_dir } => tools::rebuild(&data_dir).await,
+            Command::Reconcile(args) => run_reconcile(args).await.map_err(|e| e as _),
+            Command::BenchReconcile(args) => bench::run(args).await.map_err(|e| e as _),
         }
     });
     match result {
@@ -124,12 +200,93 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             disk_reserve_bytes: args.disk_reserve_mb.saturating_mul(1 << 20),
         },
     })
-    .await?;
+    .await?
+    .with_limits(Limits {
+        disburse_within_days: args.disburse_within_days,
+        after_deferral_days: args.after_deferral_days,
+        suspense_age_days: args.suspense_age_days,
+    });
     let addr = server.local_addr();
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "serving");
     // One line on stdout, for scripts and tests that start the server on port 0.
     println!("case-escrow listening on {addr}");
     server.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+fn report_path(out: Option<PathBuf>, file: &std::path::Path) -> PathBuf {
+    out.unwrap_or_else(|| {
+        let mut p = file.as_os_str().to_owned();
+        p.push(".report");
+        PathBuf::from(p)
+    })
+}
+
+async fn run_reconcile(args: ReconcileArgs) -> reconcile::CliResult<()> {
+    let limits = Some(pb::Limits {
+        disburse_within_days: args.disburse_within_days,
+        after_deferral_days: args.after_deferral_days,
+        suspense_age_days: args.suspense_age_days,
+    });
+    let mut client = reconcile::connect(&args.server).await?;
+    match args.what {
+        ReconcileWhat::CaseFlow {
+            file,
+            as_of,
+            court_scope,
+        } => {
+            let report = report_path(args.out, &file);
+            let as_of = as_of
+                .unwrap_or_else(|| crate::domain::Date::in_china(crate::api::now()).to_string());
+            let header = pb::CaseFlowHeader {
+                as_of,
+                as_of_sequence: 0,
+                court_scope,
+                limits,
+            };
+            let (summary, _) =
+                reconcile::case_flow(&mut client, &file, header, &report, args.quiet).await?;
+            print!("{}", reconcile::case_flow_table(&summary));
+            println!(
+                "Full report: {}.csv and {}.jsonl",
+                report.display(),
+                report.display()
+            );
+        }
+        ReconcileWhat::Bank {
+            file,
+            special_account,
+            opening,
+            closing,
+            from,
+            to,
+        } => {
+            let report = report_path(args.out, &file);
+            let (period_from, period_to) = match (from, to) {
+                (Some(f), Some(t)) => (f, t),
+                (f, t) => {
+                    let (first, last) = reconcile::statement_period(&file)?;
+                    (f.unwrap_or(first), t.unwrap_or(last))
+                }
+            };
+            let header = pb::BankStatementHeader {
+                special_account_id: special_account,
+                period_from,
+                period_to,
+                opening_balance: opening,
+                closing_balance: closing,
+                as_of_sequence: 0,
+                limits,
+            };
+            let summary = reconcile::bank(&mut client, &file, header, &report, args.quiet).await?;
+            print!("{}", reconcile::bank_table(&summary));
+            println!(
+                "Full report: {}.csv and {}.jsonl",
+                report.display(),
+                report.display()
+            );
+        }
+    }
     Ok(())
 }
 

@@ -296,6 +296,26 @@ impl CaseNumber {
     pub fn suffix(&self) -> Option<u8> {
         self.suffix
     }
+
+    /// Bytes that order case numbers as a court lists them: by court, year, case type
+    /// and then sequence as a number (`执9号` before `执10号`), unlike the text.
+    /// Distinct case numbers have distinct keys: the parts determine the number.
+    pub fn ordered_key(&self) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.court.as_str().len() + 16);
+        k.extend_from_slice(self.court.as_str().as_bytes());
+        // Court codes are prefixes of one another (云01, 云0102): end the code.
+        k.push(0);
+        k.extend_from_slice(&self.year.to_be_bytes());
+        k.extend_from_slice(&u32::from(self.specialised.unwrap_or('\0')).to_be_bytes());
+        let type_index = CaseType::ALL
+            .iter()
+            .position(|t| *t == self.case_type)
+            .unwrap_or(0);
+        k.push(type_index as u8);
+        k.extend_from_slice(&self.sequence.to_be_bytes());
+        k.push(self.suffix.unwrap_or(0));
+        k
+    }
 }
 
 impl fmt::Display for CaseNumber {
@@ -400,6 +420,17 @@ fn numeral_value(text: &str) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ordered_keys_follow_the_court_and_the_sequence_as_a_number() {
+        let k = |t: &str| CaseNumber::parse(t).expect(t).ordered_key();
+        assert!(k("（2024）云0102执9号") < k("（2024）云0102执10号"));
+        assert!(k("（2024）云0102执10号") < k("（2024）云0102执10号之一"));
+        assert!(k("（2023）云0102执99号") < k("（2024）云0102执1号"));
+        assert!(k("（2024）云01执5号") < k("（2024）云0102执1号"));
+        assert_ne!(k("（2024）云0102执1号"), k("（2024）云0102执恢1号"));
+        assert_eq!(k("(2024)云0102执1号"), k("（2024）云0102执1号"));
+    }
+
     use super::*;
     use proptest::prelude::*;
 

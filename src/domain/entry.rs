@@ -244,6 +244,70 @@ pub enum Op {
         method: ClosureMethod,
         reason: Text,
     },
+    /// Money that matches no case (不明款), held in the special account's suspense.
+    UnidentifiedReceiptRecorded {
+        receipt_id: Uuid,
+        special_id: Uuid,
+        amount: Amount,
+        payer_name: Text,
+        payer_account: Text,
+        bank_ref: BankRef,
+        value_date: Date,
+        memo: Text,
+        /// The virtual account number or case number the payer gave, as given, when
+        /// the receipt came through RecordReceipt and matched no open case.
+        account_given: Text,
+    },
+    UnidentifiedReceiptAssigned {
+        receipt_id: Uuid,
+        special_id: Uuid,
+        case_id: Uuid,
+        case_number: CaseNumber,
+        amount: Amount,
+    },
+    UnidentifiedReceiptReturned {
+        receipt_id: Uuid,
+        special_id: Uuid,
+        amount: Amount,
+        reason: Text,
+        bank_ref: Option<BankRef>,
+    },
+    DeferralRecorded {
+        deferral_id: Uuid,
+        case_id: Uuid,
+        special_id: Uuid,
+        case_number: CaseNumber,
+        reason: DeferralReason,
+        approval_ref: Text,
+        note: Text,
+    },
+    DeferralEnded {
+        deferral_id: Uuid,
+        case_id: Uuid,
+        special_id: Uuid,
+        case_number: CaseNumber,
+    },
+}
+
+/// Why money may be held past the limit (暂缓发放).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DeferralReason {
+    /// 参与分配: distribution among several creditors.
+    Distribution,
+    /// 冻结: frozen in another matter.
+    Frozen,
+    /// 申请人经通知未领取: the applicant was notified but does not collect.
+    ApplicantNotCollecting,
+    /// 中止执行: the case is suspended.
+    Suspended,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UnidentifiedStatus {
+    InSuspense,
+    Assigned,
+    Returned,
 }
 
 /// One accepted change: the unit of the journal, of durability and of idempotency.
@@ -289,7 +353,25 @@ impl Entry {
                 case_id,
                 case_number,
                 ..
+            }
+            | Op::UnidentifiedReceiptAssigned {
+                case_id,
+                case_number,
+                ..
+            }
+            | Op::DeferralRecorded {
+                case_id,
+                case_number,
+                ..
+            }
+            | Op::DeferralEnded {
+                case_id,
+                case_number,
+                ..
             } => vec![(*case_id, case_number)],
+            Op::UnidentifiedReceiptRecorded { .. } | Op::UnidentifiedReceiptReturned { .. } => {
+                Vec::new()
+            }
             Op::Transfer {
                 from_case,
                 from_number,
@@ -313,7 +395,12 @@ impl Entry {
             | Op::DisbursementMoved { special_id, .. }
             | Op::Transfer { special_id, .. }
             | Op::Reversal { special_id, .. }
-            | Op::CaseAccountClosed { special_id, .. } => *special_id,
+            | Op::CaseAccountClosed { special_id, .. }
+            | Op::UnidentifiedReceiptRecorded { special_id, .. }
+            | Op::UnidentifiedReceiptAssigned { special_id, .. }
+            | Op::UnidentifiedReceiptReturned { special_id, .. }
+            | Op::DeferralRecorded { special_id, .. }
+            | Op::DeferralEnded { special_id, .. } => *special_id,
         }
     }
 }
@@ -414,6 +501,113 @@ pub struct CaseState {
     pub closed_at: Option<Micros>,
     /// The entry that closed it, so a view of the past knows whether it was closed yet.
     pub closed_sequence: Option<u64>,
+    /// How long its money has waited, and why it may wait longer.
+    pub clock: CaseClock,
+}
+
+/// What the limits on holding money are measured from (ARCHITECTURE.md, "Overdue").
+/// Derived in `apply`, so replay reproduces it; kept per entry in the case's facts
+/// lines so that reconciliation reads it as of any journal sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CaseClock {
+    /// The day the balance last went from zero to positive; `None` while it is zero.
+    pub held_since: Option<Date>,
+    /// The last entry that moved money into or out of the case, and its day.
+    pub last_movement: Option<(u64, Date)>,
+    /// Payments the bank sent back: they are credited again, so `received` and
+    /// `disbursed` both count them once more than a case-flow system does.
+    pub returned: Fen,
+    pub active_deferrals: u32,
+    /// The day the most recent deferral ended.
+    pub deferral_ended_on: Option<Date>,
+}
+
+/// What reconciliation needs of a case after one of its entries, kept under the case
+/// number so that one range read answers for a case-flow row as of any entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseFacts {
+    pub balances: Balances,
+    pub clock: CaseClock,
+    pub target: Fen,
+    /// The closure, once the case account is closed, and the entry that closed it.
+    pub closed: Option<(ClosureMethod, u64)>,
+    /// The serials of its virtual account number (special account, case).
+    pub van_serials: (u32, u64),
+}
+
+/// An unidentified receipt (不明款) and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnidentifiedReceiptState {
+    pub id: Uuid,
+    pub special_id: Uuid,
+    pub amount: Amount,
+    pub payer_name: Text,
+    pub payer_account: Text,
+    pub bank_ref: BankRef,
+    pub value_date: Date,
+    pub memo: Text,
+    pub account_given: Text,
+    pub status: UnidentifiedStatus,
+    pub case_id: Option<Uuid>,
+    pub case_number: Option<CaseNumber>,
+    pub return_reason: Text,
+    pub return_bank_ref: Option<BankRef>,
+    pub recorded_at: Micros,
+    pub recorded_sequence: u64,
+    /// The entry that assigned or returned it.
+    pub settled_sequence: Option<u64>,
+    pub settled_at: Option<Micros>,
+}
+
+impl UnidentifiedReceiptState {
+    /// Whether it was still in suspense after entry `sequence`.
+    pub fn in_suspense_at(&self, sequence: u64) -> bool {
+        self.recorded_sequence <= sequence && self.settled_sequence.is_none_or(|s| s > sequence)
+    }
+}
+
+/// A deferral (暂缓发放) of a case's money.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeferralState {
+    pub id: Uuid,
+    pub case_id: Uuid,
+    pub special_id: Uuid,
+    pub case_number: CaseNumber,
+    pub reason: DeferralReason,
+    pub approval_ref: Text,
+    pub note: Text,
+    pub started_on: Date,
+    pub recorded_at: Micros,
+    pub recorded_sequence: u64,
+    pub ended_on: Option<Date>,
+    pub ended_at: Option<Micros>,
+    pub ended_sequence: Option<u64>,
+}
+
+/// Which kind of bank transaction a bank line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BankLineKind {
+    Receipt,
+    UnidentifiedReceipt,
+    Payment,
+    ReturnedPayment,
+    UnidentifiedReturned,
+    /// Cancels the bank line of the entry it reverses, on that entry's day.
+    Reversal {
+        reversed: u64,
+    },
+}
+
+/// One movement of a special account's bank balance as the ledger recorded it: what a
+/// bank statement should show. `amount` is signed: positive is money in (credit on
+/// the bank's statement), negative money out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankLine {
+    pub kind: BankLineKind,
+    pub bank_ref: Option<BankRef>,
+    pub amount: Fen,
+    pub date: Date,
+    pub case_number: Option<CaseNumber>,
 }
 
 /// The money of one case. `balance` and `available` are derived so they cannot drift.

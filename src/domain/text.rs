@@ -168,6 +168,63 @@ impl Date {
     }
 }
 
+impl Date {
+    pub const MIN: Date = Date {
+        year: 1990,
+        month: 1,
+        day: 1,
+    };
+    pub const MAX: Date = Date {
+        year: 2099,
+        month: 12,
+        day: 31,
+    };
+
+    /// Days since 1970-01-01 (Howard Hinnant's days_from_civil), for date arithmetic.
+    pub fn days(self) -> i64 {
+        let (m, d) = (i64::from(self.month), i64::from(self.day));
+        let y = i64::from(self.year) - i64::from(m <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    /// The date `days` after 1970-01-01, held within [`Date::MIN`]..=[`Date::MAX`]:
+    /// the journal's clock and every limit stay far inside that range.
+    pub fn from_days(days: i64) -> Date {
+        let days = days.clamp(Date::MIN.days(), Date::MAX.days());
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        // Clamped above, so every part fits its field.
+        Date {
+            year: year as u16,
+            month: month as u8,
+            day: day as u8,
+        }
+    }
+
+    /// The calendar day in China (UTC+8, no daylight saving) at a journal time: the
+    /// day a court's finance office would write down.
+    pub fn in_china(at: Micros) -> Date {
+        const DAY_MICROS: i64 = 86_400_000_000;
+        const CST_MICROS: i64 = 8 * 3_600_000_000;
+        Date::from_days(at.0.saturating_add(CST_MICROS).div_euclid(DAY_MICROS))
+    }
+
+    pub fn plus_days(self, days: i64) -> Date {
+        Date::from_days(self.days().saturating_add(days))
+    }
+}
+
 fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
         4 | 6 | 9 | 11 => 30,
@@ -206,6 +263,34 @@ mod tests {
         ] {
             assert!(Date::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn day_arithmetic() {
+        let d = |t: &str| Date::parse(t).expect("date");
+        assert_eq!(d("1990-01-01").days(), 7305);
+        for t in [
+            "1990-01-01",
+            "2024-02-29",
+            "2024-03-01",
+            "2099-12-31",
+            "2000-02-29",
+        ] {
+            assert_eq!(Date::from_days(d(t).days()), d(t), "{t}");
+        }
+        assert_eq!(d("2024-02-28").plus_days(1), d("2024-02-29"));
+        assert_eq!(d("2024-01-31").plus_days(30), d("2024-03-01"));
+        assert_eq!(d("2024-03-01").days() - d("2024-01-31").days(), 30);
+        // 2024-03-01 16:00 UTC is already 2024-03-02 in Beijing.
+        assert_eq!(
+            Date::in_china(Micros(1_709_308_800_000_000)),
+            d("2024-03-02")
+        );
+        assert_eq!(
+            Date::in_china(Micros(1_709_251_200_000_000)),
+            d("2024-03-01")
+        );
+        assert_eq!(Date::from_days(i64::MIN), Date::MIN);
     }
 
     #[test]

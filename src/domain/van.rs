@@ -65,6 +65,17 @@ impl VirtualAccountNumber {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The special account's serial and the case's serial under it, as issued.
+    pub fn serials(&self) -> (u32, u64) {
+        // Parsed numbers are 16 ASCII digits, so both slices exist and parse.
+        let special = self.0.get(..SPECIAL_DIGITS).and_then(|s| s.parse().ok());
+        let case = self
+            .0
+            .get(SPECIAL_DIGITS..SPECIAL_DIGITS + CASE_DIGITS)
+            .and_then(|s| s.parse().ok());
+        (special.unwrap_or(0), case.unwrap_or(0))
+    }
 }
 
 impl fmt::Display for VirtualAccountNumber {
@@ -99,6 +110,7 @@ mod tests {
             let van = VirtualAccountNumber::issue(special, case);
             assert_eq!(van.as_str(), expected);
             assert_eq!(van.to_string(), expected);
+            assert_eq!(van.serials(), (special, case));
             assert_eq!(VirtualAccountNumber::parse(expected), Ok(van));
         }
     }

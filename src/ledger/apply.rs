@@ -10,8 +10,10 @@ use std::collections::{btree_map, BTreeMap};
 use uuid::Uuid;
 
 use crate::domain::{
-    Account, AccountStatus, Balances, CaseState, DisbursementState, DisbursementStatus, Entry, Fen,
-    Meta, Op, Registration, RegistrationKind, RequestRecord, Side, SpecialAccountState,
+    Account, AccountStatus, Balances, BankLine, BankLineKind, CaseClock, CaseFacts, CaseState,
+    Date, DeferralState, DisbursementState, DisbursementStatus, Entry, Fen, Meta, Op, Registration,
+    RegistrationKind, RequestRecord, Side, SpecialAccountState, UnidentifiedReceiptState,
+    UnidentifiedStatus,
 };
 
 use super::state::{Fault, StateMut};
@@ -22,6 +24,10 @@ struct Touched {
     specials: BTreeMap<Uuid, SpecialAccountState>,
     cases: BTreeMap<Uuid, CaseState>,
     disbursement: Option<DisbursementState>,
+    unidentified: Option<UnidentifiedReceiptState>,
+    deferral: Option<DeferralState>,
+    /// Each touched case's balance before this entry, for its clock.
+    balances_before: BTreeMap<Uuid, Fen>,
 }
 
 impl Touched {
@@ -48,6 +54,7 @@ impl Touched {
                 let c = state
                     .case(id)?
                     .ok_or_else(|| Fault(format!("entry names missing case account {id}")))?;
+                self.balances_before.insert(id, c.balances.balance());
                 Ok(e.insert(c))
             }
         }
@@ -83,6 +90,8 @@ pub fn apply(state: &mut impl StateMut, entry: &Entry) -> Result<(), Fault> {
     let mut created_case = None;
     apply_op(state, entry, &mut t, &mut meta, &mut created_case)?;
     apply_postings(state, entry, &mut t)?;
+    update_clocks(entry, &mut t)?;
+    let bank_line = bank_line(state, entry)?;
     for case in t.cases.values() {
         let b = case.balances;
         if b.available().is_negative() || b.reserved.is_negative() {
@@ -96,10 +105,21 @@ pub fn apply(state: &mut impl StateMut, entry: &Entry) -> Result<(), Fault> {
         }
     }
     // Every check passed: write.
-    let lines: Vec<(Uuid, Balances)> = entry
+    let lines: Vec<(Uuid, CaseFacts)> = entry
         .cases()
         .iter()
-        .filter_map(|(id, _)| t.cases.get(id).map(|c| (*id, c.balances)))
+        .filter_map(|(id, _)| {
+            t.cases.get(id).map(|c| {
+                let facts = CaseFacts {
+                    balances: c.balances,
+                    clock: c.clock,
+                    target: c.target,
+                    closed: c.closure.zip(c.closed_sequence),
+                    van_serials: c.van.serials(),
+                };
+                (*id, facts)
+            })
+        })
         .collect();
     if let Some((case_id, number, van)) = created_case {
         state.put_case_number(number, case_id);
@@ -115,8 +135,20 @@ pub fn apply(state: &mut impl StateMut, entry: &Entry) -> Result<(), Fault> {
     if let Some(d) = t.disbursement {
         state.put_disbursement(d);
     }
-    for (case_id, line) in lines {
-        state.put_case_line(case_id, entry.sequence, line);
+    if let Some(u) = t.unidentified {
+        state.put_unidentified(u);
+    }
+    if let Some(d) = t.deferral {
+        state.put_deferral(d);
+    }
+    for (case_id, facts) in lines {
+        state.put_case_line(case_id, entry.sequence, facts.balances);
+        if let Some((_, number)) = entry.cases().into_iter().find(|(id, _)| *id == case_id) {
+            state.put_case_facts(number, entry.sequence, facts);
+        }
+    }
+    if let Some(line) = bank_line {
+        state.put_bank_line(entry.special_id(), entry.sequence, line);
     }
     write_references(state, entry);
     state.put_request(
@@ -308,8 +340,10 @@ fn apply_op(
                     opened_at: entry.recorded_at,
                     closed_at: None,
                     closed_sequence: None,
+                    clock: CaseClock::default(),
                 },
             );
+            t.balances_before.insert(*case_id, Fen::ZERO);
             *created_case = Some((*case_id, case_number.clone(), van.clone()));
         }
         Op::Receipt { .. } | Op::Transfer { .. } | Op::Reversal { .. } => {}
@@ -391,12 +425,286 @@ fn apply_op(
             c.closed_at = Some(entry.recorded_at);
             c.closed_sequence = Some(entry.sequence);
         }
+        Op::UnidentifiedReceiptRecorded {
+            receipt_id,
+            special_id,
+            amount,
+            payer_name,
+            payer_account,
+            bank_ref,
+            value_date,
+            memo,
+            account_given,
+        } => {
+            if state.unidentified(*receipt_id)?.is_some() {
+                return Err(Fault(format!(
+                    "unidentified receipt {receipt_id} recorded twice"
+                )));
+            }
+            t.unidentified = Some(UnidentifiedReceiptState {
+                id: *receipt_id,
+                special_id: *special_id,
+                amount: *amount,
+                payer_name: payer_name.clone(),
+                payer_account: payer_account.clone(),
+                bank_ref: bank_ref.clone(),
+                value_date: *value_date,
+                memo: memo.clone(),
+                account_given: account_given.clone(),
+                status: UnidentifiedStatus::InSuspense,
+                case_id: None,
+                case_number: None,
+                return_reason: Default::default(),
+                return_bank_ref: None,
+                recorded_at: entry.recorded_at,
+                recorded_sequence: entry.sequence,
+                settled_sequence: None,
+                settled_at: None,
+            });
+        }
+        Op::UnidentifiedReceiptAssigned {
+            receipt_id,
+            case_id,
+            case_number,
+            ..
+        } => {
+            let mut u = settle(state, *receipt_id, entry)?;
+            u.status = UnidentifiedStatus::Assigned;
+            u.case_id = Some(*case_id);
+            u.case_number = Some(case_number.clone());
+            t.unidentified = Some(u);
+        }
+        Op::UnidentifiedReceiptReturned {
+            receipt_id,
+            reason,
+            bank_ref,
+            ..
+        } => {
+            let mut u = settle(state, *receipt_id, entry)?;
+            u.status = UnidentifiedStatus::Returned;
+            u.return_reason = reason.clone();
+            u.return_bank_ref = bank_ref.clone();
+            t.unidentified = Some(u);
+        }
+        Op::DeferralRecorded {
+            deferral_id,
+            case_id,
+            special_id,
+            case_number,
+            reason,
+            approval_ref,
+            note,
+        } => {
+            if state.deferral(*deferral_id)?.is_some() {
+                return Err(Fault(format!("deferral {deferral_id} recorded twice")));
+            }
+            let c = t.case(state, *case_id)?;
+            c.clock.active_deferrals = c
+                .clock
+                .active_deferrals
+                .checked_add(1)
+                .ok_or_else(|| Fault(format!("too many deferrals on case {case_number}")))?;
+            t.deferral = Some(DeferralState {
+                id: *deferral_id,
+                case_id: *case_id,
+                special_id: *special_id,
+                case_number: case_number.clone(),
+                reason: *reason,
+                approval_ref: approval_ref.clone(),
+                note: note.clone(),
+                started_on: Date::in_china(entry.recorded_at),
+                recorded_at: entry.recorded_at,
+                recorded_sequence: entry.sequence,
+                ended_on: None,
+                ended_at: None,
+                ended_sequence: None,
+            });
+        }
+        Op::DeferralEnded {
+            deferral_id,
+            case_id,
+            case_number,
+            ..
+        } => {
+            let mut d = state
+                .deferral(*deferral_id)?
+                .ok_or_else(|| Fault(format!("entry names missing deferral {deferral_id}")))?;
+            if d.ended_sequence.is_some() {
+                return Err(Fault(format!("deferral {deferral_id} ended twice")));
+            }
+            let today = Date::in_china(entry.recorded_at);
+            d.ended_on = Some(today);
+            d.ended_at = Some(entry.recorded_at);
+            d.ended_sequence = Some(entry.sequence);
+            let c = t.case(state, *case_id)?;
+            c.clock.active_deferrals =
+                c.clock.active_deferrals.checked_sub(1).ok_or_else(|| {
+                    Fault(format!(
+                        "case {case_number} ends a deferral it does not have"
+                    ))
+                })?;
+            c.clock.deferral_ended_on = Some(today);
+            t.deferral = Some(d);
+        }
     }
     // A statement lists every entry of its case, even one that moves no money.
     for (case_id, _) in entry.cases() {
         t.case(state, case_id)?;
     }
     Ok(())
+}
+
+/// The unidentified receipt an assignment or return settles, still in suspense.
+fn settle(
+    state: &impl StateMut,
+    id: Uuid,
+    entry: &Entry,
+) -> Result<UnidentifiedReceiptState, Fault> {
+    let mut u = state
+        .unidentified(id)?
+        .ok_or_else(|| Fault(format!("entry names missing unidentified receipt {id}")))?;
+    if u.status != UnidentifiedStatus::InSuspense {
+        return Err(Fault(format!("unidentified receipt {id} settled twice")));
+    }
+    u.settled_sequence = Some(entry.sequence);
+    u.settled_at = Some(entry.recorded_at);
+    Ok(u)
+}
+
+/// The clock of every case whose money this entry moved: when its balance went from
+/// zero to positive (the day the limit starts), the last movement, returned payments.
+fn update_clocks(entry: &Entry, t: &mut Touched) -> Result<(), Fault> {
+    let today = Date::in_china(entry.recorded_at);
+    // A receipt's money arrived on its value date, which a late recording must not
+    // move forward; money that reaches a case any other way arrives when recorded.
+    let arrived = match &entry.op {
+        Op::Receipt { value_date, .. } => (*value_date).min(today),
+        _ => today,
+    };
+    for (id, case) in t.cases.iter_mut() {
+        let moved = entry
+            .postings
+            .iter()
+            .any(|p| p.account == Account::Case(*id));
+        if !moved {
+            continue;
+        }
+        let before = t.balances_before.get(id).copied().unwrap_or(Fen::ZERO);
+        let after = case.balances.balance();
+        let clock = &mut case.clock;
+        clock.last_movement = Some((entry.sequence, today));
+        if after.0 <= 0 {
+            clock.held_since = None;
+        } else if before.0 <= 0 || clock.held_since.is_none() {
+            clock.held_since = Some(arrived);
+        }
+        if let Op::DisbursementMoved {
+            to: DisbursementStatus::Returned,
+            amount,
+            ..
+        } = &entry.op
+        {
+            clock.returned = add(clock.returned, amount.fen())?;
+        }
+    }
+    Ok(())
+}
+
+/// The bank line an entry makes, if it moves the bank balance. A reversal's line is
+/// dated like the line it cancels, so a corrected receipt nets out in its own period.
+fn bank_line(state: &impl StateMut, entry: &Entry) -> Result<Option<BankLine>, Fault> {
+    let special = entry.special_id();
+    let amount: i64 = entry
+        .postings
+        .iter()
+        .filter(|p| p.account == Account::Bank(special))
+        .map(|p| match p.side {
+            Side::Debit => p.amount.0,
+            Side::Credit => -p.amount.0,
+        })
+        .sum();
+    let today = Date::in_china(entry.recorded_at);
+    let line = |kind, bank_ref, date, case_number| {
+        Some(BankLine {
+            kind,
+            bank_ref,
+            amount: Fen(amount),
+            date,
+            case_number,
+        })
+    };
+    Ok(match &entry.op {
+        Op::Receipt {
+            bank_ref,
+            value_date,
+            case_number,
+            ..
+        } => line(
+            BankLineKind::Receipt,
+            Some(bank_ref.clone()),
+            *value_date,
+            Some(case_number.clone()),
+        ),
+        Op::UnidentifiedReceiptRecorded {
+            bank_ref,
+            value_date,
+            ..
+        } => line(
+            BankLineKind::UnidentifiedReceipt,
+            Some(bank_ref.clone()),
+            *value_date,
+            None,
+        ),
+        Op::UnidentifiedReceiptReturned { bank_ref, .. } => line(
+            BankLineKind::UnidentifiedReturned,
+            bank_ref.clone(),
+            today,
+            None,
+        ),
+        Op::DisbursementMoved {
+            to: DisbursementStatus::Paid,
+            bank_ref,
+            at,
+            case_number,
+            ..
+        } => line(
+            BankLineKind::Payment,
+            bank_ref.clone(),
+            Date::in_china(at.unwrap_or(entry.recorded_at)),
+            Some(case_number.clone()),
+        ),
+        Op::DisbursementMoved {
+            to: DisbursementStatus::Returned,
+            bank_ref,
+            case_number,
+            ..
+        } => line(
+            BankLineKind::ReturnedPayment,
+            bank_ref.clone(),
+            today,
+            Some(case_number.clone()),
+        ),
+        Op::Reversal {
+            reversed_sequence, ..
+        } if amount != 0 => {
+            let original = state.entry(*reversed_sequence)?.ok_or_else(|| {
+                Fault(format!("reversal names missing entry {reversed_sequence}"))
+            })?;
+            let date = match &original.op {
+                Op::Receipt { value_date, .. } => *value_date,
+                _ => Date::in_china(original.recorded_at),
+            };
+            line(
+                BankLineKind::Reversal {
+                    reversed: *reversed_sequence,
+                },
+                None,
+                date,
+                original.cases().first().map(|(_, n)| (*n).clone()),
+            )
+        }
+        _ => None,
+    })
 }
 
 /// Adds `amount` (negative to release) to the reservations of a case and its account.
@@ -423,6 +731,16 @@ fn write_references(state: &mut impl StateMut, entry: &Entry) {
             ..
         } => state.put_bank_ref(*special_id, bank_ref.clone(), entry.sequence),
         Op::DisbursementMoved {
+            special_id,
+            bank_ref: Some(bank_ref),
+            ..
+        }
+        | Op::UnidentifiedReceiptRecorded {
+            special_id,
+            bank_ref,
+            ..
+        }
+        | Op::UnidentifiedReceiptReturned {
             special_id,
             bank_ref: Some(bank_ref),
             ..

@@ -5,8 +5,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::domain::{
-    Amount, BankChange, BankDetails, BankRef, CaseNumber, ClosureMethod, CourtCode, Date, Fen,
-    Micros, Party, Payee, Purpose, RequestId, Text, VirtualAccountNumber,
+    Amount, BankChange, BankDetails, BankRef, CaseNumber, ClosureMethod, CourtCode, Date,
+    DeferralReason, Fen, Micros, Party, Payee, Purpose, RequestId, Text, VirtualAccountNumber,
 };
 
 /// How a request names a case account.
@@ -102,6 +102,55 @@ pub enum Command {
         method: ClosureMethod,
         reason: Text,
     },
+    // New variants go at the end: the request hash is over this encoding, so a
+    // retried request must keep hashing the same across versions.
+    RecordUnidentifiedReceipt {
+        special_id: Uuid,
+        amount: Amount,
+        payer_name: Text,
+        payer_account: Text,
+        bank_ref: BankRef,
+        value_date: Date,
+        memo: Text,
+    },
+    AssignUnidentifiedReceipt {
+        receipt_id: Uuid,
+        case_number: CaseNumber,
+    },
+    ReturnUnidentifiedReceipt {
+        receipt_id: Uuid,
+        reason: Text,
+        bank_ref: Option<BankRef>,
+    },
+    RecordDeferral {
+        case_number: CaseNumber,
+        reason: DeferralReason,
+        approval_ref: Text,
+        note: Text,
+    },
+    EndDeferral {
+        deferral_id: Uuid,
+    },
+    /// RecordReceipt with `to_suspense_if_unmatched`: credited to the case if the key
+    /// names an open case of this special account, else held in its suspense.
+    RecordReceiptOrSuspense {
+        special_id: Uuid,
+        account: UnmatchedKey,
+        amount: Amount,
+        payer_name: Text,
+        payer_account: Text,
+        bank_ref: BankRef,
+        value_date: Date,
+    },
+}
+
+/// The account a payer gave, as far as it could be read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UnmatchedKey {
+    Number(CaseNumber),
+    Van(VirtualAccountNumber),
+    /// A virtual account number that is malformed or fails its check digits.
+    Unreadable(Text),
 }
 
 /// A command with the client's idempotency key.

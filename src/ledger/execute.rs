@@ -5,11 +5,12 @@
 use uuid::Uuid;
 
 use crate::domain::{
-    Account, AccountStatus, BankRef, CaseState, DisbursementState, DisbursementStatus, DomainError,
-    Entry, Fen, Micros, Op, Payee, Posting, Purpose, SpecialAccountState, VirtualAccountNumber,
+    Account, AccountStatus, Amount, BankRef, CaseState, Date, DeferralState, DisbursementState,
+    DisbursementStatus, DomainError, Entry, Fen, Micros, Op, Payee, Posting, Purpose,
+    SpecialAccountState, Text, UnidentifiedReceiptState, UnidentifiedStatus, VirtualAccountNumber,
 };
 
-use super::command::{CaseKey, Command, Request};
+use super::command::{CaseKey, Command, Request, UnmatchedKey};
 use super::state::{Fault, State};
 
 /// The most special accounts one ledger issues virtual account numbers for (5 digits).
@@ -416,6 +417,300 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
                 reason: reason.clone(),
             })
         }
+        Command::RecordUnidentifiedReceipt {
+            special_id,
+            amount,
+            payer_name,
+            payer_account,
+            bank_ref,
+            value_date,
+            memo,
+        } => {
+            open_special(state, *special_id)?;
+            if let Some(seq) = state.bank_ref(*special_id, bank_ref)? {
+                return same_unidentified(state, seq, bank_ref, amount.fen());
+            }
+            to_suspense(
+                ctx,
+                *special_id,
+                *amount,
+                SuspenseFacts {
+                    payer_name,
+                    payer_account,
+                    bank_ref,
+                    value_date: *value_date,
+                    memo: memo.clone(),
+                    account_given: Text::default(),
+                },
+            )
+        }
+        Command::RecordReceiptOrSuspense {
+            special_id,
+            account,
+            amount,
+            payer_name,
+            payer_account,
+            bank_ref,
+            value_date,
+        } => {
+            open_special(state, *special_id)?;
+            let (case, why) = match_unmatched(state, *special_id, account)?;
+            if let Some(seq) = state.bank_ref(*special_id, bank_ref)? {
+                return match &case {
+                    Some(c) => same_receipt(state, seq, bank_ref, c.id, amount.fen()),
+                    None => same_unidentified(state, seq, bank_ref, amount.fen()),
+                };
+            }
+            match case {
+                Some(case) => new_posted(
+                    Op::Receipt {
+                        case_id: case.id,
+                        special_id: case.special_id,
+                        case_number: case.case_number.clone(),
+                        amount: *amount,
+                        payer_name: payer_name.clone(),
+                        payer_account: payer_account.clone(),
+                        bank_ref: bank_ref.clone(),
+                        value_date: *value_date,
+                    },
+                    vec![
+                        Posting::debit(Account::Bank(case.special_id), amount.fen()),
+                        Posting::credit(Account::Case(case.id), amount.fen()),
+                    ],
+                ),
+                None => to_suspense(
+                    ctx,
+                    *special_id,
+                    *amount,
+                    SuspenseFacts {
+                        payer_name,
+                        payer_account,
+                        bank_ref,
+                        value_date: *value_date,
+                        memo: Text::optional(&why, crate::domain::text::len::REASON)
+                            .unwrap_or_default(),
+                        account_given: unmatched_text(account),
+                    },
+                ),
+            }
+        }
+        Command::AssignUnidentifiedReceipt {
+            receipt_id,
+            case_number,
+        } => {
+            let receipt = unidentified_in_suspense(state, *receipt_id)?;
+            let case = case_by_key(state, &CaseKey::Number(case_number.clone()))?;
+            if case.special_id != receipt.special_id {
+                return Err(DomainError::rule(format!(
+                    "case {case_number} is under another special account than the one receipt {receipt_id} arrived at; assign it to a case of that account or return it"
+                ))
+                .into());
+            }
+            open_case_for_money(state, &case)?;
+            new_posted(
+                Op::UnidentifiedReceiptAssigned {
+                    receipt_id: receipt.id,
+                    special_id: receipt.special_id,
+                    case_id: case.id,
+                    case_number: case.case_number.clone(),
+                    amount: receipt.amount,
+                },
+                vec![
+                    Posting::debit(Account::Suspense(receipt.special_id), receipt.amount.fen()),
+                    Posting::credit(Account::Case(case.id), receipt.amount.fen()),
+                ],
+            )
+        }
+        Command::ReturnUnidentifiedReceipt {
+            receipt_id,
+            reason,
+            bank_ref,
+        } => {
+            let receipt = unidentified(state, *receipt_id)?;
+            if let Some(r) = bank_ref {
+                if let Some(seq) = state.bank_ref(receipt.special_id, r)? {
+                    let entry = recorded(state, seq)?;
+                    return match entry.op {
+                        Op::UnidentifiedReceiptReturned { receipt_id: id, .. }
+                            if id == *receipt_id =>
+                        {
+                            Ok(Decision::Existing(seq))
+                        }
+                        _ => Err(bank_ref_taken(r, seq)),
+                    };
+                }
+            }
+            let receipt = in_suspense(receipt)?;
+            new_posted(
+                Op::UnidentifiedReceiptReturned {
+                    receipt_id: receipt.id,
+                    special_id: receipt.special_id,
+                    amount: receipt.amount,
+                    reason: reason.clone(),
+                    bank_ref: bank_ref.clone(),
+                },
+                vec![
+                    Posting::debit(Account::Suspense(receipt.special_id), receipt.amount.fen()),
+                    Posting::credit(Account::Bank(receipt.special_id), receipt.amount.fen()),
+                ],
+            )
+        }
+        Command::RecordDeferral {
+            case_number,
+            reason,
+            approval_ref,
+            note,
+        } => {
+            let case = case_by_key(state, &CaseKey::Number(case_number.clone()))?;
+            open_case_for_money(state, &case)?;
+            new(Op::DeferralRecorded {
+                deferral_id: ctx.new_id,
+                case_id: case.id,
+                special_id: case.special_id,
+                case_number: case.case_number.clone(),
+                reason: *reason,
+                approval_ref: approval_ref.clone(),
+                note: note.clone(),
+            })
+        }
+        Command::EndDeferral { deferral_id } => {
+            let d = deferral(state, *deferral_id)?;
+            if let Some(seq) = d.ended_sequence {
+                return Err(DomainError::rule(format!(
+                    "deferral {deferral_id} already ended (entry {seq})"
+                ))
+                .into());
+            }
+            new(Op::DeferralEnded {
+                deferral_id: d.id,
+                case_id: d.case_id,
+                special_id: d.special_id,
+                case_number: d.case_number.clone(),
+            })
+        }
+    }
+}
+
+/// What an unidentified receipt records besides its amount.
+struct SuspenseFacts<'a> {
+    payer_name: &'a Text,
+    payer_account: &'a Text,
+    bank_ref: &'a BankRef,
+    value_date: Date,
+    memo: Text,
+    account_given: Text,
+}
+
+fn to_suspense(ctx: &Context, special_id: Uuid, amount: Amount, f: SuspenseFacts<'_>) -> Decided {
+    new_posted(
+        Op::UnidentifiedReceiptRecorded {
+            receipt_id: ctx.new_id,
+            special_id,
+            amount,
+            payer_name: f.payer_name.clone(),
+            payer_account: f.payer_account.clone(),
+            bank_ref: f.bank_ref.clone(),
+            value_date: f.value_date,
+            memo: f.memo,
+            account_given: f.account_given,
+        },
+        vec![
+            Posting::debit(Account::Bank(special_id), amount.fen()),
+            Posting::credit(Account::Suspense(special_id), amount.fen()),
+        ],
+    )
+}
+
+/// The open case of this special account that the payer's key names, or why there is
+/// none. Money for a closed case or for a case of another special account cannot be
+/// credited to it either, so it is unmatched too.
+fn match_unmatched(
+    state: &impl State,
+    special_id: Uuid,
+    key: &UnmatchedKey,
+) -> Result<(Option<CaseState>, String), LedgerError> {
+    let id = match key {
+        UnmatchedKey::Number(n) => state.case_by_number(n)?,
+        UnmatchedKey::Van(v) => state.case_by_van(v)?,
+        UnmatchedKey::Unreadable(_) => {
+            return Ok((
+                None,
+                "virtual account number is malformed or fails its check digits".into(),
+            ))
+        }
+    };
+    let Some(id) = id else {
+        return Ok((None, "no case account has this number".into()));
+    };
+    let case = state
+        .case(id)?
+        .ok_or_else(|| Fault(format!("case index points at missing case {id}")))?;
+    if case.special_id != special_id {
+        return Ok((
+            None,
+            format!("case {} is under another special account", case.case_number),
+        ));
+    }
+    if case.status == AccountStatus::Closed {
+        return Ok((None, format!("case {} is closed", case.case_number)));
+    }
+    Ok((Some(case), String::new()))
+}
+
+fn unmatched_text(key: &UnmatchedKey) -> Text {
+    let text = match key {
+        UnmatchedKey::Number(n) => n.to_string(),
+        UnmatchedKey::Van(v) => v.to_string(),
+        UnmatchedKey::Unreadable(t) => t.to_string(),
+    };
+    Text::optional(&text, crate::domain::text::len::REF).unwrap_or_default()
+}
+
+fn unidentified(state: &impl State, id: Uuid) -> Result<UnidentifiedReceiptState, LedgerError> {
+    Ok(state
+        .unidentified(id)?
+        .ok_or_else(|| DomainError::not_found(format!("unidentified receipt {id}")))?)
+}
+
+fn in_suspense(r: UnidentifiedReceiptState) -> Result<UnidentifiedReceiptState, LedgerError> {
+    match r.status {
+        UnidentifiedStatus::InSuspense => Ok(r),
+        UnidentifiedStatus::Assigned => Err(DomainError::rule(format!(
+            "unidentified receipt {} was already assigned to case {}",
+            r.id,
+            r.case_number.map(|n| n.to_string()).unwrap_or_default()
+        ))
+        .into()),
+        UnidentifiedStatus::Returned => Err(DomainError::rule(format!(
+            "unidentified receipt {} was already returned to the payer",
+            r.id
+        ))
+        .into()),
+    }
+}
+
+fn unidentified_in_suspense(
+    state: &impl State,
+    id: Uuid,
+) -> Result<UnidentifiedReceiptState, LedgerError> {
+    in_suspense(unidentified(state, id)?)
+}
+
+fn deferral(state: &impl State, id: Uuid) -> Result<DeferralState, LedgerError> {
+    Ok(state
+        .deferral(id)?
+        .ok_or_else(|| DomainError::not_found(format!("deferral {id}")))?)
+}
+
+/// A bank reference seen again on an unidentified receipt: the same receipt is the
+/// original entry; anything else claiming the bank transaction is refused.
+fn same_unidentified(state: &impl State, seq: u64, bank_ref: &BankRef, amount: Fen) -> Decided {
+    let entry = recorded(state, seq)?;
+    match entry.op {
+        Op::UnidentifiedReceiptRecorded { amount: a, .. } if a.fen() == amount => {
+            Ok(Decision::Existing(seq))
+        }
+        _ => Err(bank_ref_taken(bank_ref, seq)),
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use crate::domain::{Account, Fen, Side};
+use crate::domain::{Account, Fen, Side, UnidentifiedStatus};
 
 use super::MemState;
 
@@ -84,6 +84,66 @@ pub fn check(state: &MemState) -> Result<(), String> {
             return Err(format!(
                 "special account {}: postings disagree with balance",
                 special.id
+            ));
+        }
+    }
+    // 3'. Suspense is exactly the unidentified receipts still waiting in it.
+    for special in state.specials.values() {
+        let waiting: i64 = state
+            .unidentified
+            .values()
+            .filter(|u| u.special_id == special.id && u.status == UnidentifiedStatus::InSuspense)
+            .map(|u| u.amount.fen().0)
+            .sum();
+        if special.suspense_balance.0 != waiting {
+            return Err(format!(
+                "special account {}: suspense {} but the receipts waiting in it sum to {}",
+                special.id,
+                special.suspense_balance,
+                Fen(waiting)
+            ));
+        }
+        if special.suspense_balance.is_negative() {
+            return Err(format!("special account {}: negative suspense", special.id));
+        }
+    }
+    // Deferrals counted on a case are exactly its deferrals that have not ended; a case
+    // with money has the day it started waiting, and one without has none.
+    for case in state.cases.values() {
+        let active = state
+            .deferrals
+            .values()
+            .filter(|d| d.case_id == case.id && d.ended_sequence.is_none())
+            .count();
+        if case.clock.active_deferrals as usize != active {
+            return Err(format!(
+                "case {} counts {} active deferrals but has {active}",
+                case.case_number, case.clock.active_deferrals
+            ));
+        }
+        if (case.balances.balance().0 > 0) != case.clock.held_since.is_some() {
+            return Err(format!(
+                "case {} holds {} but its clock says held since {:?}",
+                case.case_number,
+                case.balances.balance(),
+                case.clock.held_since
+            ));
+        }
+    }
+    // The bank lines are every movement of the bank balance.
+    for special in state.specials.values() {
+        let lines: i64 = state
+            .bank_lines
+            .iter()
+            .filter(|((s, _), _)| *s == special.id)
+            .map(|(_, l)| l.amount.0)
+            .sum();
+        if lines != special.bank_balance.0 {
+            return Err(format!(
+                "special account {}: bank lines sum to {} but the bank balance is {}",
+                special.id,
+                Fen(lines),
+                special.bank_balance
             ));
         }
     }

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 use crate::domain::{
-    Balances, BankRef, CaseNumber, CaseState, DisbursementState, Entry, Meta, RequestId,
-    RequestRecord, SpecialAccountState, SpecialLine, VirtualAccountNumber,
+    Balances, BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState,
+    DisbursementState, Entry, Meta, RequestId, RequestRecord, SpecialAccountState, SpecialLine,
+    UnidentifiedReceiptState, VirtualAccountNumber,
 };
 
 use super::state::{Fault, Read, State, StateMut};
@@ -25,6 +26,10 @@ pub struct MemState {
     pub reversed_by: HashMap<u64, u64>,
     pub case_lines: BTreeMap<(Uuid, u64), Balances>,
     pub special_lines: BTreeMap<(Uuid, u64), SpecialLine>,
+    pub unidentified: BTreeMap<Uuid, UnidentifiedReceiptState>,
+    pub deferrals: BTreeMap<Uuid, DeferralState>,
+    pub case_facts: BTreeMap<(CaseNumber, u64), CaseFacts>,
+    pub bank_lines: BTreeMap<(Uuid, u64), BankLine>,
 }
 
 impl MemState {
@@ -69,6 +74,12 @@ impl State for MemState {
     fn reversed_by(&self, sequence: u64) -> Read<u64> {
         Ok(self.reversed_by.get(&sequence).copied())
     }
+    fn unidentified(&self, id: Uuid) -> Read<UnidentifiedReceiptState> {
+        Ok(self.unidentified.get(&id).cloned())
+    }
+    fn deferral(&self, id: Uuid) -> Read<DeferralState> {
+        Ok(self.deferrals.get(&id).cloned())
+    }
 }
 
 impl StateMut for MemState {
@@ -107,5 +118,18 @@ impl StateMut for MemState {
     }
     fn put_special_line(&mut self, special_id: Uuid, sequence: u64, line: SpecialLine) {
         self.special_lines.insert((special_id, sequence), line);
+    }
+    fn put_unidentified(&mut self, receipt: UnidentifiedReceiptState) {
+        self.unidentified.insert(receipt.id, receipt);
+    }
+    fn put_deferral(&mut self, deferral: DeferralState) {
+        self.deferrals.insert(deferral.id, deferral);
+    }
+    fn put_case_facts(&mut self, case_number: &CaseNumber, sequence: u64, facts: CaseFacts) {
+        self.case_facts
+            .insert((case_number.clone(), sequence), facts);
+    }
+    fn put_bank_line(&mut self, special_id: Uuid, sequence: u64, line: BankLine) {
+        self.bank_lines.insert((special_id, sequence), line);
     }
 }

@@ -13,7 +13,7 @@ mod mem;
 pub mod state;
 
 pub use apply::apply;
-pub use command::{CaseKey, Command, Request};
+pub use command::{CaseKey, Command, Request, UnmatchedKey};
 pub use execute::{decide, Context, Decision, LedgerError, CASE_SERIAL_MAX, SPECIAL_SERIAL_MAX};
 pub use mem::MemState;
 pub use state::{Fault, State, StateMut};

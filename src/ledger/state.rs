@@ -5,8 +5,9 @@
 use uuid::Uuid;
 
 use crate::domain::{
-    Balances, BankRef, CaseNumber, CaseState, DisbursementState, Entry, Meta, RequestId,
-    RequestRecord, SpecialAccountState, SpecialLine, VirtualAccountNumber,
+    Balances, BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState,
+    DisbursementState, Entry, Meta, RequestId, RequestRecord, SpecialAccountState, SpecialLine,
+    UnidentifiedReceiptState, VirtualAccountNumber,
 };
 
 /// A failure of the storage underneath, not of the request: reported as UNAVAILABLE or
@@ -28,6 +29,8 @@ pub trait State {
     fn bank_ref(&self, special_id: Uuid, bank_ref: &BankRef) -> Read<u64>;
     fn entry(&self, sequence: u64) -> Read<Entry>;
     fn reversed_by(&self, sequence: u64) -> Read<u64>;
+    fn unidentified(&self, id: Uuid) -> Read<UnidentifiedReceiptState>;
+    fn deferral(&self, id: Uuid) -> Read<DeferralState>;
 }
 
 /// Writes are infallible here: an implementation buffers them and reports a fault when
@@ -47,4 +50,11 @@ pub trait StateMut: State {
     fn put_case_line(&mut self, case_id: Uuid, sequence: u64, line: Balances);
     /// A special account's money after entry `sequence`, for reads of the past.
     fn put_special_line(&mut self, special_id: Uuid, sequence: u64, line: SpecialLine);
+    fn put_unidentified(&mut self, receipt: UnidentifiedReceiptState);
+    fn put_deferral(&mut self, deferral: DeferralState);
+    /// What reconciliation needs of a case after entry `sequence`, under its case
+    /// number; written with its case line.
+    fn put_case_facts(&mut self, case_number: &CaseNumber, sequence: u64, facts: CaseFacts);
+    /// A movement of a special account's bank balance, made by entry `sequence`.
+    fn put_bank_line(&mut self, special_id: Uuid, sequence: u64, line: BankLine);
 }

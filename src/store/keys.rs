@@ -4,6 +4,8 @@
 
 use uuid::Uuid;
 
+use crate::domain::CaseNumber;
+
 pub const META: &[u8] = b"m";
 /// The journal offset up to which the state has been built.
 pub const JOURNAL_END: &[u8] = b"j";
@@ -85,3 +87,54 @@ pub fn case_line_sequence(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))
 }
+
+// Issue 3 (reconciliation). Letters chosen apart from the rest so that other work on
+// the layout does not collide with them.
+
+pub fn unidentified(id: Uuid) -> Vec<u8> {
+    key(b'u', &[id.as_bytes()])
+}
+
+/// `w` + special account + receipt id: ids are UUIDv7, so a prefix scan lists one
+/// account's unidentified receipts in the order they were recorded.
+pub fn unidentified_by_special(special_id: Uuid, id: Uuid) -> Vec<u8> {
+    key(b'w', &[special_id.as_bytes(), id.as_bytes()])
+}
+
+pub fn unidentified_by_special_prefix(special_id: Uuid) -> Vec<u8> {
+    key(b'w', &[special_id.as_bytes()])
+}
+
+pub fn deferral(id: Uuid) -> Vec<u8> {
+    key(b'y', &[id.as_bytes()])
+}
+
+/// `q` + the case number's ordered key + !sequence: a case's `CaseFacts` after one of
+/// its entries. Keyed by the case number a case-flow row carries, so a row costs one
+/// read; the facts of all cases lie together, in the order a court lists its cases,
+/// so an export in case-number or filing order reads them nearly sequentially. The
+/// sequence is inverted so that "the last line at or before S" is the first key from
+/// `case_facts(n, S)` on: sled's forward iteration is much cheaper than its backward
+/// one. The ordered key has a fixed-length tail, so no case's keys run into another's.
+pub fn case_facts(case_number: &CaseNumber, sequence: u64) -> Vec<u8> {
+    key(
+        b'q',
+        &[&case_number.ordered_key(), &(!sequence).to_be_bytes()],
+    )
+}
+
+pub fn case_facts_prefix(case_number: &CaseNumber) -> Vec<u8> {
+    key(b'q', &[&case_number.ordered_key()])
+}
+
+/// `k` + special account + sequence: the entries that moved its bank balance.
+pub fn bank_line(special_id: Uuid, sequence: u64) -> Vec<u8> {
+    key(b'k', &[special_id.as_bytes(), &sequence.to_be_bytes()])
+}
+
+pub fn bank_lines(special_id: Uuid) -> Vec<u8> {
+    key(b'k', &[special_id.as_bytes()])
+}
+
+/// Every case account record.
+pub const CASES_PREFIX: &[u8] = b"c";

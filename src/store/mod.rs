@@ -12,6 +12,7 @@ pub mod backup;
 pub mod journal;
 pub mod keys;
 pub mod reads;
+pub mod snapshot;
 pub mod state;
 pub mod writer;
 

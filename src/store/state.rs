@@ -8,8 +8,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{
-    Balances, BankRef, CaseNumber, CaseState, DisbursementState, Entry, Meta, RequestId,
-    RequestRecord, SpecialAccountState, SpecialLine, VirtualAccountNumber,
+    Balances, BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState,
+    DisbursementState, Entry, Meta, RequestId, RequestRecord, SpecialAccountState, SpecialLine,
+    UnidentifiedReceiptState, VirtualAccountNumber,
 };
 use crate::ledger::{Fault, State, StateMut};
 
@@ -135,6 +136,12 @@ impl State for SledState {
     }
     fn reversed_by(&self, sequence: u64) -> Result<Option<u64>, Fault> {
         self.get(&keys::reversed_by(sequence))
+    }
+    fn unidentified(&self, id: Uuid) -> Result<Option<UnidentifiedReceiptState>, Fault> {
+        self.get(&keys::unidentified(id))
+    }
+    fn deferral(&self, id: Uuid) -> Result<Option<DeferralState>, Fault> {
+        self.get(&keys::deferral(id))
     }
 }
 
@@ -280,6 +287,12 @@ impl State for Overlay<'_> {
     fn reversed_by(&self, sequence: u64) -> Result<Option<u64>, Fault> {
         self.get(&keys::reversed_by(sequence))
     }
+    fn unidentified(&self, id: Uuid) -> Result<Option<UnidentifiedReceiptState>, Fault> {
+        self.get(&keys::unidentified(id))
+    }
+    fn deferral(&self, id: Uuid) -> Result<Option<DeferralState>, Fault> {
+        self.get(&keys::deferral(id))
+    }
 }
 
 impl StateMut for Overlay<'_> {
@@ -339,5 +352,21 @@ impl StateMut for Overlay<'_> {
     }
     fn put_special_line(&mut self, special_id: Uuid, sequence: u64, line: SpecialLine) {
         self.put(keys::special_line(special_id, sequence), &line);
+    }
+    fn put_unidentified(&mut self, receipt: UnidentifiedReceiptState) {
+        self.put(
+            keys::unidentified_by_special(receipt.special_id, receipt.id),
+            &(),
+        );
+        self.put(keys::unidentified(receipt.id), &receipt);
+    }
+    fn put_deferral(&mut self, deferral: DeferralState) {
+        self.put(keys::deferral(deferral.id), &deferral);
+    }
+    fn put_case_facts(&mut self, case_number: &CaseNumber, sequence: u64, facts: CaseFacts) {
+        self.put(keys::case_facts(case_number, sequence), &facts);
+    }
+    fn put_bank_line(&mut self, special_id: Uuid, sequence: u64, line: BankLine) {
+        self.put(keys::bank_line(special_id, sequence), &line);
     }
 }

@@ -173,6 +173,7 @@ pub fn receipt_request(
         payer_account: "6217000000000000001".into(),
         bank_ref: bank_ref.into(),
         value_date: "2024-03-01".into(),
+        ..Default::default()
     }
 }
 
@@ -203,4 +204,60 @@ pub async fn balances(client: &mut CaseLedgerClient<Channel>, case_number: &str)
         .into_inner()
         .balances
         .expect("balances present")
+}
+
+// ----------------------------------------------------------------------------------
+// Reconciliation (issue 3)
+// ----------------------------------------------------------------------------------
+
+pub async fn reconciliation(
+    server: &TestServer,
+) -> pb::reconciliation_client::ReconciliationClient<Channel> {
+    pb::reconciliation_client::ReconciliationClient::new(server.channel().await)
+}
+
+/// Today in China (UTC+8), as the ledger dates its entries.
+pub fn today() -> case_escrow::domain::Date {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_micros() as i64;
+    case_escrow::domain::Date::in_china(case_escrow::domain::Micros(micros))
+}
+
+/// `days` from today, as YYYY-MM-DD.
+pub fn day(days: i64) -> String {
+    today().plus_days(days).to_string()
+}
+
+/// Request → approve → confirm paid; returns the disbursement id.
+pub async fn pay(
+    client: &mut CaseLedgerClient<Channel>,
+    case_number: &str,
+    amount: &str,
+    bank_ref: &str,
+) -> String {
+    let d = client
+        .request_disbursement(disbursement_request(case_number, amount))
+        .await
+        .expect("request")
+        .into_inner();
+    client
+        .approve_disbursement(pb::ApproveDisbursementRequest {
+            request_id: rid(),
+            disbursement_id: d.disbursement_id.clone(),
+            approval_ref: "审批".into(),
+        })
+        .await
+        .expect("approve");
+    client
+        .confirm_disbursement_paid(pb::ConfirmDisbursementPaidRequest {
+            request_id: rid(),
+            disbursement_id: d.disbursement_id.clone(),
+            bank_ref: bank_ref.into(),
+            paid_at: None,
+        })
+        .await
+        .expect("paid");
+    d.disbursement_id
 }

@@ -1,0 +1,489 @@
+//! service Reconciliation: rows stream in, discrepancies stream out, the summary last.
+//!
+//! Each run gets one blocking thread that pulls the client's messages, reconciles them
+//! against the snapshot and pushes answers into a bounded channel. The run holds no
+//! more than one message of rows and one channel of answers at a time, so a slow
+//! client slows the run down instead of growing its memory.
+
+use std::pin::Pin;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::domain::{DomainError, Fen, Micros};
+use crate::ledger::{Fault, State};
+use crate::reconcile::bank::RawLine;
+use crate::reconcile::case_flow::RawRow;
+use crate::reconcile::report::{money, Totals};
+use crate::reconcile::snapshot::{BankRun, BankSummary, CaseFlowRun, CaseFlowSummary, Snapshot};
+use crate::reconcile::{self, Discrepancy, Limits};
+use crate::store::StoreHandle;
+
+use super::convert::{self as cv};
+use super::error;
+use super::pb::{self, reconciliation_server::Reconciliation};
+
+/// Answers waiting for a slow client before the run pauses.
+const ANSWERS_QUEUED: usize = 1024;
+/// The longest limit a request may set, in days.
+const LIMIT_DAYS_MAX: u32 = 3650;
+
+pub struct ReconciliationService {
+    pub store: StoreHandle,
+    /// The server's configured limits; a request may override them.
+    pub limits: Limits,
+}
+
+type Answers<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+fn invalid(field: &str, reason: impl Into<String>) -> Status {
+    DomainError::invalid(field, reason).into()
+}
+
+impl ReconciliationService {
+    fn limits(&self, given: Option<&pb::Limits>) -> Result<Limits, Status> {
+        let Some(l) = given else {
+            return Ok(self.limits);
+        };
+        for (name, v) in [
+            ("disburse_within_days", l.disburse_within_days),
+            ("after_deferral_days", l.after_deferral_days),
+            ("suspense_age_days", l.suspense_age_days),
+        ] {
+            if v > LIMIT_DAYS_MAX {
+                return Err(invalid(
+                    &format!("header.limits.{name}"),
+                    format!("at most {LIMIT_DAYS_MAX} days"),
+                ));
+            }
+        }
+        Ok(self.limits.overridden_by(
+            l.disburse_within_days,
+            l.after_deferral_days,
+            l.suspense_age_days,
+        ))
+    }
+
+    /// The journal sequence a run reads: the one asked for, or the last entry recorded
+    /// by the end of `day` (China time) if that came before the last entry now.
+    fn snapshot(&self, asked: u64, day: Option<crate::domain::Date>) -> Result<Snapshot, Status> {
+        let reads = self.store.reads.clone();
+        let last = reads.last_sequence()?;
+        let sequence = if asked > 0 {
+            if asked > last {
+                return Err(invalid(
+                    "header.as_of_sequence",
+                    format!("{asked} is beyond the last entry {last}"),
+                ));
+            }
+            asked
+        } else if let Some(day) = day {
+            const DAY_MICROS: i64 = 86_400_000_000;
+            const CST_MICROS: i64 = 8 * 3_600_000_000;
+            let end = day.plus_days(1).days() * DAY_MICROS - CST_MICROS - 1;
+            if end >= super::now().0 {
+                last
+            } else {
+                reads.sequence_at(Micros(end))?.min(last)
+            }
+        } else {
+            last
+        };
+        Ok(Snapshot { reads, sequence })
+    }
+}
+
+fn pb_limits(l: &Limits) -> pb::Limits {
+    pb::Limits {
+        disburse_within_days: l.disburse_within_days,
+        after_deferral_days: l.after_deferral_days,
+        suspense_age_days: l.suspense_age_days,
+    }
+}
+
+pub fn discrepancy(d: Discrepancy) -> pb::Discrepancy {
+    pb::Discrepancy {
+        kind: pb::DiscrepancyKind::from_str_name(d.kind.name())
+            .unwrap_or(pb::DiscrepancyKind::Unspecified) as i32,
+        severity: match d.severity {
+            reconcile::Severity::Info => pb::Severity::Info,
+            reconcile::Severity::Warning => pb::Severity::Warning,
+            reconcile::Severity::Error => pb::Severity::Error,
+        } as i32,
+        court_code: d.court_code,
+        case_number: d.case_number,
+        bank_ref: d.bank_ref,
+        expected: d.expected,
+        found: d.found,
+        message: d.message,
+        line: d.line,
+        sequence: d.sequence,
+    }
+}
+
+fn counts(t: &Totals) -> Vec<pb::KindCount> {
+    t.by_kind
+        .iter()
+        .map(|(k, n)| pb::KindCount {
+            kind: pb::DiscrepancyKind::from_str_name(k.name())
+                .unwrap_or(pb::DiscrepancyKind::Unspecified) as i32,
+            count: *n,
+        })
+        .collect()
+}
+
+fn court_summary(court: &str, t: &Totals) -> pb::CourtSummary {
+    pb::CourtSummary {
+        court_code: court.to_owned(),
+        rows: t.rows,
+        discrepancies: t.discrepancies,
+        counts_by_kind: counts(t),
+        target_total: money(t.target),
+        received_total: money(t.received),
+        paid_outside_court_total: money(t.paid_outside_court),
+        recovery_rate: t.recovery_rate().map(|r| r.to_string()).unwrap_or_default(),
+        case_flow_received_total: money(t.case_flow_received),
+        case_flow_disbursed_total: money(t.case_flow_disbursed),
+        ledger_received_total: money(t.ledger_received),
+        ledger_disbursed_total: money(t.ledger_disbursed),
+        ledger_balance_total: money(t.ledger_balance),
+    }
+}
+
+fn case_flow_summary(s: &CaseFlowSummary) -> pb::CaseFlowSummary {
+    pb::CaseFlowSummary {
+        as_of_sequence: s.sequence,
+        as_of: s.as_of.map(|d| d.to_string()).unwrap_or_default(),
+        limits: Some(pb_limits(&s.limits)),
+        rows: s.rows,
+        invalid_rows: s.invalid_rows,
+        total: Some(court_summary("", &s.total)),
+        courts: s
+            .courts
+            .iter()
+            .map(|(court, t)| court_summary(court, t))
+            .collect(),
+    }
+}
+
+fn bank_summary(s: &BankSummary) -> pb::BankSummary {
+    pb::BankSummary {
+        as_of_sequence: s.sequence,
+        special_account_id: s.special_id.to_string(),
+        court_code: s.court.clone(),
+        period_from: s.from.map(|d| d.to_string()).unwrap_or_default(),
+        period_to: s.to.map(|d| d.to_string()).unwrap_or_default(),
+        limits: Some(pb_limits(&s.limits)),
+        rows: s.rows,
+        invalid_rows: s.invalid_rows,
+        matched: s.matched,
+        discrepancies: s.total.discrepancies,
+        counts_by_kind: counts(&s.total),
+        statement_opening: s.statement_opening.to_string(),
+        statement_closing: s.statement_closing.to_string(),
+        statement_credits: money(s.statement_credits),
+        statement_debits: money(s.statement_debits),
+        ledger_opening: money(s.ledger_opening),
+        ledger_closing: money(s.ledger_closing),
+        ledger_bank_balance: money(s.ledger_bank_balance),
+        ledger_cases_balance: money(s.ledger_cases_balance),
+        ledger_suspense_balance: money(s.ledger_suspense_balance),
+    }
+}
+
+fn raw_row(r: pb::CaseFlowRow) -> RawRow {
+    RawRow {
+        line: r.line,
+        case_number: r.case_number,
+        court_code: r.court_code,
+        filed_on: r.filed_on,
+        status: r.status,
+        closure_method: r.closure_method,
+        closed_on: r.closed_on,
+        target_amount: r.target_amount,
+        received_amount: r.received_amount,
+        disbursed_amount: r.disbursed_amount,
+        paid_outside_court: r.paid_outside_court,
+        unreadable: r.unreadable,
+    }
+}
+
+fn raw_line(r: pb::BankStatementRow) -> RawLine {
+    RawLine {
+        line: r.line,
+        account_number: r.account_number,
+        value_date: r.value_date,
+        direction: r.direction,
+        amount: r.amount,
+        bank_ref: r.bank_ref,
+        virtual_account: r.virtual_account,
+        counterparty_name: r.counterparty_name,
+        counterparty_account: r.counterparty_account,
+        memo: r.memo,
+        unreadable: r.unreadable,
+    }
+}
+
+/// How a run reports: answers go to the client; false once it has gone away.
+struct Reply<T> {
+    tx: mpsc::Sender<Result<T, Status>>,
+    gone: bool,
+}
+
+impl<T> Reply<T> {
+    fn send(&mut self, answer: Result<T, Status>) -> bool {
+        if !self.gone && self.tx.blocking_send(answer).is_err() {
+            self.gone = true;
+        }
+        !self.gone
+    }
+}
+
+/// What a run does with each message of rows and at the end. The loop around it is
+/// the same for both reconciliations.
+trait Run: Send + 'static {
+    type In: Send + 'static;
+    type Out: Send + 'static;
+    fn rows(msg: Self::In) -> Result<Option<Vec<Self::Item>>, Status>;
+    type Item;
+    fn row(&mut self, item: Self::Item, out: &mut dyn FnMut(Discrepancy)) -> Result<(), Fault>;
+    fn finish(self, out: &mut dyn FnMut(Discrepancy)) -> Result<Self::Out, Fault>;
+    fn discrepancy(d: Discrepancy) -> Self::Out;
+}
+
+fn drive<R: Run>(
+    mut run: R,
+    mut inbound: Streaming<R::In>,
+    started: R::Out,
+    reply: &mut Reply<R::Out>,
+) {
+    let handle = tokio::runtime::Handle::current();
+    if !reply.send(Ok(started)) {
+        return;
+    }
+    loop {
+        let msg = match handle.block_on(inbound.message()) {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(status) => {
+                reply.send(Err(status));
+                return;
+            }
+        };
+        let items = match R::rows(msg) {
+            Ok(Some(items)) => items,
+            Ok(None) => continue,
+            Err(status) => {
+                reply.send(Err(status));
+                return;
+            }
+        };
+        for item in items {
+            let mut out = |d| {
+                reply.send(Ok(R::discrepancy(d)));
+            };
+            if let Err(f) = run.row(item, &mut out) {
+                reply.send(Err(error::fault(f)));
+                return;
+            }
+            if reply.gone {
+                return;
+            }
+        }
+    }
+    let mut out = |d| {
+        reply.send(Ok(R::discrepancy(d)));
+    };
+    match run.finish(&mut out) {
+        Ok(summary) => {
+            reply.send(Ok(summary));
+        }
+        Err(f) => {
+            reply.send(Err(error::fault(f)));
+        }
+    }
+}
+
+fn spawn<R: Run>(run: R, inbound: Streaming<R::In>, started: R::Out) -> Answers<R::Out> {
+    let (tx, rx) = mpsc::channel(ANSWERS_QUEUED);
+    tokio::task::spawn_blocking(move || {
+        let mut reply = Reply { tx, gone: false };
+        drive(run, inbound, started, &mut reply);
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+fn header_again() -> Status {
+    invalid(
+        "header",
+        "only the first message of the stream may carry the header",
+    )
+}
+
+impl Run for CaseFlowRun {
+    type In = pb::ReconcileCaseFlowRequest;
+    type Out = pb::ReconcileCaseFlowResponse;
+    type Item = pb::CaseFlowRow;
+
+    fn rows(msg: Self::In) -> Result<Option<Vec<Self::Item>>, Status> {
+        use pb::reconcile_case_flow_request::Message as M;
+        match msg.message {
+            Some(M::Rows(r)) => Ok(Some(r.rows)),
+            Some(M::Header(_)) => Err(header_again()),
+            None => Ok(None),
+        }
+    }
+
+    fn row(&mut self, item: Self::Item, out: &mut dyn FnMut(Discrepancy)) -> Result<(), Fault> {
+        CaseFlowRun::row(self, &mut raw_row(item), &mut |d| out(d))
+    }
+
+    fn finish(self, out: &mut dyn FnMut(Discrepancy)) -> Result<Self::Out, Fault> {
+        let s = CaseFlowRun::finish(self, &mut |d| out(d))?;
+        Ok(pb::ReconcileCaseFlowResponse {
+            message: Some(pb::reconcile_case_flow_response::Message::Summary(
+                case_flow_summary(&s),
+            )),
+        })
+    }
+
+    fn discrepancy(d: Discrepancy) -> Self::Out {
+        pb::ReconcileCaseFlowResponse {
+            message: Some(pb::reconcile_case_flow_response::Message::Discrepancy(
+                discrepancy(d),
+            )),
+        }
+    }
+}
+
+impl Run for BankRun {
+    type In = pb::ReconcileBankStatementRequest;
+    type Out = pb::ReconcileBankStatementResponse;
+    type Item = pb::BankStatementRow;
+
+    fn rows(msg: Self::In) -> Result<Option<Vec<Self::Item>>, Status> {
+        use pb::reconcile_bank_statement_request::Message as M;
+        match msg.message {
+            Some(M::Rows(r)) => Ok(Some(r.rows)),
+            Some(M::Header(_)) => Err(header_again()),
+            None => Ok(None),
+        }
+    }
+
+    fn row(&mut self, item: Self::Item, out: &mut dyn FnMut(Discrepancy)) -> Result<(), Fault> {
+        BankRun::row(self, &mut raw_line(item), &mut |d| out(d))
+    }
+
+    fn finish(self, out: &mut dyn FnMut(Discrepancy)) -> Result<Self::Out, Fault> {
+        let s = BankRun::finish(self, &mut |d| out(d))?;
+        Ok(pb::ReconcileBankStatementResponse {
+            message: Some(pb::reconcile_bank_statement_response::Message::Summary(
+                bank_summary(&s),
+            )),
+        })
+    }
+
+    fn discrepancy(d: Discrepancy) -> Self::Out {
+        pb::ReconcileBankStatementResponse {
+            message: Some(pb::reconcile_bank_statement_response::Message::Discrepancy(
+                discrepancy(d),
+            )),
+        }
+    }
+}
+
+fn started(snap: &Snapshot, as_of: String, limits: &Limits) -> pb::ReconciliationStarted {
+    pb::ReconciliationStarted {
+        as_of_sequence: snap.sequence,
+        as_of,
+        limits: Some(pb_limits(limits)),
+    }
+}
+
+#[tonic::async_trait]
+impl Reconciliation for ReconciliationService {
+    type ReconcileCaseFlowStream = Answers<pb::ReconcileCaseFlowResponse>;
+    type ReconcileBankStatementStream = Answers<pb::ReconcileBankStatementResponse>;
+
+    async fn reconcile_case_flow(
+        &self,
+        request: Request<Streaming<pb::ReconcileCaseFlowRequest>>,
+    ) -> Result<Response<Self::ReconcileCaseFlowStream>, Status> {
+        use pb::reconcile_case_flow_request::Message as M;
+        let mut inbound = request.into_inner();
+        let header = match inbound.message().await? {
+            Some(pb::ReconcileCaseFlowRequest {
+                message: Some(M::Header(h)),
+            }) => h,
+            Some(_) => return Err(invalid("header", "the first message must be the header")),
+            None => return Err(invalid("header", "is required: the stream was empty")),
+        };
+        let as_of = cv::date("header.as_of", &header.as_of)?;
+        let limits = self.limits(header.limits.as_ref())?;
+        let scope = match header.court_scope.as_str() {
+            "" => None,
+            s => Some(cv::court_code("header.court_scope", s)?),
+        };
+        let snap = self.snapshot(header.as_of_sequence, Some(as_of))?;
+        let first = pb::ReconcileCaseFlowResponse {
+            message: Some(pb::reconcile_case_flow_response::Message::Started(started(
+                &snap,
+                as_of.to_string(),
+                &limits,
+            ))),
+        };
+        let run = CaseFlowRun::new(snap, as_of, limits, scope);
+        Ok(Response::new(spawn(run, inbound, first)))
+    }
+
+    async fn reconcile_bank_statement(
+        &self,
+        request: Request<Streaming<pb::ReconcileBankStatementRequest>>,
+    ) -> Result<Response<Self::ReconcileBankStatementStream>, Status> {
+        use pb::reconcile_bank_statement_request::Message as M;
+        let mut inbound = request.into_inner();
+        let header = match inbound.message().await? {
+            Some(pb::ReconcileBankStatementRequest {
+                message: Some(M::Header(h)),
+            }) => h,
+            Some(_) => return Err(invalid("header", "the first message must be the header")),
+            None => return Err(invalid("header", "is required: the stream was empty")),
+        };
+        let special_id = cv::id("header.special_account_id", &header.special_account_id)?;
+        let from = cv::date("header.period_from", &header.period_from)?;
+        let to = cv::date("header.period_to", &header.period_to)?;
+        if to < from {
+            return Err(invalid(
+                "header.period_to",
+                format!("{to} is before period_from {from}"),
+            ));
+        }
+        let balance = |field: &str, text: &str| -> Result<Fen, Status> {
+            if text.trim().is_empty() {
+                return Err(invalid(field, "is required"));
+            }
+            reconcile::bank::parse_balance(text).map_err(|e| invalid(field, e))
+        };
+        let opening = balance("header.opening_balance", &header.opening_balance)?;
+        let closing = balance("header.closing_balance", &header.closing_balance)?;
+        let limits = self.limits(header.limits.as_ref())?;
+        let snap = self.snapshot(header.as_of_sequence, None)?;
+        let special = snap
+            .reads
+            .special(special_id)?
+            .filter(|s| {
+                s.registrations
+                    .first()
+                    .is_some_and(|r| r.sequence <= snap.sequence)
+            })
+            .ok_or_else(|| DomainError::not_found(format!("special account {special_id}")))?;
+        let first = pb::ReconcileBankStatementResponse {
+            message: Some(pb::reconcile_bank_statement_response::Message::Started(
+                started(&snap, to.to_string(), &limits),
+            )),
+        };
+        let run = BankRun::new(snap, special, from, to, opening, closing, limits);
+        Ok(Response::new(spawn(run, inbound, first)))
+    }
+}
