@@ -92,6 +92,18 @@ impl StoreHandle {
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
+
+    /// Submits independent requests together and waits until all are durable (or
+    /// refused); the outcomes come back in order, one a request.
+    pub async fn write_many(&self, requests: Vec<Request>) -> Result<Vec<Reply>, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || WriteError::Unavailable("the server is shutting down".into());
+        self.tx
+            .send(Message::WriteMany { requests, reply })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())
+    }
 }
 
 /// An open store: the writer thread runs until [`Store::close`].

@@ -40,8 +40,43 @@ pub enum Message {
         request: Request,
         reply: oneshot::Sender<Reply>,
     },
+    /// Independent requests submitted together (RecordReceipts): each has its own
+    /// outcome, answered in order once all of them are durable. They join the batch
+    /// being formed and spill into the next batches when it is full, so no batch grows
+    /// past the journal's bound on a torn tail.
+    WriteMany {
+        requests: Vec<Request>,
+        reply: oneshot::Sender<Vec<Reply>>,
+    },
     /// Finish what is queued, then stop.
     Stop,
+}
+
+/// A `WriteMany` on its way through one or more batches.
+struct Many {
+    requests: std::vec::IntoIter<Request>,
+    results: Vec<Reply>,
+    reply: oneshot::Sender<Vec<Reply>>,
+}
+
+/// Who waits for the batch being formed, with the outcomes decided for them.
+enum Waiting {
+    One(oneshot::Sender<Reply>, Reply),
+    /// `results[from..]` were decided in this batch.
+    Many(Many, usize),
+}
+
+/// The batch being formed: its overlay and everyone waiting for it.
+struct Batch<'a> {
+    overlay: Overlay<'a>,
+    waiting: Vec<Waiting>,
+    requests: usize,
+}
+
+impl Batch<'_> {
+    fn has_room(&self) -> bool {
+        self.requests < BATCH_REQUESTS_MAX && self.overlay.frame_bytes() < BATCH_BYTES_SOFT_MAX
+    }
 }
 
 pub struct Writer {
@@ -67,35 +102,73 @@ impl Writer {
         // clone shares the same sled tree and journal reader.
         let state = self.state.clone();
         let mut stopping = false;
-        while !stopping {
-            let Some(first) = rx.blocking_recv() else {
-                break;
+        // A WriteMany that did not fit in the last batch; it goes first into the next.
+        let mut spill: Option<Many> = None;
+        loop {
+            let mut batch = Batch {
+                overlay: Overlay::new(&state, self.journal.end()),
+                waiting: Vec::new(),
+                requests: 0,
             };
-            let mut pending = Vec::new();
-            let mut overlay = Overlay::new(&state, self.journal.end());
-            let mut next = Some(first);
-            while let Some(message) = next.take() {
-                match message {
-                    Message::Stop => {
-                        stopping = true;
-                        break;
-                    }
-                    Message::Write { request, reply } => {
-                        let result = self.decide(&mut overlay, &request);
-                        pending.push((reply, result));
-                    }
-                }
-                if pending.len() < BATCH_REQUESTS_MAX
-                    && overlay.frame_bytes() < BATCH_BYTES_SOFT_MAX
-                {
-                    next = rx.try_recv().ok();
+            let mut full = match spill.take() {
+                Some(many) => self.take_many(&mut batch, many),
+                None if stopping => break,
+                None => match rx.blocking_recv() {
+                    Some(message) => self.take(&mut batch, message, &mut stopping),
+                    None => break,
+                },
+            };
+            while !full && !stopping && batch.has_room() {
+                match rx.try_recv() {
+                    Ok(message) => full = self.take(&mut batch, message, &mut stopping),
+                    Err(_) => break,
                 }
             }
-            self.commit(overlay, pending);
+            spill = self.commit(batch);
         }
         if let Err(e) = self.state.tree.flush() {
             tracing::warn!(error = %e, "flushing the state at shutdown failed; it is rebuilt from the journal at start");
         }
+    }
+
+    /// Decides one message into the batch. True when the batch cannot take more.
+    fn take<'a>(&self, batch: &mut Batch<'a>, message: Message, stopping: &mut bool) -> bool {
+        match message {
+            Message::Stop => {
+                *stopping = true;
+                true
+            }
+            Message::Write { request, reply } => {
+                let result = self.decide(&mut batch.overlay, &request);
+                batch.waiting.push(Waiting::One(reply, result));
+                batch.requests += 1;
+                false
+            }
+            Message::WriteMany { requests, reply } => {
+                let many = Many {
+                    results: Vec::with_capacity(requests.len()),
+                    requests: requests.into_iter(),
+                    reply,
+                };
+                self.take_many(batch, many)
+            }
+        }
+    }
+
+    /// Decides as many of the requests as the batch has bytes for. True when some are
+    /// left over for the next batch.
+    fn take_many(&self, batch: &mut Batch<'_>, mut many: Many) -> bool {
+        let from = many.results.len();
+        while batch.overlay.frame_bytes() < BATCH_BYTES_SOFT_MAX {
+            let Some(request) = many.requests.next() else {
+                break;
+            };
+            many.results.push(self.decide(&mut batch.overlay, &request));
+            batch.requests += 1;
+        }
+        let left_over = many.requests.len() > 0;
+        batch.waiting.push(Waiting::Many(many, from));
+        left_over
     }
 
     fn decide(&self, overlay: &mut Overlay<'_>, request: &Request) -> Reply {
@@ -113,24 +186,48 @@ impl Writer {
 
     /// Makes the batch durable, applies it, then answers. If anything fails, every
     /// request of the batch is refused: none of them was acknowledged, and a retry
-    /// with the same request id finds whatever did reach the journal.
-    fn commit(&mut self, overlay: Overlay<'_>, pending: Vec<(oneshot::Sender<Reply>, Reply)>) {
-        if pending.is_empty() {
-            return;
+    /// with the same request id finds whatever did reach the journal. Returns a
+    /// WriteMany that still has requests to decide.
+    fn commit(&mut self, batch: Batch<'_>) -> Option<Many> {
+        let Batch {
+            overlay,
+            waiting,
+            requests,
+        } = batch;
+        if waiting.is_empty() {
+            return None;
         }
         let started = Instant::now();
         let entries = overlay.len();
         let result = self.persist(overlay);
-        self.metrics
-            .record(pending.len(), entries, started.elapsed());
-        for (reply, outcome) in pending {
-            let answer = match &result {
-                Ok(()) => outcome,
-                Err(why) => Err(WriteError::Unavailable(why.clone())),
-            };
-            // A client that went away no longer needs its answer.
-            let _ = reply.send(answer);
+        self.metrics.record(requests, entries, started.elapsed());
+        let refused = |why: &String| Err(WriteError::Unavailable(why.clone()));
+        let mut spill = None;
+        for w in waiting {
+            match w {
+                Waiting::One(reply, outcome) => {
+                    let answer = match &result {
+                        Ok(()) => outcome,
+                        Err(why) => refused(why),
+                    };
+                    // A client that went away no longer needs its answer.
+                    let _ = reply.send(answer);
+                }
+                Waiting::Many(mut many, from) => {
+                    if let Err(why) = &result {
+                        for r in &mut many.results[from..] {
+                            *r = refused(why);
+                        }
+                    }
+                    if many.requests.len() > 0 {
+                        spill = Some(many);
+                    } else {
+                        let _ = many.reply.send(many.results);
+                    }
+                }
+            }
         }
+        spill
     }
 
     fn persist(&mut self, overlay: Overlay<'_>) -> Result<(), String> {
