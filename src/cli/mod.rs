@@ -1,4 +1,6 @@
-//! The command line. `serve` starts the server; it is the only command so far.
+//! The command line. `serve` starts the server; `bench` loads one and measures it.
+
+mod bench;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +26,8 @@ struct Cli {
 enum Command {
     /// Start the gRPC server on a data directory (created if missing).
     Serve(ServeArgs),
+    /// Load a server over gRPC on loopback and report throughput and latency.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -48,6 +52,11 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        // The bench builds its own runtimes, one for the server and one for the clients.
+        Command::Bench(args) => return bench::main(args),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,11 +67,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve(args).await,
-        }
-    });
+    let result = runtime.block_on(serve(args));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
