@@ -61,6 +61,9 @@ pub struct WriterStats {
     pub requests: AtomicU64,
     pub entries: AtomicU64,
     pub commit_micros: AtomicU64,
+    /// Parts of `commit_micros`: the journal's write + fdatasync, and sled's apply.
+    pub sync_micros: AtomicU64,
+    pub apply_micros: AtomicU64,
 }
 
 impl WriterStats {

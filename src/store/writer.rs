@@ -6,6 +6,7 @@
 //! the overlay to sled in one atomic batch, and only then answers every request of the
 //! batch. One sync thus serves every client that was waiting.
 
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
@@ -245,13 +246,21 @@ impl Writer {
             }
             return Err(why);
         }
-        if let Err(e) = self.journal.sync() {
+        let started = Instant::now();
+        let synced = self.journal.sync();
+        let sync_took = started.elapsed();
+        if let Err(e) = synced {
             let why = format!("journal sync failed: {e}; restart the server to recover");
             tracing::error!(error = %e, "journal fdatasync failed; refusing writes until restart");
             self.poisoned = Some(why.clone());
             return Err(why);
         }
-        if let Err(e) = self.state.tree.apply_batch(batch) {
+        let started = Instant::now();
+        let applied = self.state.tree.apply_batch(batch);
+        let micros = |d: std::time::Duration| d.as_micros() as u64;
+        (self.metrics.sync_micros).fetch_add(micros(sync_took), Ordering::Relaxed);
+        (self.metrics.apply_micros).fetch_add(micros(started.elapsed()), Ordering::Relaxed);
+        if let Err(e) = applied {
             let why = format!("applying the state failed: {e}; restart the server to recover");
             tracing::error!(error = %e, "applying a durable batch to sled failed; refusing writes until restart");
             self.poisoned = Some(why.clone());
