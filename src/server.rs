@@ -109,8 +109,11 @@ impl Server {
             store: handle.clone(),
         })
         .max_decoding_message_size(MESSAGE_BYTES_MAX);
-        let cases = CaseLedgerServer::new(CaseLedgerService { store: handle })
-            .max_decoding_message_size(api::receipts::MESSAGE_BYTES_MAX);
+        let cases = api::limits::CaseLedgerWithLimits::new(
+            CaseLedgerService { store: handle },
+            MESSAGE_BYTES_MAX,
+            api::receipts::MESSAGE_BYTES_MAX,
+        );
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Without TCP_NODELAY a client that waits for each answer before its next call
         // meets Nagle's algorithm and delayed ACKs: about 40 ms a call.

@@ -217,3 +217,39 @@ async fn a_call_larger_than_one_batch_spills_into_the_next() {
     case_escrow::ledger::invariants::check(&state).expect("invariants hold");
     assert_eq!(entries.len() as u64, first + n as u64 - 1);
 }
+
+/// RecordReceipts takes messages far above the 1 MiB every other call is held to,
+/// and RecordReceipt still refuses them.
+#[tokio::test]
+async fn only_the_batch_call_takes_large_messages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut cases = ledger_with_two_cases(&server).await;
+    let padded = |i: usize| {
+        let mut r = receipt_request(CASE_A, "0.01", &format!("L-{i}"));
+        r.payer_name = "某".repeat(case_escrow::domain::text::len::NAME);
+        r
+    };
+    // About 3 MB.
+    let items: Vec<_> = (0..4000).map(padded).collect();
+    let results = cases
+        .record_receipts(batch(items))
+        .await
+        .expect("a 3 MB RecordReceipts is decoded")
+        .into_inner()
+        .results;
+    assert!(results
+        .iter()
+        .all(|r| matches!(r.result, Some(R::Sequence(_)))));
+    let mut huge = receipt_request(CASE_A, "0.01", "L-huge");
+    huge.payer_name = "x".repeat(2_000_000);
+    let err = cases
+        .record_receipt(huge)
+        .await
+        .expect_err("a 2 MB RecordReceipt is refused");
+    assert!(
+        matches!(err.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{err:?}"
+    );
+    server.stop().await;
+}

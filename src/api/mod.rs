@@ -5,6 +5,7 @@
 mod cases;
 pub mod convert;
 pub mod error;
+pub mod limits;
 pub mod receipts;
 mod specials;
 

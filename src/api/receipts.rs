@@ -21,8 +21,8 @@ use super::pb;
 pub const RECEIPTS_PER_CALL_MAX: usize = 10_000;
 
 /// The largest RecordReceipts message: 10,000 items with every text field at its
-/// longest. Raised for the CaseLedger service as a whole, since tonic's limit is per
-/// service; every other request stays far below it.
+/// longest. Only RecordReceipts gets it (see `limits`); every other call keeps the
+/// server's 1 MiB.
 pub const MESSAGE_BYTES_MAX: usize = 16 << 20;
 
 /// Validates a receipt exactly as RecordReceipt does.
