@@ -193,5 +193,47 @@ fn writer_batch(c: &mut Criterion) {
     runtime.block_on(store.close());
 }
 
-criterion_group!(benches, parsing, posting_and_encoding, writer_batch);
+/// sled alone, for scale: one atomic batch of keys shaped like a receipt's derived
+/// writes (a 25-byte key in sequence order, a 40-byte value), as the writer applies
+/// about five of them an entry.
+fn sled_apply(c: &mut Criterion) {
+    const KEYS: u64 = 5000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sled::Config::new()
+        .path(dir.path())
+        .flush_every_ms(Some(1000))
+        .cache_capacity(256 << 20)
+        .open()
+        .expect("sled opens");
+    let tree = db.open_tree("bench").expect("tree opens");
+    let mut g = c.benchmark_group("sled");
+    g.throughput(Throughput::Elements(KEYS));
+    g.sample_size(10);
+    let mut next = 0u64;
+    g.bench_function("apply_batch_5000_sequential_keys", |b| {
+        b.iter_batched(
+            || {
+                let mut batch = sled::Batch::default();
+                for i in next..next + KEYS {
+                    let mut key = vec![b'l'; 17];
+                    key.extend_from_slice(&i.to_be_bytes());
+                    batch.insert(key, vec![7u8; 40]);
+                }
+                next += KEYS;
+                batch
+            },
+            |batch| tree.apply_batch(batch).expect("applies"),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    parsing,
+    posting_and_encoding,
+    writer_batch,
+    sled_apply
+);
 criterion_main!(benches);
