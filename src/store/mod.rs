@@ -155,7 +155,7 @@ impl Store {
         let writer = Writer {
             journal,
             state: state.clone(),
-            poisoned: None,
+            poisoned: Default::default(),
             metrics: stats.clone(),
         };
         let thread = std::thread::Builder::new()
