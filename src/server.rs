@@ -123,10 +123,13 @@ impl Server {
             store: handle.clone(),
         })
         .max_decoding_message_size(MESSAGE_BYTES_MAX);
-        let cases = CaseLedgerServer::new(CaseLedgerService {
-            store: handle.clone(),
-        })
-        .max_decoding_message_size(MESSAGE_BYTES_MAX);
+        let cases = api::limits::CaseLedgerWithLimits::new(
+            CaseLedgerService {
+                store: handle.clone(),
+            },
+            MESSAGE_BYTES_MAX,
+            api::receipts::MESSAGE_BYTES_MAX,
+        );
         let journal = JournalServer::new(JournalService {
             store: handle.clone(),
         })

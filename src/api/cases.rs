@@ -234,6 +234,15 @@ impl CaseLedger for CaseLedgerService {
         self.entry_answer(&entry).map(Response::new)
     }
 
+    async fn record_receipts(
+        &self,
+        request: Request<pb::RecordReceiptsRequest>,
+    ) -> Answer<pb::RecordReceiptsResponse> {
+        super::receipts::record_receipts(&self.store, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn request_disbursement(
         &self,
         request: Request<pb::RequestDisbursementRequest>,

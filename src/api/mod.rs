@@ -6,6 +6,8 @@ mod cases;
 pub mod convert;
 pub mod error;
 mod journal;
+pub mod limits;
+pub mod receipts;
 mod reconcile;
 mod specials;
 mod suspense;

@@ -1,412 +1,1046 @@
-//! `case-escrow bench-reconcile`: builds a ledger of many case accounts once, writes a
-//! case-flow export of N rows for it, then reconciles that file through a server on
-//! 127.0.0.1 exactly as `case-escrow reconcile case-flow` does (CSV parsing, gRPC
-//! streaming, the server's rules, both report files), and reports rows per second and
-//! the process's memory while it runs. BENCHMARKS.md records the figures.
+//! `case-escrow bench`: a load generator over real gRPC on loopback.
+//!
+//! By default it starts its own server, in this process but on a runtime of its own,
+//! on a data directory (a temporary one unless `--data-dir` is given), so that it can
+//! report the writer's batches and, at the end, read the journal back and check the
+//! ledger's invariants. `--addr` targets a running server instead.
+//!
+//! Every run is bounded: by `--requests` (operations; receipts for `batch`) and by
+//! `--seconds`, whichever comes first. `--rate` turns the closed loop (each client
+//! sends its next request when the last is answered) into an open one (requests are
+//! due on a fixed schedule, and latency counts from when a request was due, so a slow
+//! server cannot hide its queueing).
+//!
+//! Workloads:
+//! - `receipts`: RecordReceipt to random cases, each with a new bank reference;
+//! - `batch`: RecordReceipts with `--batch-size` receipts a call;
+//! - `mixed`: case openings, receipts, disbursement lifecycles (request, approve,
+//!   confirm paid) and statement reads, each client on its own cases;
+//! - `fsync`: no server; appends a small record and `fdatasync`s it in a loop on the
+//!   data directory's disk: the ceiling one sync per request would impose.
 
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::api::pb;
-use crate::domain::{text::len, BankDetails, CaseNumber, CourtCode, Date, Fen, Party, Text};
-use crate::ledger::{CaseKey, Command, Request};
+use hdrhistogram::Histogram;
+use tonic::transport::Channel;
+
+use crate::api::pb::{
+    self, case_ledger_client::CaseLedgerClient, special_accounts_client::SpecialAccountsClient,
+};
 use crate::server::{Server, ServerConfig};
-use crate::store::Store;
+use crate::store::WriterStats;
 
-use super::reconcile::{self as rc, CliResult};
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-#[derive(clap::Args)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    Receipts,
+    Batch,
+    Mixed,
+    Fsync,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Verify {
+    /// Full check up to 1,000,000 entries, the gRPC check above.
+    Auto,
+    /// Replay the whole journal in memory and check the six invariants.
+    Full,
+    /// Compare each case's balances with what the clients had acknowledged.
+    Grpc,
+    None,
+}
+
+#[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Rows of the case-flow file.
-    #[arg(long, default_value_t = 1_000_000)]
-    rows: u64,
-    /// Case accounts in the ledger (default: as many as rows; rows beyond them name
-    /// cases the ledger lacks).
+    #[arg(long, value_enum, default_value = "receipts")]
+    pub workload: Workload,
+    /// Concurrent clients, each on its own connection.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Stop after this many operations (receipts, for `batch`).
+    #[arg(long, default_value_t = 200_000)]
+    pub requests: u64,
+    /// Stop after this many seconds, even if `--requests` is not reached.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// Total operations a second across all clients (open loop); 0: as fast as answered.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Receipts per RecordReceipts call (`batch`).
+    #[arg(long, default_value_t = 8189)]
+    pub batch_size: usize,
+    /// Case accounts opened before the run.
+    #[arg(long, default_value_t = 1000)]
+    pub cases: u32,
+    /// A running server to load instead of starting one.
     #[arg(long)]
-    cases: Option<u64>,
-    /// Basic courts the cases are spread over.
+    pub addr: Option<SocketAddr>,
+    /// Data directory of the server started here (kept afterwards); default: a
+    /// temporary directory, removed afterwards.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub verify: Verify,
+    /// Print the process's memory and the journal's length this often (0: never).
     #[arg(long, default_value_t = 10)]
-    courts: u32,
-    /// Where the ledger, the file and the reports are kept; an existing bench ledger
-    /// of the same size is reused.
-    #[arg(long, default_value = "./bench-data")]
-    data_dir: PathBuf,
-    /// Also time the parts alone: reading the CSV, and the rules over the store
-    /// without gRPC.
-    #[arg(long)]
-    parts: bool,
-    /// Write the rows in a scrambled order instead of filing order (each court's
-    /// cases by number, the courts interleaved).
-    #[arg(long)]
-    shuffled: bool,
+    pub report_every_s: u64,
+    /// Worker threads of the server's runtime and of the clients' runtime each.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
 }
 
-/// Requests in flight while the ledger is built: enough to fill the writer's batches.
-const SETUP_IN_FLIGHT: usize = 4096;
+/// The kinds of call measured, each with its own latency histogram.
+const KINDS: [&str; 8] = [
+    "open_case",
+    "receipt",
+    "receipts_batch",
+    "disb_request",
+    "disb_approve",
+    "disb_paid",
+    "statement",
+    "fsync",
+];
+const K_OPEN: usize = 0;
+const K_RECEIPT: usize = 1;
+const K_BATCH: usize = 2;
+const K_REQUEST: usize = 3;
+const K_APPROVE: usize = 4;
+const K_PAID: usize = 5;
+const K_STATEMENT: usize = 6;
+const K_FSYNC: usize = 7;
 
-fn text(s: &str) -> CliResult<Text> {
-    Ok(Text::required(s, len::NAME).map_err(|e| e.0)?)
+const COURT: &str = "云0102";
+
+fn case_number(n: u32) -> String {
+    format!("（2024）{COURT}执{n}号")
 }
 
-fn court(i: u32) -> String {
-    format!("云01{:02}", i + 2)
+fn yuan(fen: i64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
 }
 
-fn case_number(courts: u32, n: u64) -> String {
-    let c = (n % u64::from(courts)) as u32;
-    format!("（2024）{}执{}号", court(c), n / u64::from(courts) + 1)
+/// splitmix64: enough randomness for picking cases and amounts, with no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
 }
 
-/// VmRSS or VmHWM of this process, in KiB.
-fn proc_status_kib(field: &str) -> u64 {
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 100 s at 3 significant digits: fixed memory, however long the run.
+    Histogram::new_with_bounds(1, 100_000_000, 3).expect("constant bounds are valid")
+}
+
+/// What one client measured and acknowledged.
+struct Tally {
+    latency: Vec<Histogram<u64>>,
+    ops: [u64; KINDS.len()],
+    errors: [u64; KINDS.len()],
+    first_error: Option<String>,
+    /// Fen acknowledged as received, and as paid out, per case number.
+    received: BTreeMap<u32, i64>,
+    paid: BTreeMap<u32, i64>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            latency: KINDS.iter().map(|_| histogram()).collect(),
+            ops: [0; KINDS.len()],
+            errors: [0; KINDS.len()],
+            first_error: None,
+            received: BTreeMap::new(),
+            paid: BTreeMap::new(),
+        }
+    }
+
+    fn record(&mut self, kind: usize, since: Instant) {
+        let micros = since.elapsed().as_micros().clamp(1, 100_000_000) as u64;
+        // Bounds are clamped above, so recording cannot fail.
+        let _ = self.latency[kind].record(micros);
+        self.ops[kind] += 1;
+    }
+
+    fn error(&mut self, kind: usize, e: impl std::fmt::Display) {
+        self.errors[kind] += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(format!("{}: {e}", KINDS[kind]));
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        for (mine, theirs) in self.latency.iter_mut().zip(&other.latency) {
+            // Same bounds everywhere, so adding cannot fail.
+            let _ = mine.add(theirs);
+        }
+        for k in 0..KINDS.len() {
+            self.ops[k] += other.ops[k];
+            self.errors[k] += other.errors[k];
+        }
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        for (c, v) in other.received {
+            *self.received.entry(c).or_default() += v;
+        }
+        for (c, v) in other.paid {
+            *self.paid.entry(c).or_default() += v;
+        }
+    }
+}
+
+/// Shared by the clients: the budget of operations left and the deadline.
+struct Budget {
+    left: AtomicU64,
+    deadline: Instant,
+    stop: AtomicBool,
+}
+
+impl Budget {
+    /// Takes `n` operations from the budget; false when the run is over.
+    fn take(&self, n: u64) -> bool {
+        if self.stop.load(Ordering::Relaxed) || Instant::now() >= self.deadline {
+            return false;
+        }
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(n))
+            .is_ok()
+    }
+}
+
+pub fn main(args: BenchArgs) -> std::process::ExitCode {
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("case-escrow bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<(), BoxError> {
+    if args.clients == 0 || args.threads == 0 {
+        return Err("--clients and --threads must be at least 1".into());
+    }
+    if args.workload == Workload::Batch
+        && !(1..=crate::api::receipts::RECEIPTS_PER_CALL_MAX).contains(&args.batch_size)
+    {
+        return Err(format!(
+            "--batch-size must be 1 to {}",
+            crate::api::receipts::RECEIPTS_PER_CALL_MAX
+        )
+        .into());
+    }
+    let (data_dir, _temp) = match &args.data_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let d = std::env::temp_dir().join(format!(
+                "case-escrow-bench-{}-{}",
+                std::process::id(),
+                crate::api::now().0
+            ));
+            (d.clone(), Some(TempDir(d)))
+        }
+    };
+    println!(
+        "machine: {} cores; load average at start: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+    if args.workload == Workload::Fsync {
+        return fsync_rate(&data_dir, &args);
+    }
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .thread_name("bench-server")
+        .enable_all()
+        .build()?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()?;
+    let (addr, server) = match args.addr {
+        Some(addr) => (addr, None),
+        None => {
+            let started = Instant::now();
+            let server = server_rt.block_on(Server::bind(ServerConfig {
+                listen: "127.0.0.1:0".parse()?,
+                data_dir: data_dir.clone(),
+                shutdown_grace: Duration::from_secs(30),
+                store: Default::default(),
+            }))?;
+            let took = started.elapsed();
+            let addr = server.local_addr();
+            let stats = server.writer_stats();
+            let stored = journal_len(&data_dir);
+            println!(
+                "server: started in {:.3} s on {} ({} journal bytes stored), rss {} MiB",
+                took.as_secs_f64(),
+                data_dir.display(),
+                stored,
+                rss_mib()
+            );
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = server_rt.spawn(server.run(async {
+                let _ = stopped.await;
+            }));
+            (addr, Some((stop, task, stats)))
+        }
+    };
+    let stats = server.as_ref().map(|(_, _, s)| s.clone());
+    let result = client_rt.block_on(drive(&args, addr, stats.clone()));
+    if let Some((stop, task, _)) = server {
+        let _ = stop.send(());
+        match server_rt.block_on(task) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("server stopped with an error: {e}").into()),
+            Err(e) => return Err(format!("server task failed: {e}").into()),
+        }
+    }
+    let (tally, entries_before) = result?;
+    if args.addr.is_none() {
+        verify_journal(&args, &data_dir, entries_before)?;
+    }
+    if let Some(e) = tally.first_error {
+        return Err(format!("some requests failed; the first: {e}").into());
+    }
+    Ok(())
+}
+
+/// Removes the run's temporary data directory, however the run ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            eprintln!("bench: cannot remove {}: {e}", self.0.display());
+        }
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Resident memory of this process (client and server together when it runs both).
+fn rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
         })
-        .unwrap_or(0)
+        .map_or(0, |kb| kb / 1024)
 }
 
-fn today() -> Date {
-    Date::in_china(crate::api::now())
+fn journal_len(data_dir: &Path) -> u64 {
+    std::fs::metadata(data_dir.join("journal.log")).map_or(0, |m| m.len())
 }
 
-async fn submit_all(store: &Store, requests: Vec<Command>, what: &str) -> CliResult<()> {
+async fn connect(addr: SocketAddr) -> Result<Channel, BoxError> {
+    Ok(Channel::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .connect()
+        .await?)
+}
+
+fn client(channel: Channel) -> CaseLedgerClient<Channel> {
+    CaseLedgerClient::new(channel).max_decoding_message_size(64 << 20)
+}
+
+/// Opens the special account and the cases, then runs the workload and reports.
+async fn drive(
+    args: &BenchArgs,
+    addr: SocketAddr,
+    stats: Option<Arc<WriterStats>>,
+) -> Result<(Tally, u64), BoxError> {
+    let run_tag = format!("{:08x}", Rng(crate::api::now().0 as u64).next() as u32);
+    let setup = connect(addr).await?;
+    let mut specials = SpecialAccountsClient::new(setup.clone());
+    let special = specials
+        .open_special_account(pb::OpenSpecialAccountRequest {
+            request_id: format!("bench-{run_tag}-special"),
+            court_code: COURT.into(),
+            bank_name: "中国工商银行".into(),
+            bank_branch: "昆明五华支行".into(),
+            account_number: "2502010009200012345".into(),
+            account_name: "五华区人民法院执行款专户".into(),
+            document_ref: "云高法〔2018〕35号".into(),
+        })
+        .await?
+        .into_inner();
+    let special_id = special.special_account_id;
+    // Case numbers of this run start after any an earlier run left in the directory.
+    let base = first_free_case(&setup).await?;
+    let opened = Instant::now();
+    let mut openers = Vec::new();
+    let per = args.cases.div_ceil(8).max(1);
+    for w in 0..8u32 {
+        let mut c = client(setup.clone());
+        let special_id = special_id.clone();
+        let run_tag = run_tag.clone();
+        let (lo, hi) = (w * per, ((w + 1) * per).min(args.cases));
+        openers.push(tokio::spawn(async move {
+            for i in lo..hi {
+                c.open_case_account(open_case(&special_id, base + i, &run_tag))
+                    .await?;
+            }
+            Ok::<_, tonic::Status>(())
+        }));
+    }
+    for o in openers {
+        o.await??;
+    }
+    println!(
+        "setup: {} case accounts opened in {:.2} s",
+        args.cases,
+        opened.elapsed().as_secs_f64()
+    );
+    let entries_before = stats
+        .as_ref()
+        .map_or(0, |s| s.entries.load(Ordering::Relaxed));
+    let before = stats.as_ref().map(|s| snapshot(s));
+
+    let budget = Arc::new(Budget {
+        left: AtomicU64::new(args.requests),
+        deadline: Instant::now() + Duration::from_secs(args.seconds),
+        stop: AtomicBool::new(false),
+    });
+    let reporter = spawn_reporter(args, stats.clone(), budget.clone());
     let started = Instant::now();
-    let total = requests.len();
-    let handle = store.handle();
-    let mut set = tokio::task::JoinSet::new();
-    for (i, command) in requests.into_iter().enumerate() {
-        let handle = handle.clone();
-        let id = crate::domain::RequestId::parse(&format!("bench-{}-{i}", what.replace(' ', "-")))
-            .map_err(|e| e.0)?;
-        set.spawn(async move { handle.write(Request { id, command }).await });
-        if set.len() >= SETUP_IN_FLIGHT {
-            if let Some(done) = set.join_next().await {
-                done??;
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let channel = connect(addr).await?;
+        let ctx = ClientCtx {
+            id: c,
+            clients: args.clients,
+            cases: args.cases,
+            base,
+            run_tag: run_tag.clone(),
+            special_id: special_id.clone(),
+            budget: budget.clone(),
+            interval: (args.rate > 0)
+                .then(|| Duration::from_secs_f64(args.clients as f64 / args.rate as f64)),
+            batch_size: args.batch_size,
+            started,
+        };
+        let workload = args.workload;
+        tasks.push(tokio::spawn(async move {
+            let mut rpc = client(channel);
+            match workload {
+                Workload::Receipts => receipts(&mut rpc, ctx).await,
+                Workload::Batch => batch(&mut rpc, ctx).await,
+                _ => mixed(&mut rpc, ctx).await,
+            }
+        }));
+    }
+    let mut tally = Tally::new();
+    for t in tasks {
+        tally.merge(t.await?);
+    }
+    let elapsed = started.elapsed();
+    budget.stop.store(true, Ordering::Relaxed);
+    if let Some(r) = reporter {
+        r.abort();
+    }
+    let after = stats.as_ref().map(|s| snapshot(s));
+    report(args, &tally, elapsed, before.zip(after));
+    if matches!(args.verify, Verify::Auto | Verify::Grpc | Verify::Full) {
+        verify_grpc(&setup, &tally).await?;
+    }
+    Ok((tally, entries_before))
+}
+
+/// The first case number free for this run: one past the highest any earlier run
+/// opened under the court, found by probing, so runs can share a data directory.
+async fn first_free_case(channel: &Channel) -> Result<u32, BoxError> {
+    let c = client(channel.clone());
+    let exists = |n: u32| {
+        let mut c = c.clone();
+        async move {
+            match c
+                .get_case_account(pb::GetCaseAccountRequest {
+                    account: Some(pb::get_case_account_request::Account::CaseNumber(
+                        case_number(n),
+                    )),
+                    as_of: None,
+                })
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
+                Err(s) => Err(s),
+            }
+        }
+    };
+    if !exists(1).await? {
+        return Ok(1);
+    }
+    let (mut lo, mut hi) = (1u32, 2u32);
+    while exists(hi).await? {
+        lo = hi;
+        hi = hi.saturating_mul(2);
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if exists(mid).await? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(hi)
+}
+
+fn open_case(special_id: &str, n: u32, run_tag: &str) -> pb::OpenCaseAccountRequest {
+    pb::OpenCaseAccountRequest {
+        request_id: format!("bench-{run_tag}-open-{n}"),
+        special_account_id: special_id.into(),
+        case_number: case_number(n),
+        target_amount: "1000000.00".into(),
+        applicants: vec![pb::Party {
+            name: "张三".into(),
+            payee_account: "6222020200012345678".into(),
+            payee_bank: "中国建设银行昆明分行".into(),
+        }],
+        respondents: vec![pb::Party {
+            name: "某某贸易有限公司".into(),
+            payee_account: String::new(),
+            payee_bank: String::new(),
+        }],
+    }
+}
+
+struct ClientCtx {
+    id: usize,
+    clients: usize,
+    cases: u32,
+    base: u32,
+    run_tag: String,
+    special_id: String,
+    budget: Arc<Budget>,
+    interval: Option<Duration>,
+    batch_size: usize,
+    started: Instant,
+}
+
+impl ClientCtx {
+    /// When the client's `k`-th operation is due: now, in a closed loop; on the
+    /// schedule in an open one, waiting for it if early.
+    async fn due(&self, k: u64) -> Instant {
+        match self.interval {
+            None => Instant::now(),
+            Some(every) => {
+                // Clients are staggered so the total rate is even, not in bursts.
+                let offset = every.mul_f64(self.id as f64 / self.clients as f64);
+                let at = self.started + offset + every.mul_f64(k as f64);
+                tokio::time::sleep_until(at.into()).await;
+                at
             }
         }
     }
-    while let Some(done) = set.join_next().await {
-        done??;
+
+    fn receipt(&self, n: u32, fen: i64, k: u64) -> pb::RecordReceiptRequest {
+        pb::RecordReceiptRequest {
+            request_id: format!("{}-{}-r{k}", self.run_tag, self.id),
+            account: Some(pb::record_receipt_request::Account::CaseNumber(
+                case_number(n),
+            )),
+            amount: yuan(fen),
+            payer_name: "某某贸易有限公司".into(),
+            payer_account: "6217000000000000001".into(),
+            bank_ref: format!("B{}{:04}{:010}", self.run_tag, self.id, k),
+            value_date: "2024-03-01".into(),
+            ..Default::default()
+        }
     }
-    eprintln!(
-        "  {total} {what} in {:.1} s ({:.0}/s)",
-        started.elapsed().as_secs_f64(),
-        total as f64 / started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }
 
-async fn build_ledger(dir: &Path, cases: u64, courts: u32) -> CliResult<()> {
-    eprintln!(
-        "building a ledger of {cases} case accounts in {}",
-        dir.display()
-    );
-    let store = Store::open(dir)?;
-    let mut opens = Vec::new();
-    for c in 0..courts {
-        opens.push(Command::OpenSpecialAccount {
-            court: CourtCode::parse(&court(c)).map_err(|e| e.0)?,
-            bank: BankDetails {
-                bank_name: text("中国工商银行")?,
-                bank_branch: text("昆明支行")?,
-                account_number: text(&format!("25020100092000{c:05}"))?,
-                account_name: text(&format!("{}法院执行款专户", court(c)))?,
-            },
-            document_ref: text("bench")?,
-        });
+async fn receipts(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally {
+    let mut tally = Tally::new();
+    let mut rng = Rng(ctx.id as u64 + 1);
+    let mut k = 0u64;
+    while ctx.budget.take(1) {
+        let n = ctx.base + rng.below(u64::from(ctx.cases)) as u32;
+        let fen = 100 + rng.below(1_000_000) as i64;
+        let request = ctx.receipt(n, fen, k);
+        let due = ctx.due(k).await;
+        k += 1;
+        match rpc.record_receipt(request).await {
+            Ok(_) => {
+                tally.record(K_RECEIPT, due);
+                *tally.received.entry(n).or_default() += fen;
+            }
+            Err(e) => tally.error(K_RECEIPT, e),
+        }
     }
-    // One at a time, so that court i gets special account i + 1.
-    for (i, command) in opens.into_iter().enumerate() {
-        let id = crate::domain::RequestId::parse(&format!("bench-special-{i}")).map_err(|e| e.0)?;
-        store.handle().write(Request { id, command }).await?;
+    tally
+}
+
+async fn batch(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally {
+    let mut tally = Tally::new();
+    let mut rng = Rng(ctx.id as u64 + 1);
+    let mut k = 0u64;
+    let mut call = 0u64;
+    while ctx.budget.take(ctx.batch_size as u64) {
+        let mut items = Vec::with_capacity(ctx.batch_size);
+        let mut amounts = Vec::with_capacity(ctx.batch_size);
+        for _ in 0..ctx.batch_size {
+            let n = ctx.base + rng.below(u64::from(ctx.cases)) as u32;
+            let fen = 100 + rng.below(1_000_000) as i64;
+            items.push(ctx.receipt(n, fen, k));
+            amounts.push((n, fen));
+            k += 1;
+        }
+        let due = ctx.due(call).await;
+        call += 1;
+        let request = pb::RecordReceiptsRequest {
+            request_id: format!("{}-{}-b{call}", ctx.run_tag, ctx.id),
+            receipts: items,
+        };
+        match rpc.record_receipts(request).await {
+            Ok(answer) => {
+                tally.record(K_BATCH, due);
+                for (result, (n, fen)) in answer.into_inner().results.iter().zip(amounts) {
+                    match &result.result {
+                        Some(pb::receipt_result::Result::Sequence(_)) => {
+                            tally.ops[K_RECEIPT] += 1;
+                            *tally.received.entry(n).or_default() += fen;
+                        }
+                        Some(pb::receipt_result::Result::Error(e)) => {
+                            tally.error(K_RECEIPT, &e.message)
+                        }
+                        None => tally.error(K_RECEIPT, "empty result"),
+                    }
+                }
+            }
+            Err(e) => tally.error(K_BATCH, e),
+        }
     }
-    let mut specials = Vec::new();
-    for item in store
-        .handle()
-        .reads
-        .list_specials("", None, courts as usize)?
+    tally
+}
+
+/// Each client works on its own cases (those whose index is its id modulo the number
+/// of clients), so it knows what they hold and never asks to pay out money that is
+/// not there.
+async fn mixed(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally {
+    let mut tally = Tally::new();
+    let mut rng = Rng(ctx.id as u64 + 1);
+    let mut own: Vec<(u32, i64)> = (0..ctx.cases)
+        .filter(|i| *i as usize % ctx.clients == ctx.id)
+        .map(|i| (ctx.base + i, 0))
+        .collect();
+    let mut opened = 0u32;
+    let mut k = 0u64;
+    while ctx.budget.take(1) {
+        let roll = rng.below(100);
+        let due = ctx.due(k).await;
+        k += 1;
+        if roll < 5 || own.is_empty() {
+            // A new case is filed: numbers past the pre-opened ones, per client.
+            let n = ctx.base + ctx.cases + opened * ctx.clients as u32 + ctx.id as u32;
+            opened += 1;
+            match rpc
+                .open_case_account(open_case(&ctx.special_id, n, &ctx.run_tag))
+                .await
+            {
+                Ok(_) => {
+                    tally.record(K_OPEN, due);
+                    own.push((n, 0));
+                }
+                Err(e) => tally.error(K_OPEN, e),
+            }
+            continue;
+        }
+        let pick = rng.below(own.len() as u64) as usize;
+        let (n, available) = own[pick];
+        if roll < 75 || (roll < 85 && available < 100) {
+            let fen = 100 + rng.below(1_000_000) as i64;
+            match rpc.record_receipt(ctx.receipt(n, fen, k)).await {
+                Ok(_) => {
+                    tally.record(K_RECEIPT, due);
+                    *tally.received.entry(n).or_default() += fen;
+                    own[pick].1 += fen;
+                }
+                Err(e) => tally.error(K_RECEIPT, e),
+            }
+        } else if roll < 85 {
+            let fen = available / 2 + 1;
+            if let Some(paid) = disbursement(rpc, &ctx, n, fen, k, &mut tally).await {
+                own[pick].1 -= paid;
+                *tally.paid.entry(n).or_default() += paid;
+            }
+        } else {
+            let request = pb::ListEntriesRequest {
+                case_number: case_number(n),
+                page_size: 20,
+                page_token: String::new(),
+                as_of: None,
+            };
+            match rpc.list_entries(request).await {
+                Ok(_) => tally.record(K_STATEMENT, due),
+                Err(e) => tally.error(K_STATEMENT, e),
+            }
+        }
+    }
+    tally
+}
+
+/// Request, approve and confirm one disbursement; each call is measured on its own.
+async fn disbursement(
+    rpc: &mut CaseLedgerClient<Channel>,
+    ctx: &ClientCtx,
+    n: u32,
+    fen: i64,
+    k: u64,
+    tally: &mut Tally,
+) -> Option<i64> {
+    let rid = |step: &str| format!("{}-{}-d{k}-{step}", ctx.run_tag, ctx.id);
+    let t = Instant::now();
+    let requested = rpc
+        .request_disbursement(pb::RequestDisbursementRequest {
+            request_id: rid("req"),
+            case_number: case_number(n),
+            amount: yuan(fen),
+            payee_name: "张三".into(),
+            payee_account: "6222020200012345678".into(),
+            payee_bank: "中国建设银行昆明分行".into(),
+            purpose: pb::DisbursementPurpose::ToApplicant as i32,
+            memo: String::new(),
+            exception_reason: String::new(),
+        })
+        .await;
+    let id = match requested {
+        Ok(d) => {
+            tally.record(K_REQUEST, t);
+            d.into_inner().disbursement_id
+        }
+        Err(e) => {
+            tally.error(K_REQUEST, e);
+            return None;
+        }
+    };
+    let t = Instant::now();
+    match rpc
+        .approve_disbursement(pb::ApproveDisbursementRequest {
+            request_id: rid("ok"),
+            disbursement_id: id.clone(),
+            approval_ref: "审批2024-001".into(),
+        })
+        .await
     {
-        specials.push(item.1);
-    }
-    let special_of = |c: &CourtCode| specials.iter().find(|s| &s.court == c).map(|s| s.id);
-    let applicant = Party {
-        name: text("张三")?,
-        payee_account: text("6222020200012345678")?,
-        payee_bank: text("建行")?,
-    };
-    let respondent = Party {
-        name: text("某某公司")?,
-        payee_account: Text::default(),
-        payee_bank: Text::default(),
-    };
-    let mut requests = Vec::with_capacity(cases as usize);
-    for n in 0..cases {
-        let number = CaseNumber::parse(&case_number(courts, n)).map_err(|e| e.0)?;
-        let special_id = special_of(number.court()).ok_or("no special account for a court")?;
-        requests.push(Command::OpenCaseAccount {
-            special_id,
-            case_number: number,
-            target: Fen(1_000_000),
-            applicants: vec![applicant.clone()],
-            respondents: vec![respondent.clone()],
-        });
-    }
-    submit_all(&store, requests, "case accounts").await?;
-    // A receipt for every fourth case; every fortieth arrived long ago (overdue).
-    let mut receipts = Vec::new();
-    for n in (0..cases).step_by(4) {
-        let value_date = if n % 40 == 0 {
-            today().plus_days(-90)
-        } else {
-            today()
-        };
-        receipts.push(Command::RecordReceipt {
-            case: CaseKey::Number(CaseNumber::parse(&case_number(courts, n)).map_err(|e| e.0)?),
-            amount: crate::domain::Amount::from_fen(100_000).map_err(|e| e.0)?,
-            payer_name: text("某某公司")?,
-            payer_account: text("6217")?,
-            bank_ref: crate::domain::BankRef::parse(&format!("BENCH{n}")).map_err(|e| e.0)?,
-            value_date,
-        });
-    }
-    submit_all(&store, receipts, "receipts").await?;
-    store.close().await;
-    Ok(())
-}
-
-/// The case-flow export: one row per case; about 1% disagree on the money received,
-/// 0.1% are malformed, and rows beyond the ledger's cases name cases it lacks.
-fn write_file(path: &Path, rows: u64, cases: u64, courts: u32, shuffled: bool) -> CliResult<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(
-        out,
-        "case_number,court_code,filed_on,status,closure_method,closed_on,target_amount,received_amount,disbursed_amount,paid_outside_court"
-    )?;
-    // A multiplicative permutation of 0..rows: a stride coprime with rows visits
-    // every row once, far from its neighbours.
-    let stride = (1_000_003..)
-        .find(|s| gcd(*s, rows.max(1)) == 1)
-        .unwrap_or(1);
-    for i in 0..rows {
-        let n = if shuffled {
-            ((u128::from(i) * u128::from(stride)) % u128::from(rows.max(1))) as u64
-        } else {
-            i
-        };
-        let number = case_number(courts, n);
-        let court = court((n % u64::from(courts)) as u32);
-        let mut received = if n < cases && n % 4 == 0 {
-            "1000.00"
-        } else {
-            "0.00"
-        };
-        if n % 100 == 7 {
-            received = "999.00";
+        Ok(_) => tally.record(K_APPROVE, t),
+        Err(e) => {
+            tally.error(K_APPROVE, e);
+            return None;
         }
-        let disbursed = if n % 1000 == 3 { "12.345" } else { "0.00" };
-        writeln!(
-            out,
-            "{number},{court},2024-01-02,open,,,10000.00,{received},{disbursed},0.00"
-        )?;
     }
-    out.flush()?;
-    Ok(())
-}
-
-/// Times reading the file alone, then the file through the rules over the store in
-/// this thread: what is left of a full run is gRPC and the report.
-async fn parts(file: &Path, ledger_dir: &Path) -> CliResult<()> {
-    let started = Instant::now();
-    let mut lines = rc::CsvLines::open(file, &rc::CASE_FLOW_COLUMNS, &[])?;
-    let mut n = 0u64;
-    while let Some(line) = lines.next_line()? {
-        std::hint::black_box(rc::case_flow_row(line));
-        n += 1;
-    }
-    let csv = started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    let mut lines = rc::CsvLines::open(file, &rc::CASE_FLOW_COLUMNS, &[])?;
-    while let Some(line) = lines.next_line()? {
-        let row = rc::case_flow_row(line);
-        let raw = crate::reconcile::case_flow::RawRow {
-            line: row.line,
-            case_number: row.case_number,
-            court_code: row.court_code,
-            filed_on: row.filed_on,
-            status: row.status,
-            closure_method: row.closure_method,
-            closed_on: row.closed_on,
-            target_amount: row.target_amount,
-            received_amount: row.received_amount,
-            disbursed_amount: row.disbursed_amount,
-            paid_outside_court: row.paid_outside_court,
-            unreadable: row.unreadable,
-        };
-        let _ = std::hint::black_box(crate::reconcile::case_flow::parse_row(&raw));
-    }
-    println!(
-        "part: CSV + validating rows: {:.2} s",
-        started.elapsed().as_secs_f64()
-    );
-    println!(
-        "part: reading the CSV alone: {n} rows in {csv:.2} s ({:.0} rows/s)",
-        n as f64 / csv
-    );
-    let store = Store::open(ledger_dir)?;
-    let reads = store.handle().reads.clone();
-    let snap = crate::reconcile::snapshot::Snapshot {
-        sequence: reads.last_sequence()?,
-        reads,
-    };
-    let mut run = crate::reconcile::snapshot::CaseFlowRun::new(
-        snap,
-        today(),
-        crate::reconcile::Limits::default(),
-        None,
-    );
-    let started = Instant::now();
-    let mut lines = rc::CsvLines::open(file, &rc::CASE_FLOW_COLUMNS, &[])?;
-    let mut found = 0u64;
-    while let Some(line) = lines.next_line()? {
-        let row = rc::case_flow_row(line);
-        let mut raw = crate::reconcile::case_flow::RawRow {
-            line: row.line,
-            case_number: row.case_number,
-            court_code: row.court_code,
-            filed_on: row.filed_on,
-            status: row.status,
-            closure_method: row.closure_method,
-            closed_on: row.closed_on,
-            target_amount: row.target_amount,
-            received_amount: row.received_amount,
-            disbursed_amount: row.disbursed_amount,
-            paid_outside_court: row.paid_outside_court,
-            unreadable: row.unreadable,
-        };
-        run.row(&mut raw, &mut |_| found += 1)?;
-    }
-    run.finish(&mut |_| found += 1)?;
-    let engine = started.elapsed().as_secs_f64();
-    println!(
-        "part: CSV + rules over the store, one thread, no gRPC: {n} rows in {engine:.2} s ({:.0} rows/s), {found} discrepancies",
-        n as f64 / engine
-    );
-    store.close().await;
-    Ok(())
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
-pub async fn run(args: BenchArgs) -> CliResult<()> {
-    let cases = args.cases.unwrap_or(args.rows);
-    let courts = args.courts.max(1);
-    let ledger_dir = args
-        .data_dir
-        .join(format!("ledger-{cases}-cases-{courts}-courts"));
-    std::fs::create_dir_all(&args.data_dir)?;
-    let ready = ledger_dir.join("BENCH_READY");
-    if !ready.exists() {
-        if ledger_dir.exists() {
-            std::fs::remove_dir_all(&ledger_dir)?;
+    let t = Instant::now();
+    match rpc
+        .confirm_disbursement_paid(pb::ConfirmDisbursementPaidRequest {
+            request_id: rid("paid"),
+            disbursement_id: id,
+            bank_ref: format!("P{}{:04}{:010}", ctx.run_tag, ctx.id, k),
+            paid_at: None,
+        })
+        .await
+    {
+        Ok(_) => {
+            tally.record(K_PAID, t);
+            Some(fen)
         }
-        build_ledger(&ledger_dir, cases, courts).await?;
-        std::fs::write(&ready, b"built\n")?;
-        eprintln!(
-            "peak memory while building: {} MiB; run again for figures without it",
-            proc_status_kib("VmHWM:") / 1024
+        Err(e) => {
+            tally.error(K_PAID, e);
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Snapshot {
+    batches: u64,
+    requests: u64,
+    entries: u64,
+    commit_micros: u64,
+    sync_micros: u64,
+    apply_micros: u64,
+}
+
+fn snapshot(s: &WriterStats) -> Snapshot {
+    Snapshot {
+        batches: s.batches.load(Ordering::Relaxed),
+        requests: s.requests.load(Ordering::Relaxed),
+        entries: s.entries.load(Ordering::Relaxed),
+        commit_micros: s.commit_micros.load(Ordering::Relaxed),
+        sync_micros: s.sync_micros.load(Ordering::Relaxed),
+        apply_micros: s.apply_micros.load(Ordering::Relaxed),
+    }
+}
+
+fn spawn_reporter(
+    args: &BenchArgs,
+    stats: Option<Arc<WriterStats>>,
+    budget: Arc<Budget>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if args.report_every_s == 0 {
+        return None;
+    }
+    let every = Duration::from_secs(args.report_every_s);
+    let started = Instant::now();
+    Some(tokio::spawn(async move {
+        let mut last = stats
+            .as_ref()
+            .map_or(0, |s| s.entries.load(Ordering::Relaxed));
+        let mut tick = tokio::time::interval_at((Instant::now() + every).into(), every);
+        while !budget.stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let entries = stats
+                .as_ref()
+                .map_or(0, |s| s.entries.load(Ordering::Relaxed));
+            println!(
+                "  t={:>5.0}s  entries written {:>10}  ({:>8.0}/s)  rss {:>5} MiB  load {}",
+                started.elapsed().as_secs_f64(),
+                entries,
+                (entries - last) as f64 / every.as_secs_f64(),
+                rss_mib(),
+                load_average()
+            );
+            last = entries;
+        }
+    }))
+}
+
+fn report(
+    args: &BenchArgs,
+    tally: &Tally,
+    elapsed: Duration,
+    writer: Option<(Snapshot, Snapshot)>,
+) {
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "\nworkload {:?}: {} clients, {:.2} s{}",
+        args.workload,
+        args.clients,
+        secs,
+        if args.rate > 0 {
+            format!(", open loop at {} ops/s", args.rate)
+        } else {
+            ", closed loop".into()
+        }
+    );
+    println!(
+        "{:<15} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "call", "count", "per second", "p50 ms", "p99 ms", "p999 ms", "max ms", "errors"
+    );
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    for (k, name) in KINDS.iter().enumerate() {
+        let h = &tally.latency[k];
+        if tally.ops[k] == 0 && tally.errors[k] == 0 {
+            continue;
+        }
+        if h.is_empty() {
+            println!(
+                "{name:<15} {:>10} {:>11.0} {:>9} {:>9} {:>9} {:>9} {:>7}",
+                tally.ops[k],
+                tally.ops[k] as f64 / secs,
+                "-",
+                "-",
+                "-",
+                "-",
+                tally.errors[k]
+            );
+            continue;
+        }
+        println!(
+            "{name:<15} {:>10} {:>11.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+            tally.ops[k],
+            tally.ops[k] as f64 / secs,
+            ms(h, 0.5),
+            ms(h, 0.99),
+            ms(h, 0.999),
+            h.max() as f64 / 1000.0,
+            tally.errors[k]
         );
     }
-    let order = if args.shuffled {
-        "shuffled"
-    } else {
-        "filing-order"
-    };
-    let file = args
-        .data_dir
-        .join(format!("case-flow-{}-rows-{order}.csv", args.rows));
-    if !file.exists() {
-        write_file(&file, args.rows, cases, courts, args.shuffled)?;
+    let mut all = histogram();
+    for (k, h) in tally.latency.iter().enumerate() {
+        if k != K_BATCH {
+            let _ = all.add(h);
+        }
     }
-    println!("file: {} ({order})", file.display());
-    if args.parts {
-        parts(&file, &ledger_dir).await?;
-    }
-    let server = Server::bind(ServerConfig {
-        listen: "127.0.0.1:0".parse()?,
-        data_dir: ledger_dir.clone(),
-        shutdown_grace: Duration::from_secs(5),
-        store: Default::default(),
-    })
-    .await?;
-    let addr = server.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    let mut client = rc::connect(&format!("http://{addr}")).await?;
-    let rss_before = proc_status_kib("VmRSS:");
-    let hwm_before = proc_status_kib("VmHWM:");
-    let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = {
-        let sampling = sampling.clone();
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            let mut samples = Vec::new();
-            while sampling.load(Ordering::Relaxed) {
-                samples.push((started.elapsed().as_secs_f64(), proc_status_kib("VmRSS:")));
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            samples
-        })
-    };
-    let started = Instant::now();
-    let report = args.data_dir.join(format!("report-{}-rows", args.rows));
-    let header = pb::CaseFlowHeader {
-        as_of: today().to_string(),
-        ..Default::default()
-    };
-    let (summary, _) = rc::case_flow(&mut client, &file, header, &report, true).await?;
-    let took = started.elapsed().as_secs_f64();
-    sampling.store(false, Ordering::Relaxed);
-    let samples = sampler.join().map_err(|_| "the memory sampler stopped")?;
-    let _ = stop.send(());
-    serving.await??;
-    let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
-    println!("{}", rc::case_flow_table(&summary));
-    println!("rows:              {}", summary.rows);
-    println!("seconds:           {took:.2}");
-    println!("rows per second:   {:.0}", summary.rows as f64 / took);
-    println!(
-        "memory (RSS, MiB): before {} | peak during run {} | process peak before run {} | after {}",
-        rss_before / 1024,
-        peak / 1024,
-        hwm_before / 1024,
-        proc_status_kib("VmRSS:") / 1024
-    );
-    let step = (samples.len() / 10).max(1);
-    let series: Vec<String> = samples
+    let ops: u64 = tally
+        .ops
         .iter()
-        .step_by(step)
-        .map(|(t, kib)| format!("{t:.0}s:{}", kib / 1024))
-        .collect();
-    println!("RSS over the run (s:MiB): {}", series.join(" "));
+        .enumerate()
+        .filter(|(k, _)| *k != K_BATCH)
+        .map(|(_, n)| n)
+        .sum();
+    let errors: u64 = tally.errors.iter().sum();
+    if let Some((a, b)) = writer {
+        let batches = b.batches - a.batches;
+        let requests = b.requests - a.requests;
+        let per_batch = |v: u64| v as f64 / batches.max(1) as f64;
+        println!(
+            "writer: {} batches (= fdatasyncs) in {:.2} s = {:.0}/s; {:.1} requests and {:.1} entries a batch; a commit {:.0} µs, of which fdatasync {:.0} µs and sled apply {:.0} µs ({:.1} µs an entry)",
+            batches,
+            secs,
+            batches as f64 / secs,
+            requests as f64 / batches.max(1) as f64,
+            per_batch(b.entries - a.entries),
+            per_batch(b.commit_micros - a.commit_micros),
+            per_batch(b.sync_micros - a.sync_micros),
+            per_batch(b.apply_micros - a.apply_micros),
+            (b.apply_micros - a.apply_micros) as f64 / (b.entries - a.entries).max(1) as f64,
+        );
+    }
+    // One line for scripts.
+    let main = if args.workload == Workload::Batch {
+        K_BATCH
+    } else {
+        K_RECEIPT
+    };
+    let h = &tally.latency[main];
     println!(
-        "report: {}.csv, {}.jsonl",
-        report.display(),
-        report.display()
+        "RESULT workload={:?} clients={} seconds={:.2} ops={} ops_per_s={:.0} receipts_per_s={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} all_p99_ms={:.2} errors={} rss_mib={}",
+        args.workload,
+        args.clients,
+        secs,
+        ops,
+        ops as f64 / secs,
+        tally.ops[K_RECEIPT] as f64 / secs,
+        ms(h, 0.5),
+        ms(h, 0.99),
+        ms(h, 0.999),
+        ms(&all, 0.99),
+        errors,
+        rss_mib()
+    );
+}
+
+/// Every case's balances over gRPC agree with what the clients had acknowledged.
+async fn verify_grpc(channel: &Channel, tally: &Tally) -> Result<(), BoxError> {
+    let mut c = client(channel.clone());
+    let mut checked = 0;
+    let mut cases: Vec<u32> = tally
+        .received
+        .keys()
+        .chain(tally.paid.keys())
+        .copied()
+        .collect();
+    cases.sort_unstable();
+    cases.dedup();
+    for n in cases {
+        let b = c
+            .get_case_account(pb::GetCaseAccountRequest {
+                account: Some(pb::get_case_account_request::Account::CaseNumber(
+                    case_number(n),
+                )),
+                as_of: None,
+            })
+            .await?
+            .into_inner()
+            .balances
+            .ok_or("a case account came without balances")?;
+        let want_received = yuan(tally.received.get(&n).copied().unwrap_or(0));
+        let want_disbursed = yuan(tally.paid.get(&n).copied().unwrap_or(0));
+        if b.received != want_received || b.disbursed != want_disbursed {
+            return Err(format!(
+                "case {}: received {} disbursed {}, but the clients were acknowledged {want_received} and {want_disbursed}",
+                case_number(n),
+                b.received,
+                b.disbursed
+            )
+            .into());
+        }
+        checked += 1;
+    }
+    println!("verify: {checked} case accounts hold exactly what was acknowledged (gRPC)");
+    Ok(())
+}
+
+/// Replays the journal the server left and checks the six invariants.
+fn verify_journal(args: &BenchArgs, data_dir: &Path, _before: u64) -> Result<(), BoxError> {
+    let path = data_dir.join("journal.log");
+    let bytes = journal_len(data_dir);
+    // About 330 bytes a receipt frame; a million entries replay in a few GiB at most.
+    let full = match args.verify {
+        Verify::Full => true,
+        Verify::Auto => bytes < 330_000_000,
+        _ => false,
+    };
+    if !full {
+        println!("verify: journal replay skipped ({bytes} bytes; use --verify full)");
+        return Ok(());
+    }
+    let started = Instant::now();
+    let entries = crate::store::journal::read_all(&path)?;
+    let state = crate::ledger::MemState::replay(&entries)?;
+    crate::ledger::invariants::check(&state)?;
+    println!(
+        "verify: {} journal entries replayed; the six invariants hold ({:.1} s)",
+        entries.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The disk's own rate of small appends each made durable with `fdatasync`.
+fn fsync_rate(data_dir: &Path, args: &BenchArgs) -> Result<(), BoxError> {
+    std::fs::create_dir_all(data_dir)?;
+    let path = data_dir.join("fsync-probe");
+    let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
+    let record = [0x5au8; 330];
+    let mut tally = Tally::new();
+    let deadline = Instant::now() + Duration::from_secs(args.seconds.min(30));
+    let started = Instant::now();
+    let mut n = 0u64;
+    while n < args.requests && Instant::now() < deadline {
+        let t = Instant::now();
+        file.write_all(&record)?;
+        file.sync_data()?;
+        tally.record(K_FSYNC, t);
+        n += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&path)?;
+    let h = &tally.latency[K_FSYNC];
+    println!(
+        "fsync: {} appends of 330 bytes, each followed by fdatasync, in {:.2} s on {}",
+        n,
+        secs,
+        data_dir.display()
+    );
+    println!(
+        "RESULT workload=Fsync ops={} ops_per_s={:.0} p50_ms={:.3} p99_ms={:.3} p999_ms={:.3}",
+        n,
+        n as f64 / secs,
+        h.value_at_quantile(0.5) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        h.value_at_quantile(0.999) as f64 / 1000.0
     );
     Ok(())
 }

@@ -1,8 +1,9 @@
-//! The command line: `serve` starts the server; `reconcile` runs a reconciliation
-//! against a running server; `bench-reconcile` measures one; `verify`, `backup`,
-//! `restore` and `rebuild` are tools for operators.
+//! The command line: `serve` starts the server; `bench` loads one and measures it;
+//! `reconcile` runs a reconciliation against a running server and `bench-reconcile`
+//! measures one; `verify`, `backup`, `restore` and `rebuild` are tools for operators.
 
 mod bench;
+mod bench_reconcile;
 pub mod reconcile;
 mod tools;
 
@@ -65,8 +66,10 @@ enum Command {
     },
     /// Reconcile a case-flow export or a bank statement against a running server.
     Reconcile(ReconcileArgs),
+    /// Load a server over gRPC on loopback and report throughput and latency.
+    Bench(bench::BenchArgs),
     /// Measure a case-flow reconciliation of many rows (see BENCHMARKS.md).
-    BenchReconcile(bench::BenchArgs),
+    BenchReconcile(bench_reconcile::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -160,6 +163,11 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let command = match cli.command {
+        // The bench builds its own runtimes, one for the server and one for the clients.
+        Command::Bench(args) => return bench::main(args),
+        other => other,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -171,14 +179,15 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Serve(args) => serve(args).await,
             Command::Verify { data_dir } => tools::verify(&data_dir),
             Command::Backup { to, server } => tools::backup(&server, &to).await,
             Command::Restore { from, data_dir } => tools::restore(&from, &data_dir).await,
             Command::Rebuild { data_dir } => tools::rebuild(&data_dir).await,
             Command::Reconcile(args) => run_reconcile(args).await.map_err(|e| e as _),
-            Command::BenchReconcile(args) => bench::run(args).await.map_err(|e| e as _),
+            Command::BenchReconcile(args) => bench_reconcile::run(args).await.map_err(|e| e as _),
+            Command::Bench(_) => Ok(()),
         }
     });
     match result {

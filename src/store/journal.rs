@@ -175,6 +175,24 @@ pub struct JournalWriter {
     broken: bool,
 }
 
+/// A second handle on the journal file, for the thread that makes batches durable while
+/// the writer appends the next ones. `fdatasync` on it covers every byte written to the
+/// file before the call, through whichever handle.
+pub struct JournalSyncer {
+    file: File,
+    path: PathBuf,
+}
+
+impl JournalSyncer {
+    /// The barrier: `fdatasync`. Nothing is acknowledged before this returns.
+    pub fn sync(&self) -> Result<(), JournalError> {
+        self.file.sync_data().map_err(|source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
 /// The read side, shared by every reader: positioned reads need no lock.
 pub struct JournalReader {
     file: File,
@@ -202,6 +220,13 @@ impl JournalWriter {
         }
         self.end += frames.len() as u64;
         Ok(())
+    }
+
+    pub fn syncer(&self) -> Result<JournalSyncer, JournalError> {
+        Ok(JournalSyncer {
+            file: self.file.try_clone().map_err(|e| self.io(e))?,
+            path: self.path.clone(),
+        })
     }
 
     /// The barrier: `fdatasync`. Nothing is acknowledged before this returns.

@@ -84,6 +84,9 @@ pub struct WriterStats {
     pub requests: AtomicU64,
     pub entries: AtomicU64,
     pub commit_micros: AtomicU64,
+    /// Parts of `commit_micros`: the journal's write + fdatasync, and sled's apply.
+    pub sync_micros: AtomicU64,
+    pub apply_micros: AtomicU64,
 }
 
 impl WriterStats {
@@ -119,6 +122,18 @@ impl StoreHandle {
             .await
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
+    }
+
+    /// Submits independent requests together and waits until all are durable (or
+    /// refused); the outcomes come back in order, one a request.
+    pub async fn write_many(&self, requests: Vec<Request>) -> Result<Vec<Reply>, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || WriteError::Unavailable("the server is shutting down".into());
+        self.tx
+            .send(Message::WriteMany { requests, reply })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())
     }
 }
 
@@ -201,11 +216,10 @@ impl Store {
         let writer = Writer {
             journal,
             state: state.clone(),
-            poisoned: None,
+            poisoned: Default::default(),
             metrics: stats.clone(),
             chain_head,
             committed,
-            behind: false,
             data_dir: data_dir.to_owned(),
             disk_reserve_bytes: options.disk_reserve_bytes,
             space_low: false,

@@ -145,10 +145,20 @@ impl State for SledState {
     }
 }
 
-/// The writer's view during one batch: its own writes first, then sled. It also frames
-/// the batch's entries for the journal as they are applied.
+/// A batch that is in the journal but not yet in sled: while the committer makes it
+/// durable and applies it, the writer decides the next batch through it.
+pub struct InFlight {
+    writes: HashMap<Vec<u8>, Vec<u8>>,
+    entries: HashMap<u64, Entry>,
+}
+
+/// The writer's view during one batch: its own writes first, then those of earlier
+/// batches still in flight, then sled. It also frames the batch's entries for the
+/// journal as they are applied.
 pub struct Overlay<'a> {
     base: &'a SledState,
+    /// Earlier batches not yet applied to sled, oldest first.
+    in_flight: Vec<Arc<InFlight>>,
     writes: HashMap<Vec<u8>, Vec<u8>>,
     entries: HashMap<u64, Entry>,
     /// The journal offset the batch's first frame will land at.
@@ -166,11 +176,22 @@ pub struct Overlay<'a> {
 }
 
 impl<'a> Overlay<'a> {
-    /// An empty batch over `base`, whose first frame lands at `journal_base` and chains
-    /// to `chain_head`.
+    /// An empty batch over `base` alone, whose first frame lands at `journal_base` and
+    /// chains to `chain_head`.
     pub fn new(base: &'a SledState, journal_base: u64, chain_head: Hash) -> Self {
+        Self::over(base, journal_base, chain_head, Vec::new())
+    }
+
+    /// An overlay over batches still in flight (oldest first) and sled.
+    pub fn over(
+        base: &'a SledState,
+        journal_base: u64,
+        chain_head: Hash,
+        in_flight: Vec<Arc<InFlight>>,
+    ) -> Self {
         Overlay {
             base,
+            in_flight,
             writes: HashMap::new(),
             entries: HashMap::new(),
             journal_base,
@@ -241,8 +262,30 @@ impl<'a> Overlay<'a> {
         Ok((self.frames, batch))
     }
 
+    /// Consumes the overlay into the journal frames to append, one atomic sled batch,
+    /// and the same writes for the next batches to read until sled has them.
+    pub fn into_in_flight(self) -> Result<(Vec<u8>, sled::Batch, Arc<InFlight>), Fault> {
+        if let Some(e) = self.encode_error {
+            return Err(Fault(e));
+        }
+        let mut batch = sled::Batch::default();
+        for (k, v) in &self.writes {
+            batch.insert(k.as_slice(), v.as_slice());
+        }
+        batch.insert(keys::JOURNAL_END, encode(&self.end));
+        let in_flight = InFlight {
+            writes: self.writes,
+            entries: self.entries,
+        };
+        Ok((self.frames, batch, Arc::new(in_flight)))
+    }
+
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Fault> {
-        match self.writes.get(key) {
+        let found = self
+            .writes
+            .get(key)
+            .or_else(|| (self.in_flight.iter().rev()).find_map(|f| f.writes.get(key)));
+        match found {
             Some(bytes) => decode(bytes).map(Some),
             None => self.base.get(key),
         }
@@ -279,7 +322,11 @@ impl State for Overlay<'_> {
         self.get(&keys::bank_ref(special_id, bank_ref.as_str()))
     }
     fn entry(&self, sequence: u64) -> Result<Option<Entry>, Fault> {
-        match self.entries.get(&sequence) {
+        let found = self
+            .entries
+            .get(&sequence)
+            .or_else(|| (self.in_flight.iter().rev()).find_map(|f| f.entries.get(&sequence)));
+        match found {
             Some(e) => Ok(Some(e.clone())),
             None => self.base.entry(sequence),
         }

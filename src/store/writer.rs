@@ -1,11 +1,26 @@
-//! The single writer and its group commit.
+//! The single writer and its group commit, in two stages.
 //!
-//! One thread owns the journal's append side. It takes requests from a bounded channel,
-//! decides and applies as many as are waiting (up to a limit) against an overlay,
-//! appends their frames with one write, makes them durable with one `fdatasync`, applies
-//! the overlay to sled in one atomic batch, and only then answers every request of the
-//! batch. One sync thus serves every client that was waiting.
+//! The writer thread owns the journal's append side. It takes requests from a bounded
+//! channel, decides and applies as many as are waiting (up to a limit) against an
+//! overlay, and appends their frames with one write. The committer thread then makes
+//! the batch durable with one `fdatasync`, applies it to sled in one atomic batch, and
+//! only then answers every request of it. One sync thus serves every client that was
+//! waiting, and while batch N is being synced and applied the writer already decides
+//! batch N+1, reading N's writes from its in-flight copy (the profile in
+//! BENCHMARKS.md: fdatasync and sled's apply were most of a batch's time).
+//!
+//! The writer appends batch N+1 only once N's sync has returned, so at most one batch
+//! in the file is ever unsynced: a crash still leaves at most one torn batch at the
+//! tail, which is what the journal's torn-tail bound assumes.
+//!
+//! Every answer, even one that wrote nothing (a retry, a refusal), goes through the
+//! committer in batch order, so nothing is acknowledged before every batch it may have
+//! seen is durable. A failed sync or apply poisons both stages: every later request
+//! is refused until a restart replays the journal.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
@@ -14,8 +29,9 @@ use uuid::Uuid;
 use crate::domain::Micros;
 use crate::ledger::{self, Context, LedgerError, Outcome, Request};
 
-use super::journal::{JournalWriter, BATCH_BYTES_SOFT_MAX};
-use super::state::{Overlay, SledState};
+use super::journal::{JournalSyncer, JournalWriter, BATCH_BYTES_SOFT_MAX};
+use super::state::{InFlight, Overlay, SledState};
+use super::WriterStats;
 
 /// The most requests one batch takes; bounds the latency a batch adds to its first.
 pub const BATCH_REQUESTS_MAX: usize = 4096;
@@ -24,7 +40,7 @@ pub type Reply = Result<Outcome, WriteError>;
 
 /// Why a write was not acknowledged. `Ledger` is the request's own outcome, final.
 /// `Unavailable` and `DiskFull` mean the store could not take it now; when the failure
-/// came after the journal sync, the request may be recorded all the same — a retry
+/// came after the journal append, the request may be recorded all the same — a retry
 /// with the same request id always learns the one outcome.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
@@ -45,24 +61,125 @@ pub enum Message {
         request: Request,
         reply: oneshot::Sender<Reply>,
     },
+    /// Independent requests submitted together (RecordReceipts): each has its own
+    /// outcome, answered in order once all of them are durable. They join the batch
+    /// being formed and spill into the next batches when it is full, so no batch grows
+    /// past the journal's bound on a torn tail.
+    WriteMany {
+        requests: Vec<Request>,
+        reply: oneshot::Sender<Vec<Reply>>,
+    },
     /// Finish what is queued, then stop.
     Stop,
+}
+
+/// The outcomes of a `WriteMany`, filled in by the writer and answered by the
+/// committer once the batch holding its last request is durable.
+struct ManyOutcomes {
+    results: Vec<Reply>,
+    reply: Option<oneshot::Sender<Vec<Reply>>>,
+}
+
+type Shared = Arc<Mutex<ManyOutcomes>>;
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, ManyOutcomes> {
+    // Nothing panics while holding it; if something did, the outcomes are still whole.
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A `WriteMany` on its way through one or more batches.
+struct Many {
+    requests: std::vec::IntoIter<Request>,
+    shared: Shared,
+}
+
+/// Who waits for a batch, with the outcomes decided for them.
+enum Waiting {
+    One(oneshot::Sender<Reply>, Reply),
+    /// `results[from..to]` of a WriteMany were decided in this batch; `last` when
+    /// nothing of it is left for later batches.
+    Many {
+        shared: Shared,
+        from: usize,
+        to: usize,
+        last: bool,
+    },
+}
+
+/// The batch being formed: its overlay and everyone waiting for it.
+struct Batch<'a> {
+    overlay: Overlay<'a>,
+    waiting: Vec<Waiting>,
+    requests: usize,
+    /// Why every request of this batch is refused before it is decided (disk space).
+    blocked: Option<WriteError>,
+}
+
+impl Batch<'_> {
+    fn has_room(&self) -> bool {
+        self.requests < BATCH_REQUESTS_MAX && self.overlay.frame_bytes() < BATCH_BYTES_SOFT_MAX
+    }
+}
+
+/// A batch handed from the writer to the committer.
+struct Appended {
+    number: u64,
+    /// The sled writes, when the batch has entries and its frames are in the journal.
+    state: Option<sled::Batch>,
+    /// The batch's last sequence, announced to the change feed once applied.
+    last_sequence: Option<u64>,
+    /// Why the batch failed before reaching the committer.
+    failed: Option<WriteError>,
+    waiting: Vec<Waiting>,
+    requests: usize,
+    entries: usize,
+    started: Instant,
+}
+
+/// The number of the last batch whose fdatasync has returned (or that needed none),
+/// for the writer to wait on before appending the next.
+#[derive(Default)]
+struct Settled {
+    number: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Settled {
+    fn set(&self, number: u64) {
+        *self.number.lock().unwrap_or_else(|e| e.into_inner()) = number;
+        self.changed.notify_all();
+    }
+
+    /// Waits until batch `number` is settled; false if the committer is gone.
+    fn wait(&self, number: u64, committer: Option<&std::thread::JoinHandle<()>>) -> bool {
+        let mut settled = self.number.lock().unwrap_or_else(|e| e.into_inner());
+        while *settled < number {
+            if committer.is_none_or(|c| c.is_finished()) {
+                return false;
+            }
+            // Timed, so that a committer that died is noticed rather than waited for.
+            settled = self
+                .changed
+                .wait_timeout(settled, std::time::Duration::from_millis(100))
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        true
+    }
 }
 
 pub struct Writer {
     pub(crate) journal: JournalWriter,
     pub(crate) state: SledState,
-    /// Set after a failed sync or a failed apply: the state on disk is uncertain until a
-    /// restart replays the journal, so every later write is refused.
-    pub(crate) poisoned: Option<String>,
-    pub(crate) metrics: std::sync::Arc<super::WriterStats>,
-    /// The chain value after the last durable entry; the next batch links to it.
+    /// Set after a failed sync or a failed apply (or an append that could not be
+    /// undone): the state on disk is uncertain until a restart replays the journal,
+    /// so every later write is refused.
+    pub(crate) poisoned: Arc<OnceLock<String>>,
+    pub(crate) metrics: Arc<WriterStats>,
+    /// The chain value after the last appended entry; the next batch links to it.
     pub(crate) chain_head: super::journal::Hash,
     /// Tells change-feed readers the last sequence that is durable and applied.
     pub(crate) committed: tokio::sync::watch::Sender<u64>,
-    /// The journal holds durable entries the state lacks (applying them ran out of
-    /// space). No request is decided until they are replayed: decisions read the state.
-    pub(crate) behind: bool,
     pub(crate) data_dir: std::path::PathBuf,
     /// Free bytes to keep on the disk; below this, writes are refused.
     pub(crate) disk_reserve_bytes: u64,
@@ -77,71 +194,182 @@ fn now() -> Micros {
     Micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+fn poison(poisoned: &OnceLock<String>, why: &str) {
+    // The first reason is the one that matters.
+    let _ = poisoned.set(format!("{why}; restart the server to recover"));
+}
+
 impl Writer {
-    /// Runs until [`Message::Stop`] or until every sender is gone.
+    /// Runs until [`Message::Stop`] or until every sender is gone; then waits for the
+    /// committer to finish every batch handed to it.
     pub fn run(mut self, mut rx: mpsc::Receiver<Message>) {
-        // The overlay borrows the state while `self` is borrowed mutably to commit; the
+        let applied = Arc::new(AtomicU64::new(0));
+        let settled = Arc::new(Settled::default());
+        // One batch may wait while the committer works on the one before.
+        let (to_committer, committing) = std::sync::mpsc::sync_channel::<Appended>(1);
+        // The committer owns the sender: when it ends, the change feed learns so.
+        let (placeholder, _) = tokio::sync::watch::channel(0);
+        let committed = std::mem::replace(&mut self.committed, placeholder);
+        let started = self
+            .journal
+            .syncer()
+            .map_err(|e| e.to_string())
+            .and_then(|syncer| {
+                let committer = Committer {
+                    committed,
+                    syncer,
+                    tree: self.state.tree.clone(),
+                    poisoned: self.poisoned.clone(),
+                    metrics: self.metrics.clone(),
+                    applied: applied.clone(),
+                    settled: settled.clone(),
+                };
+                std::thread::Builder::new()
+                    .name("ledger-commit".into())
+                    .spawn(move || committer.run(committing))
+                    .map_err(|e| e.to_string())
+            });
+        let committer = match started {
+            Ok(thread) => Some(thread),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the commit thread; refusing writes");
+                poison(
+                    &self.poisoned,
+                    &format!("cannot start the commit thread: {e}"),
+                );
+                None
+            }
+        };
+        // The overlay borrows the state while `self` is borrowed mutably to append; the
         // clone shares the same sled tree and journal reader.
         let state = self.state.clone();
+        let mut in_flight: VecDeque<(u64, Arc<InFlight>)> = VecDeque::new();
+        let mut number = 0u64;
         let mut stopping = false;
-        while !stopping {
-            let Some(first) = rx.blocking_recv() else {
-                break;
+        // A WriteMany that did not fit in the last batch; it goes first into the next.
+        let mut spill: Option<Many> = None;
+        loop {
+            // Batches the committer has applied are in sled now.
+            let done = applied.load(Ordering::Acquire);
+            while in_flight.front().is_some_and(|(n, _)| *n <= done) {
+                in_flight.pop_front();
+            }
+            let chain = in_flight.iter().map(|(_, f)| f.clone()).collect();
+            let mut batch = Batch {
+                overlay: Overlay::over(&state, self.journal.end(), self.chain_head, chain),
+                waiting: Vec::new(),
+                requests: 0,
+                blocked: None,
             };
-            let blocked = self.catch_up().or_else(|| self.check_space());
-            let mut pending = Vec::new();
-            let mut overlay = Overlay::new(&state, self.journal.end(), self.chain_head);
-            let mut next = Some(first);
-            while let Some(message) = next.take() {
-                match message {
-                    Message::Stop => {
-                        stopping = true;
-                        break;
-                    }
-                    Message::Write { request, reply } => {
-                        let result = match &blocked {
-                            Some(e) => Err(e.clone()),
-                            None => self.decide(&mut overlay, &request),
-                        };
-                        pending.push((reply, result));
-                    }
+            // The space is checked once the batch's first request is here, not while
+            // waiting for it: the disk may fill in between.
+            let mut full = match spill.take() {
+                Some(many) => {
+                    batch.blocked = self.check_space();
+                    self.take_many(&mut batch, many, &mut spill)
                 }
-                if pending.len() < BATCH_REQUESTS_MAX
-                    && overlay.frame_bytes() < BATCH_BYTES_SOFT_MAX
-                {
-                    next = rx.try_recv().ok();
+                None if stopping => break,
+                None => match rx.blocking_recv() {
+                    Some(message) => {
+                        batch.blocked = self.check_space();
+                        self.take(&mut batch, message, &mut stopping, &mut spill)
+                    }
+                    None => break,
+                },
+            };
+            while !full && !stopping && batch.has_room() {
+                match rx.try_recv() {
+                    Ok(message) => full = self.take(&mut batch, message, &mut stopping, &mut spill),
+                    Err(_) => break,
                 }
             }
-            self.commit(overlay, pending);
+            number += 1;
+            if !settled.wait(number - 1, committer.as_ref()) {
+                poison(&self.poisoned, "the commit thread stopped");
+            }
+            let appended = self.append(batch, number, &mut in_flight);
+            if let Err(lost) = to_committer.send(appended) {
+                // The committer is gone (it panicked): nothing can be made durable.
+                poison(&self.poisoned, "the commit thread stopped");
+                drop(lost);
+            }
+        }
+        drop(to_committer);
+        if let Some(thread) = committer {
+            if thread.join().is_err() {
+                tracing::error!("the commit thread ended abnormally");
+            }
         }
         if let Err(e) = self.state.tree.flush() {
             tracing::warn!(error = %e, "flushing the state at shutdown failed; it is rebuilt from the journal at start");
         }
     }
 
-    /// If the state lags the journal, replays the missing entries; returns why writes
-    /// must still be refused when that fails.
-    fn catch_up(&mut self) -> Option<WriteError> {
-        if !self.behind {
-            return None;
-        }
-        match super::replay(&mut self.journal, &self.state) {
-            Ok((entries, head)) => {
-                tracing::info!(
-                    entries,
-                    "the state caught up with the journal; writes resume"
-                );
-                self.behind = false;
-                self.chain_head = head;
-                if let Ok(last) = self.state.last_sequence() {
-                    self.committed.send_replace(last);
-                }
-                None
+    /// Decides one message into the batch. True when the batch cannot take more.
+    fn take(
+        &self,
+        batch: &mut Batch<'_>,
+        message: Message,
+        stopping: &mut bool,
+        spill: &mut Option<Many>,
+    ) -> bool {
+        match message {
+            Message::Stop => {
+                *stopping = true;
+                true
             }
-            Err(e) => Some(WriteError::DiskFull(format!(
-                "no space left on the data directory's disk ({e})"
-            ))),
+            Message::Write { request, reply } => {
+                let result = match &batch.blocked {
+                    Some(e) => Err(e.clone()),
+                    None => self.decide(&mut batch.overlay, &request),
+                };
+                batch.waiting.push(Waiting::One(reply, result));
+                batch.requests += 1;
+                false
+            }
+            Message::WriteMany { requests, reply } => {
+                let many = Many {
+                    shared: Arc::new(Mutex::new(ManyOutcomes {
+                        results: Vec::with_capacity(requests.len()),
+                        reply: Some(reply),
+                    })),
+                    requests: requests.into_iter(),
+                };
+                self.take_many(batch, many, spill)
+            }
         }
+    }
+
+    /// Decides as many of the requests as the batch has bytes for; what is left goes
+    /// to `spill` for the next batch. True when some are left over.
+    fn take_many(&self, batch: &mut Batch<'_>, mut many: Many, spill: &mut Option<Many>) -> bool {
+        let (from, to) = {
+            let mut outcomes = lock(&many.shared);
+            let from = outcomes.results.len();
+            while batch.overlay.frame_bytes() < BATCH_BYTES_SOFT_MAX {
+                let Some(request) = many.requests.next() else {
+                    break;
+                };
+                let result = match &batch.blocked {
+                    Some(e) => Err(e.clone()),
+                    None => self.decide(&mut batch.overlay, &request),
+                };
+                outcomes.results.push(result);
+                batch.requests += 1;
+            }
+            (from, outcomes.results.len())
+        };
+        let last = many.requests.len() == 0;
+        batch.waiting.push(Waiting::Many {
+            shared: many.shared.clone(),
+            from,
+            to,
+            last,
+        });
+        if !last {
+            *spill = Some(many);
+        }
+        !last
     }
 
     /// Refuses the batch while the disk is below its reserve. One `statvfs` a batch.
@@ -169,7 +397,7 @@ impl Writer {
     }
 
     fn decide(&self, overlay: &mut Overlay<'_>, request: &Request) -> Reply {
-        if let Some(why) = &self.poisoned {
+        if let Some(why) = self.poisoned.get() {
             return Err(WriteError::Unavailable(why.clone()));
         }
         let ctx = Context {
@@ -181,77 +409,174 @@ impl Writer {
             .map_err(WriteError::from)
     }
 
-    /// Makes the batch durable, applies it, then answers. If anything fails, every
-    /// request of the batch is refused: none of them was acknowledged, and a retry
-    /// with the same request id finds whatever did reach the journal.
-    fn commit(&mut self, overlay: Overlay<'_>, pending: Vec<(oneshot::Sender<Reply>, Reply)>) {
-        if pending.is_empty() {
-            return;
-        }
+    /// Appends the batch's frames to the journal (not yet durable) and hands back what
+    /// the committer needs. Later batches read its writes from `in_flight` until sled
+    /// has them.
+    fn append(
+        &mut self,
+        batch: Batch<'_>,
+        number: u64,
+        in_flight: &mut VecDeque<(u64, Arc<InFlight>)>,
+    ) -> Appended {
+        let Batch {
+            overlay,
+            waiting,
+            requests,
+            blocked: _,
+        } = batch;
         let started = Instant::now();
         let entries = overlay.len();
-        let result = self.persist(overlay);
-        self.metrics
-            .record(pending.len(), entries, started.elapsed());
-        for (reply, outcome) in pending {
-            let answer = match &result {
-                Ok(()) => outcome,
-                Err(e) => Err(e.clone()),
-            };
-            // A client that went away no longer needs its answer.
-            let _ = reply.send(answer);
-        }
-    }
-
-    fn persist(&mut self, overlay: Overlay<'_>) -> Result<(), WriteError> {
+        let mut appended = Appended {
+            number,
+            state: None,
+            last_sequence: overlay.last_sequence(),
+            failed: None,
+            waiting,
+            requests,
+            entries,
+            started,
+        };
         if overlay.is_empty() {
-            return Ok(());
+            return appended;
+        }
+        // A sync that failed meanwhile leaves the last batch's bytes in doubt: append
+        // nothing after them.
+        if let Some(why) = self.poisoned.get() {
+            appended.failed = Some(WriteError::Unavailable(why.clone()));
+            return appended;
         }
         let head = overlay.chain_head();
-        let last = overlay.last_sequence();
-        let (frames, batch) = overlay
-            .into_parts()
-            .map_err(|f| WriteError::Unavailable(f.to_string()))?;
+        let (frames, state, flight) = match overlay.into_in_flight() {
+            Ok(parts) => parts,
+            Err(f) => {
+                appended.failed = Some(WriteError::Unavailable(f.to_string()));
+                return appended;
+            }
+        };
         if let Err(e) = self.journal.append(&frames) {
             let why = format!("journal write failed: {e}");
             if self.journal.is_broken() {
                 tracing::error!(error = %e, "journal write failed and could not be undone; refusing writes until restart");
-                self.poisoned = Some(format!("{why}; restart the server to recover"));
+                poison(&self.poisoned, &why);
             } else {
                 tracing::error!(error = %e, "journal write failed; the batch is refused and writes go on");
             }
-            if e.is_disk_full() {
-                return Err(WriteError::DiskFull(format!(
+            appended.failed = Some(if e.is_disk_full() {
+                WriteError::DiskFull(format!(
                     "no space left on the data directory's disk; the request was not recorded ({why})"
-                )));
-            }
-            return Err(WriteError::Unavailable(why));
-        }
-        if let Err(e) = self.journal.sync() {
-            let why = format!("journal sync failed: {e}; the outcome is unknown until the server restarts: then retry with the same request_id");
-            tracing::error!(error = %e, "journal fdatasync failed; refusing writes until restart");
-            self.poisoned = Some(why.clone());
-            return Err(WriteError::Unavailable(why));
-        }
-        if let Err(e) = self.state.tree.apply_batch(batch) {
-            // The batch is durable in the journal; only the derived state lags.
-            self.chain_head = head;
-            if matches!(&e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull) {
-                tracing::error!(error = %e, "no space to apply a durable batch to the state; refusing writes until it can be replayed from the journal");
-                self.behind = true;
-                return Err(WriteError::DiskFull(format!(
-                    "no space left on the data directory's disk; the request may be recorded: retry with the same request_id once space is freed ({e})"
-                )));
-            }
-            let why = format!("applying the state failed: {e}; the request may be recorded: restart the server, then retry with the same request_id");
-            tracing::error!(error = %e, "applying a durable batch to sled failed; refusing writes until restart");
-            self.poisoned = Some(why.clone());
-            return Err(WriteError::Unavailable(why));
+                ))
+            } else {
+                WriteError::Unavailable(why)
+            });
+            return appended;
         }
         self.chain_head = head;
-        if let Some(last) = last {
-            self.committed.send_replace(last);
+        in_flight.push_back((number, flight));
+        appended.state = Some(state);
+        appended
+    }
+}
+
+/// The second stage: makes each batch durable, applies it to sled, answers it.
+struct Committer {
+    /// Bumped after each applied batch; dropped (closing the feed) when this ends.
+    committed: tokio::sync::watch::Sender<u64>,
+    syncer: JournalSyncer,
+    tree: sled::Tree,
+    poisoned: Arc<OnceLock<String>>,
+    metrics: Arc<WriterStats>,
+    /// The number of the last batch applied to sled.
+    applied: Arc<AtomicU64>,
+    settled: Arc<Settled>,
+}
+
+impl Committer {
+    fn run(self, batches: std::sync::mpsc::Receiver<Appended>) {
+        for batch in batches {
+            let result = match (&batch.failed, self.poisoned.get()) {
+                (Some(e), _) => Err(e.clone()),
+                (None, Some(why)) => Err(WriteError::Unavailable(why.clone())),
+                (None, None) => match batch.state {
+                    Some(state) => self.persist(state, batch.number),
+                    None => Ok(()),
+                },
+            };
+            if let (Ok(()), Some(last)) = (&result, batch.last_sequence) {
+                self.committed.send_replace(last);
+            }
+            self.settled.set(batch.number);
+            self.applied.store(batch.number, Ordering::Release);
+            self.metrics
+                .record(batch.requests, batch.entries, batch.started.elapsed());
+            answer(batch.waiting, &result);
+        }
+    }
+
+    fn persist(&self, state: sled::Batch, number: u64) -> Result<(), WriteError> {
+        let started = Instant::now();
+        let synced = self.syncer.sync();
+        let sync_took = started.elapsed();
+        if let Err(e) = &synced {
+            // Poisoned before the writer may append after these bytes.
+            poison(&self.poisoned, &format!("journal sync failed: {e}"));
+        }
+        // The writer may append the next batch now, while this one is applied.
+        self.settled.set(number);
+        if let Err(e) = synced {
+            let why = format!("journal sync failed: {e}; the outcome is unknown until the server restarts: then retry with the same request_id");
+            tracing::error!(error = %e, "journal fdatasync failed; refusing writes until restart");
+            poison(&self.poisoned, &why);
+            return Err(WriteError::Unavailable(why));
+        }
+        let started = Instant::now();
+        let applied = self.tree.apply_batch(state);
+        let micros = |d: std::time::Duration| d.as_micros() as u64;
+        (self.metrics.sync_micros).fetch_add(micros(sync_took), Ordering::Relaxed);
+        (self.metrics.apply_micros).fetch_add(micros(started.elapsed()), Ordering::Relaxed);
+        if let Err(e) = applied {
+            let why = format!("applying the state failed: {e}; the request may be recorded: restart the server, then retry with the same request_id");
+            tracing::error!(error = %e, "applying a durable batch to sled failed; refusing writes until restart");
+            poison(&self.poisoned, &why);
+            return Err(WriteError::Unavailable(why));
         }
         Ok(())
+    }
+}
+
+/// Answers everyone waiting for a batch. If the batch failed, every request of it is
+/// refused: none of them was acknowledged, and a retry with the same request id finds
+/// whatever did reach the journal.
+fn answer(waiting: Vec<Waiting>, result: &Result<(), WriteError>) {
+    let refused = |e: &WriteError| Err(e.clone());
+    for w in waiting {
+        match w {
+            Waiting::One(reply, outcome) => {
+                let answer = match result {
+                    Ok(()) => outcome,
+                    Err(why) => refused(why),
+                };
+                // A client that went away no longer needs its answer.
+                let _ = reply.send(answer);
+            }
+            Waiting::Many {
+                shared,
+                from,
+                to,
+                last,
+            } => {
+                let mut outcomes = lock(&shared);
+                if let Err(why) = result {
+                    for r in &mut outcomes.results[from..to] {
+                        *r = refused(why);
+                    }
+                }
+                if last {
+                    let results = std::mem::take(&mut outcomes.results);
+                    if let Some(reply) = outcomes.reply.take() {
+                        let _ = reply.send(results);
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,136 @@
+//! RecordReceipts: a backlog of bank notifications in one call.
+//!
+//! Each item is its own request, with its own request_id and its own outcome, exactly
+//! as if it had come through RecordReceipt; a bad item never blocks the others (a
+//! day's notifications must not wait for one mistyped case number). All items go to
+//! the writer as one message, so they share one `fdatasync` (or a few, if their frames
+//! outgrow one batch), and nothing is answered before all of them are durable.
+
+use tonic::{Code, Status};
+
+use crate::domain::text::len;
+use crate::ledger::{self, Command};
+use crate::store::{Reply, StoreHandle};
+
+use super::convert as cv;
+use super::error;
+use super::pb;
+
+/// The most receipts one call takes. 10,000 typical receipts are about 1.5 MB on the
+/// wire and one or two batches of the writer.
+pub const RECEIPTS_PER_CALL_MAX: usize = 10_000;
+
+/// The largest RecordReceipts message: 10,000 items with every text field at its
+/// longest. Only RecordReceipts gets it (see `limits`); every other call keeps the
+/// server's 1 MiB.
+pub const MESSAGE_BYTES_MAX: usize = 16 << 20;
+
+/// Validates a receipt exactly as RecordReceipt does.
+pub(super) fn command(r: &pb::RecordReceiptRequest) -> Result<Command, Status> {
+    use pb::record_receipt_request::Account as A;
+    let case = match r.account.as_ref() {
+        Some(A::CaseNumber(n)) => ledger::CaseKey::Number(cv::case_number("case_number", n)?),
+        Some(A::VirtualAccountNumber(v)) => {
+            ledger::CaseKey::Van(cv::van("virtual_account_number", v)?)
+        }
+        None => {
+            return Err(Status::invalid_argument(
+                "case_number: case_number or virtual_account_number is required",
+            ))
+        }
+    };
+    Ok(Command::RecordReceipt {
+        case,
+        amount: cv::amount("amount", &r.amount)?,
+        payer_name: cv::required("payer_name", &r.payer_name, len::NAME)?,
+        payer_account: cv::optional("payer_account", &r.payer_account, len::ACCOUNT)?,
+        bank_ref: cv::bank_ref("bank_ref", &r.bank_ref)?,
+        value_date: cv::date("value_date", &r.value_date)?,
+    })
+}
+
+fn request(r: &pb::RecordReceiptRequest) -> Result<ledger::Request, Status> {
+    Ok(ledger::Request {
+        id: cv::request_id(&r.request_id)?,
+        command: command(r)?,
+    })
+}
+
+/// A refusal of item `i`, its field names prefixed so the client knows which item and
+/// which field: `receipts[17].amount: ...`; other refusals name the item only.
+fn item_error(i: usize, status: &Status) -> pb::ReceiptResult {
+    let message = if status.code() == Code::InvalidArgument {
+        format!("receipts[{i}].{}", status.message())
+    } else {
+        format!("receipts[{i}]: {}", status.message())
+    };
+    pb::ReceiptResult {
+        result: Some(pb::receipt_result::Result::Error(pb::ItemError {
+            code: status.code() as i32,
+            message,
+        })),
+    }
+}
+
+fn item_ok(sequence: u64) -> pb::ReceiptResult {
+    pb::ReceiptResult {
+        result: Some(pb::receipt_result::Result::Sequence(sequence)),
+    }
+}
+
+pub(super) async fn record_receipts(
+    store: &StoreHandle,
+    r: pb::RecordReceiptsRequest,
+) -> Result<pb::RecordReceiptsResponse, Status> {
+    if !r.request_id.is_empty() {
+        cv::request_id(&r.request_id)?;
+    }
+    match r.receipts.len() {
+        0 => {
+            return Err(Status::invalid_argument(
+                "receipts: at least one receipt is required",
+            ))
+        }
+        n if n > RECEIPTS_PER_CALL_MAX => {
+            return Err(Status::invalid_argument(format!(
+                "receipts: at most {RECEIPTS_PER_CALL_MAX} per call, got {n}; split the backlog"
+            )))
+        }
+        _ => {}
+    }
+    // Malformed items are answered here and never reach the writer; the rest go to it
+    // together, and their outcomes are put back in place.
+    let mut results: Vec<Option<pb::ReceiptResult>> = Vec::with_capacity(r.receipts.len());
+    let mut valid = Vec::with_capacity(r.receipts.len());
+    for (i, item) in r.receipts.iter().enumerate() {
+        match request(item) {
+            Ok(req) => {
+                valid.push(req);
+                results.push(None);
+            }
+            Err(status) => results.push(Some(item_error(i, &status))),
+        }
+    }
+    let replies: Vec<Reply> = if valid.is_empty() {
+        Vec::new()
+    } else {
+        store.write_many(valid).await.map_err(error::write)?
+    };
+    let mut replies = replies.into_iter();
+    let mut out = Vec::with_capacity(results.len());
+    for (i, result) in results.into_iter().enumerate() {
+        let result = match result {
+            Some(refused) => refused,
+            None => match replies.next() {
+                Some(Ok(outcome)) => item_ok(outcome.sequence),
+                Some(Err(e)) => item_error(i, &error::write(e)),
+                None => item_error(
+                    i,
+                    &Status::internal("internal error: the writer answered fewer items"),
+                ),
+            },
+        };
+        out.push(result);
+    }
+    Ok(pb::RecordReceiptsResponse { results: out })
+}
