@@ -128,5 +128,7 @@ pub fn bank_lines(special_id: Uuid) -> Vec<u8> {
     key(b'k', &[special_id.as_bytes()])
 }
 
+pub const CASE_FACTS_PREFIX: &[u8] = b"q";
+
 /// Every case account record.
 pub const CASES_PREFIX: &[u8] = b"c";
