@@ -129,6 +129,3 @@ pub fn bank_lines(special_id: Uuid) -> Vec<u8> {
 }
 
 pub const CASE_FACTS_PREFIX: &[u8] = b"q";
-
-/// Every case account record.
-pub const CASES_PREFIX: &[u8] = b"c";

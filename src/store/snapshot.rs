@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use crate::domain::{BankLine, CaseFacts, CaseNumber, CaseState, UnidentifiedReceiptState};
+use crate::domain::{BankLine, CaseFacts, CaseNumber, UnidentifiedReceiptState};
 use crate::ledger::Fault;
 
 use super::keys;
@@ -81,13 +81,6 @@ impl SledState {
             f(court, decode(&value)?)?;
         }
         Ok(())
-    }
-
-    /// Every case account, in id order, one at a time.
-    pub fn scan_cases(&self) -> impl Iterator<Item = Result<CaseState, Fault>> + '_ {
-        self.tree
-            .scan_prefix(keys::CASES_PREFIX)
-            .map(|item| item.map_err(fault).and_then(|(_, v)| decode(&v)))
     }
 
     /// The bank lines of a special account with sequence at or before `until`, in
