@@ -245,8 +245,9 @@ impl<T> Reply<T> {
 trait Run: Send + 'static {
     type In: Send + 'static;
     type Out: Send + 'static;
-    fn rows(msg: Self::In) -> Result<Option<Vec<Self::Item>>, Status>;
     type Item;
+    /// The rows a message carries; `None` for a message that carries nothing.
+    fn rows(msg: Self::In) -> Result<Option<Vec<Self::Item>>, Status>;
     fn row(&mut self, item: Self::Item, out: &mut dyn FnMut(Discrepancy)) -> Result<(), Fault>;
     fn finish(self, out: &mut dyn FnMut(Discrepancy)) -> Result<Self::Out, Fault>;
     fn discrepancy(d: Discrepancy) -> Self::Out;

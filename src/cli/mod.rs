@@ -82,17 +82,17 @@ struct ReconcileArgs {
     )]
     server: String,
     /// Where the report goes: OUT.csv and OUT.jsonl (default: FILE.report).
-    #[arg(long)]
+    #[arg(long, global = true)]
     out: Option<PathBuf>,
     /// No progress bar.
-    #[arg(long)]
+    #[arg(long, global = true)]
     quiet: bool,
     /// Override the server's limits for this run (days; 0 keeps the server's).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, global = true, default_value_t = 0)]
     disburse_within_days: u32,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, global = true, default_value_t = 0)]
     after_deferral_days: u32,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, global = true, default_value_t = 0)]
     suspense_age_days: u32,
     #[command(subcommand)]
     what: ReconcileWhat,

@@ -204,20 +204,43 @@ impl CaseFlowRun {
         let summary = &mut self.summary;
         let mut emit = |d: Discrepancy| Self::emit(summary, out, d);
         if self.scope.is_some() || !self.courts.is_empty() {
-            for case in self.snap.reads.scan_cases() {
-                let case = case?;
-                let court = case.case_number.court();
-                let covered = self.scope.as_ref().is_some_and(|s| s.covers(court))
-                    || self.courts.contains(court);
-                if !covered || self.seen.contains(case.van.serials()) {
-                    continue;
+            let reads = &self.snap.reads;
+            let sequence = self.snap.sequence;
+            // Facts come grouped by court: decide coverage once per court.
+            let mut last_court = (String::new(), false);
+            reads.for_each_case_facts(sequence, |court, facts| {
+                if last_court.0 != court {
+                    let covered = CourtCode::parse(court).is_ok_and(|c| {
+                        self.scope.as_ref().is_some_and(|s| s.covers(&c))
+                            || self.courts.contains(&c)
+                    });
+                    last_court = (court.to_owned(), covered);
                 }
-                let Some(ledger) = self.snap.case_by_number(&case.case_number)? else {
-                    continue;
+                if !last_court.1 || self.seen.contains(facts.van_serials) {
+                    return Ok(());
+                }
+                // Rare: an account the data did not list. Its number, through its
+                // virtual account number.
+                let (special, serial) = facts.van_serials;
+                let van = crate::domain::VirtualAccountNumber::issue(special, serial);
+                let id = reads
+                    .case_by_van(&van)?
+                    .ok_or_else(|| Fault(format!("facts name unknown account {van}")))?;
+                let case = reads
+                    .case(id)?
+                    .ok_or_else(|| Fault(format!("case index names missing case {id}")))?;
+                let ledger = LedgerCase {
+                    case_number: case.case_number,
+                    van_serials: facts.van_serials,
+                    target: facts.target,
+                    balances: facts.balances,
+                    clock: facts.clock,
+                    closed: facts.closed.filter(|(_, seq)| *seq <= sequence),
                 };
                 case_flow::missing_in_case_flow(&ledger, &mut emit);
                 case_flow::overdue(&ledger, self.as_of, &self.limits, &mut emit);
-            }
+                Ok(())
+            })?;
         }
         self.summary.seen_bytes = self.seen.bytes();
         Ok(self.summary)
@@ -428,16 +451,16 @@ impl BankRun {
             emit(d);
         }
         // The three-way check at the snapshot: bank = Σ cases + suspense.
+        // A case's virtual account number begins with its special account's serial,
+        // so the compact facts lines are enough to sum the account's cases.
         let mut cases = 0i128;
-        for case in reads.scan_cases() {
-            let case = case?;
-            if case.special_id != special_id {
-                continue;
-            }
-            if let Some(facts) = reads.case_facts_at(&case.case_number, seq_max)? {
+        let serial = self.special.serial;
+        reads.for_each_case_facts(seq_max, |_, facts| {
+            if facts.van_serials.0 == serial {
                 cases += i128::from(facts.balances.balance().0);
             }
-        }
+            Ok(())
+        })?;
         let mut suspense = 0i128;
         for u in reads.scan_unidentified(special_id) {
             let u = u?;

@@ -136,5 +136,4 @@ pub fn bank_lines(special_id: Uuid) -> Vec<u8> {
     key(b'k', &[special_id.as_bytes()])
 }
 
-/// Every case account record.
-pub const CASES_PREFIX: &[u8] = b"c";
+pub const CASE_FACTS_PREFIX: &[u8] = b"q";

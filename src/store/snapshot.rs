@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use crate::domain::{BankLine, CaseFacts, CaseNumber, CaseState, UnidentifiedReceiptState};
+use crate::domain::{BankLine, CaseFacts, CaseNumber, UnidentifiedReceiptState};
 use crate::ledger::Fault;
 
 use super::keys;
@@ -44,11 +44,43 @@ impl SledState {
         }
     }
 
-    /// Every case account, in id order, one at a time.
-    pub fn scan_cases(&self) -> impl Iterator<Item = Result<CaseState, Fault>> + '_ {
-        self.tree
-            .scan_prefix(keys::CASES_PREFIX)
-            .map(|item| item.map_err(fault).and_then(|(_, v)| decode(&v)))
+    /// Each case's facts as of `sequence` (its last line at or before it), with the
+    /// court code its key begins with, in the order of the ordered keys: one pass over
+    /// the compact facts lines instead of decoding every case record.
+    pub fn for_each_case_facts(
+        &self,
+        sequence: u64,
+        mut f: impl FnMut(&str, CaseFacts) -> Result<(), Fault>,
+    ) -> Result<(), Fault> {
+        let mut done: Vec<u8> = Vec::new();
+        for item in self.tree.scan_prefix(keys::CASE_FACTS_PREFIX) {
+            let (key, value) = item.map_err(fault)?;
+            let split = key
+                .len()
+                .checked_sub(8)
+                .ok_or_else(|| Fault("malformed facts key".into()))?;
+            let (case, tail) = key.split_at(split);
+            if case == done.as_slice() {
+                continue;
+            }
+            let inverted: [u8; 8] = tail
+                .try_into()
+                .map_err(|_| Fault("malformed facts key".into()))?;
+            // Lines run from the latest entry back: skip those after the snapshot.
+            if !u64::from_be_bytes(inverted) > sequence {
+                continue;
+            }
+            done.clear();
+            done.extend_from_slice(case);
+            let court_end = case
+                .iter()
+                .position(|b| *b == 0)
+                .ok_or_else(|| Fault("malformed facts key".into()))?;
+            let court = std::str::from_utf8(case.get(1..court_end).unwrap_or_default())
+                .map_err(|_| Fault("malformed facts key".into()))?;
+            f(court, decode(&value)?)?;
+        }
+        Ok(())
     }
 
     /// The bank lines of a special account with sequence at or before `until`, in
