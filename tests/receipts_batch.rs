@@ -298,3 +298,32 @@ async fn concurrent_batches_on_one_case_lose_nothing() {
     let state = case_escrow::ledger::MemState::replay(&entries).expect("replays");
     case_escrow::ledger::invariants::check(&state).expect("invariants hold");
 }
+
+/// Suspense routing is RecordReceipt's alone: a batch item asking for it is refused by
+/// name rather than quietly treated as a plain receipt.
+#[tokio::test]
+async fn a_batch_item_asking_for_suspense_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut cases = ledger_with_two_cases(&server).await;
+    let mut to_suspense = receipt_request(CASE_A, "5.00", "S-1");
+    to_suspense.to_suspense_if_unmatched = true;
+    let results = cases
+        .record_receipts(batch(vec![
+            receipt_request(CASE_A, "1.00", "S-0"),
+            to_suspense,
+        ]))
+        .await
+        .expect("the call is answered")
+        .into_inner()
+        .results;
+    assert!(sequence(&results[0]) > 0);
+    let (code, message) = refusal(&results[1]);
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(
+        message.starts_with("receipts[1].to_suspense_if_unmatched"),
+        "{message}"
+    );
+    assert_eq!(balances(&mut cases, CASE_A).await.received, "1.00");
+    server.stop().await;
+}

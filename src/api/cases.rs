@@ -155,19 +155,6 @@ fn as_of_step(d: &mut crate::domain::DisbursementState, entry: &Entry) {
     }
 }
 
-fn case_key(account: Option<&pb::record_receipt_request::Account>) -> Result<CaseKey, Status> {
-    use pb::record_receipt_request::Account as A;
-    match account {
-        Some(A::CaseNumber(n)) => Ok(CaseKey::Number(cv::case_number("case_number", n)?)),
-        Some(A::VirtualAccountNumber(v)) => Ok(CaseKey::Van(cv::van("virtual_account_number", v)?)),
-        None => Err(DomainError::invalid(
-            "case_number",
-            "case_number or virtual_account_number is required",
-        )
-        .into()),
-    }
-}
-
 #[tonic::async_trait]
 impl CaseLedger for CaseLedgerService {
     async fn open_case_account(
@@ -222,14 +209,8 @@ impl CaseLedger for CaseLedgerService {
         if r.to_suspense_if_unmatched {
             return self.receipt_or_suspense(r).await;
         }
-        let command = Command::RecordReceipt {
-            case: case_key(r.account.as_ref())?,
-            amount: cv::amount("amount", &r.amount)?,
-            payer_name: cv::required("payer_name", &r.payer_name, len::NAME)?,
-            payer_account: cv::optional("payer_account", &r.payer_account, len::ACCOUNT)?,
-            bank_ref: cv::bank_ref("bank_ref", &r.bank_ref)?,
-            value_date: cv::date("value_date", &r.value_date)?,
-        };
+        // One validation for RecordReceipt and every item of RecordReceipts.
+        let command = super::receipts::command(&r)?;
         let entry = self.submit(&r.request_id, command).await?;
         self.entry_answer(&entry).map(Response::new)
     }

@@ -28,6 +28,13 @@ pub const MESSAGE_BYTES_MAX: usize = 16 << 20;
 /// Validates a receipt exactly as RecordReceipt does.
 pub(super) fn command(r: &pb::RecordReceiptRequest) -> Result<Command, Status> {
     use pb::record_receipt_request::Account as A;
+    // Routing to suspense is RecordReceipt's alone for now; ignoring the switch here
+    // would quietly refuse money the caller meant to park.
+    if r.to_suspense_if_unmatched {
+        return Err(Status::invalid_argument(
+            "to_suspense_if_unmatched: not supported by RecordReceipts; send such receipts with RecordReceipt",
+        ));
+    }
     let case = match r.account.as_ref() {
         Some(A::CaseNumber(n)) => ledger::CaseKey::Number(cv::case_number("case_number", n)?),
         Some(A::VirtualAccountNumber(v)) => {
