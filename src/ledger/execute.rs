@@ -184,21 +184,13 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
                 return same_receipt(state, seq, bank_ref, case.id, amount.fen());
             }
             open_case_for_money(state, &case)?;
-            new_posted(
-                Op::Receipt {
-                    case_id: case.id,
-                    special_id: case.special_id,
-                    case_number: case.case_number.clone(),
-                    amount: *amount,
-                    payer_name: payer_name.clone(),
-                    payer_account: payer_account.clone(),
-                    bank_ref: bank_ref.clone(),
-                    value_date: *value_date,
-                },
-                vec![
-                    Posting::debit(Account::Bank(case.special_id), amount.fen()),
-                    Posting::credit(Account::Case(case.id), amount.fen()),
-                ],
+            receipt(
+                &case,
+                *amount,
+                payer_name,
+                payer_account,
+                bank_ref,
+                *value_date,
             )
         }
         Command::RequestDisbursement {
@@ -462,21 +454,13 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
                 };
             }
             match case {
-                Some(case) => new_posted(
-                    Op::Receipt {
-                        case_id: case.id,
-                        special_id: case.special_id,
-                        case_number: case.case_number.clone(),
-                        amount: *amount,
-                        payer_name: payer_name.clone(),
-                        payer_account: payer_account.clone(),
-                        bank_ref: bank_ref.clone(),
-                        value_date: *value_date,
-                    },
-                    vec![
-                        Posting::debit(Account::Bank(case.special_id), amount.fen()),
-                        Posting::credit(Account::Case(case.id), amount.fen()),
-                    ],
+                Some(case) => receipt(
+                    &case,
+                    *amount,
+                    payer_name,
+                    payer_account,
+                    bank_ref,
+                    *value_date,
                 ),
                 None => to_suspense(
                     ctx,
@@ -712,6 +696,34 @@ fn same_unidentified(state: &impl State, seq: u64, bank_ref: &BankRef, amount: F
         }
         _ => Err(bank_ref_taken(bank_ref, seq)),
     }
+}
+
+/// Money for a case: debit the bank, credit the case. One place for both the plain
+/// receipt and the receipt that matched a case on its way to suspense.
+fn receipt(
+    case: &CaseState,
+    amount: crate::domain::Amount,
+    payer_name: &crate::domain::Text,
+    payer_account: &crate::domain::Text,
+    bank_ref: &BankRef,
+    value_date: crate::domain::Date,
+) -> Decided {
+    new_posted(
+        Op::Receipt {
+            case_id: case.id,
+            special_id: case.special_id,
+            case_number: case.case_number.clone(),
+            amount,
+            payer_name: payer_name.clone(),
+            payer_account: payer_account.clone(),
+            bank_ref: bank_ref.clone(),
+            value_date,
+        },
+        vec![
+            Posting::debit(Account::Bank(case.special_id), amount.fen()),
+            Posting::credit(Account::Case(case.id), amount.fen()),
+        ],
+    )
 }
 
 fn new(op: Op) -> Decided {
