@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/case_escrow/v1/ledger.proto",
         "proto/case_escrow/v1/journal.proto",
         "proto/case_escrow/v1/reconciliation.proto",
+        "proto/case_escrow/v1/principals.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
     // compile_fds does not write the descriptor set; reflection needs it.

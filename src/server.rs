@@ -12,12 +12,17 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use std::sync::Arc;
+
+use crate::api::auth::{Authenticated, Directory};
 use crate::api::pb::{
     case_ledger_server::CaseLedgerServer, journal_server::JournalServer,
-    reconciliation_server::ReconciliationServer, special_accounts_server::SpecialAccountsServer,
+    principals_server::PrincipalsServer, reconciliation_server::ReconciliationServer,
+    special_accounts_server::SpecialAccountsServer,
 };
 use crate::api::{
-    self, CaseLedgerService, JournalService, ReconciliationService, SpecialAccountsService,
+    self, CaseLedgerService, JournalService, PrincipalsService, ReconciliationService,
+    SpecialAccountsService,
 };
 use crate::reconcile::Limits;
 use crate::store::{Store, StoreError};
@@ -50,6 +55,50 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("principals: {0}")]
+    Principals(String),
+}
+
+/// Server TLS, and mutual TLS when `client_ca_pem` is given: a client then presents a
+/// certificate signed by that CA, and a principal registered with the SHA-256 of the
+/// certificate's DER is authenticated by it (a bearer token still works and wins).
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl TlsConfig {
+    /// Reads the PEM files named on the command line.
+    pub fn from_files(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        client_ca: Option<&std::path::Path>,
+    ) -> Result<TlsConfig, String> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        Ok(TlsConfig {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+            client_ca_pem: client_ca.map(read).transpose()?,
+        })
+    }
+
+    fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let mut config = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem));
+        if let Some(ca) = &self.client_ca_pem {
+            // Optional, so that a client without a certificate can still authenticate
+            // by token; one with a certificate must present one the CA signed.
+            config = config
+                .client_ca_root(Certificate::from_pem(ca))
+                .client_auth_optional(true);
+        }
+        config
+    }
 }
 
 /// A store that is open and a socket that is bound, ready to serve.
@@ -59,6 +108,8 @@ pub struct Server {
     addr: SocketAddr,
     shutdown_grace: Duration,
     limits: Limits,
+    directory: Arc<Directory>,
+    tls: Option<TlsConfig>,
 }
 
 impl Server {
@@ -72,6 +123,15 @@ impl Server {
             .map_err(|e| {
                 StoreError::Replay(format!("opening the store stopped abnormally: {e}"))
             })??;
+        let principals = store
+            .handle()
+            .reads
+            .principals()
+            .map_err(|e| ServerError::Principals(e.to_string()))?;
+        let directory = Arc::new(Directory::new(principals));
+        api::principals::bootstrap(&store.handle(), &directory, &config.data_dir)
+            .await
+            .map_err(ServerError::Principals)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -91,7 +151,15 @@ impl Server {
             addr,
             shutdown_grace: config.shutdown_grace,
             limits: Limits::default(),
+            directory,
+            tls: None,
         })
+    }
+
+    /// Serves over TLS (and mutual TLS if the config names a client CA).
+    pub fn with_tls(mut self, tls: TlsConfig) -> Server {
+        self.tls = Some(tls);
+        self
     }
 
     /// The limits on holding money that reconciliation checks (default: the law's).
@@ -119,38 +187,64 @@ impl Server {
             .register_encoded_file_descriptor_set(api::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
-        let specials = SpecialAccountsServer::new(SpecialAccountsService {
-            store: handle.clone(),
-        })
-        .max_decoding_message_size(MESSAGE_BYTES_MAX);
-        let cases = api::limits::CaseLedgerWithLimits::new(
-            CaseLedgerService {
+        let auth = |service| Authenticated::new(service, self.directory.clone());
+        let specials = auth(
+            SpecialAccountsServer::new(SpecialAccountsService {
                 store: handle.clone(),
-            },
-            MESSAGE_BYTES_MAX,
-            api::receipts::MESSAGE_BYTES_MAX,
+            })
+            .max_decoding_message_size(MESSAGE_BYTES_MAX),
         );
-        let journal = JournalServer::new(JournalService {
-            store: handle.clone(),
-        })
-        .max_decoding_message_size(MESSAGE_BYTES_MAX);
+        let cases = Authenticated::new(
+            api::limits::CaseLedgerWithLimits::new(
+                CaseLedgerService {
+                    store: handle.clone(),
+                },
+                MESSAGE_BYTES_MAX,
+                api::receipts::MESSAGE_BYTES_MAX,
+            ),
+            self.directory.clone(),
+        );
+        let journal = Authenticated::new(
+            JournalServer::new(JournalService {
+                store: handle.clone(),
+            })
+            .max_decoding_message_size(MESSAGE_BYTES_MAX),
+            self.directory.clone(),
+        );
+        let principals = Authenticated::new(
+            PrincipalsServer::new(PrincipalsService {
+                store: handle.clone(),
+                directory: self.directory.clone(),
+            })
+            .max_decoding_message_size(MESSAGE_BYTES_MAX),
+            self.directory.clone(),
+        );
         // Rows come in batches: a message may hold a few thousand of them.
-        let reconciliation = ReconciliationServer::new(ReconciliationService {
-            store: handle,
-            limits: self.limits,
-        })
-        .max_decoding_message_size(RECONCILE_MESSAGE_BYTES_MAX);
+        let reconciliation = Authenticated::new(
+            ReconciliationServer::new(ReconciliationService {
+                store: handle,
+                limits: self.limits,
+            })
+            .max_decoding_message_size(RECONCILE_MESSAGE_BYTES_MAX),
+            self.directory.clone(),
+        );
+        let reflection = Authenticated::new(reflection, self.directory.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Without TCP_NODELAY a client that waits for each answer before its next call
         // meets Nagle's algorithm and delayed ACKs: about 40 ms a call.
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        let serve = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_config(tls.server_config())?;
+        }
+        let serve = builder
             .add_service(health_service)
             .add_service(reflection)
             .add_service(specials)
             .add_service(cases)
             .add_service(journal)
             .add_service(reconciliation)
+            .add_service(principals)
             .serve_with_incoming_shutdown(incoming, async {
                 // A dropped sender also means stop.
                 let _ = stop_rx.await;
@@ -181,12 +275,13 @@ impl Server {
 }
 
 /// Every service the server offers, as health checking names them ("" is the server).
-const SERVICE_NAMES: [&str; 5] = [
+const SERVICE_NAMES: [&str; 6] = [
     "",
     <SpecialAccountsServer<SpecialAccountsService> as NamedService>::NAME,
     <CaseLedgerServer<CaseLedgerService> as NamedService>::NAME,
     <JournalServer<JournalService> as NamedService>::NAME,
     <ReconciliationServer<ReconciliationService> as NamedService>::NAME,
+    <PrincipalsServer<PrincipalsService> as NamedService>::NAME,
 ];
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {

@@ -4,13 +4,13 @@
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{text::len, DomainError, Entry, Op, Payee};
+use crate::domain::{text::len, DomainError, Entry, Op, Payee, PrincipalState};
 use crate::ledger::{self, CaseKey, Command, Fault, State};
 use crate::store::StoreHandle;
 
 use super::convert::{self as cv};
 use super::pb::{self, case_ledger_server::CaseLedger};
-use super::{error, page_size, resolve_as_of};
+use super::{authz, error, page_size, resolve_as_of};
 
 pub struct CaseLedgerService {
     pub store: StoreHandle,
@@ -19,10 +19,16 @@ pub struct CaseLedgerService {
 pub(super) type Answer<T> = Result<Response<T>, Status>;
 
 impl CaseLedgerService {
-    pub(super) async fn submit(&self, request_id: &str, command: Command) -> Result<Entry, Status> {
+    pub(super) async fn submit(
+        &self,
+        who: &PrincipalState,
+        request_id: &str,
+        command: Command,
+    ) -> Result<Entry, Status> {
         let request = ledger::Request {
             id: cv::request_id(request_id)?,
             command,
+            principal: Some(who.id),
         };
         let outcome = self.store.write(request).await.map_err(error::write)?;
         self.entry(outcome.sequence)
@@ -108,10 +114,11 @@ impl CaseLedgerService {
 
     async fn disbursement_step(
         &self,
+        who: &PrincipalState,
         request_id: &str,
         command: Command,
     ) -> Answer<pb::Disbursement> {
-        let entry = self.submit(request_id, command).await?;
+        let entry = self.submit(who, request_id, command).await?;
         self.disbursement_answer(&entry)
     }
 }
@@ -161,7 +168,7 @@ impl CaseLedger for CaseLedgerService {
         &self,
         request: Request<pb::OpenCaseAccountRequest>,
     ) -> Answer<pb::CaseAccount> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         let command = Command::OpenCaseAccount {
             special_id: cv::id("special_account_id", &r.special_account_id)?,
             case_number: cv::case_number("case_number", &r.case_number)?,
@@ -169,7 +176,7 @@ impl CaseLedger for CaseLedgerService {
             applicants: cv::parties("applicants", &r.applicants, true)?,
             respondents: cv::parties("respondents", &r.respondents, false)?,
         };
-        let entry = self.submit(&r.request_id, command).await?;
+        let entry = self.submit(&who, &r.request_id, command).await?;
         let Op::CaseAccountOpened { case_id, .. } = entry.op else {
             return Err(error::fault(Fault(format!(
                 "entry {} opened no case account",
@@ -184,7 +191,7 @@ impl CaseLedger for CaseLedgerService {
         request: Request<pb::GetCaseAccountRequest>,
     ) -> Answer<pb::CaseAccount> {
         use pb::get_case_account_request::Account as A;
-        let r = request.into_inner();
+        let (_, r) = authz::authorize(request, &self.store.reads)?;
         let key = match &r.account {
             Some(A::CaseNumber(n)) => CaseKey::Number(cv::case_number("case_number", n)?),
             Some(A::VirtualAccountNumber(v)) => CaseKey::Van(cv::van("virtual_account_number", v)?),
@@ -205,13 +212,13 @@ impl CaseLedger for CaseLedgerService {
         &self,
         request: Request<pb::RecordReceiptRequest>,
     ) -> Answer<pb::Entry> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         if r.to_suspense_if_unmatched {
-            return self.receipt_or_suspense(r).await;
+            return self.receipt_or_suspense(&who, r).await;
         }
         // One validation for RecordReceipt and every item of RecordReceipts.
         let command = super::receipts::command(&r)?;
-        let entry = self.submit(&r.request_id, command).await?;
+        let entry = self.submit(&who, &r.request_id, command).await?;
         self.entry_answer(&entry).map(Response::new)
     }
 
@@ -219,7 +226,8 @@ impl CaseLedger for CaseLedgerService {
         &self,
         request: Request<pb::RecordReceiptsRequest>,
     ) -> Answer<pb::RecordReceiptsResponse> {
-        super::receipts::record_receipts(&self.store, request.into_inner())
+        let caller = authz::caller(&request)?;
+        super::receipts::record_receipts(&self.store, &caller, request.into_inner())
             .await
             .map(Response::new)
     }
@@ -228,7 +236,7 @@ impl CaseLedger for CaseLedgerService {
         &self,
         request: Request<pb::RequestDisbursementRequest>,
     ) -> Answer<pb::Disbursement> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         let command = Command::RequestDisbursement {
             case_number: cv::case_number("case_number", &r.case_number)?,
             amount: cv::amount("amount", &r.amount)?,
@@ -241,87 +249,88 @@ impl CaseLedger for CaseLedgerService {
             memo: cv::optional("memo", &r.memo, len::REASON)?,
             exception_reason: cv::optional("exception_reason", &r.exception_reason, len::REASON)?,
         };
-        self.disbursement_step(&r.request_id, command).await
+        self.disbursement_step(&who, &r.request_id, command).await
     }
 
     async fn approve_disbursement(
         &self,
         request: Request<pb::ApproveDisbursementRequest>,
     ) -> Answer<pb::Disbursement> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         let command = Command::ApproveDisbursement {
             disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
             approval_ref: cv::required("approval_ref", &r.approval_ref, len::REF)?,
         };
-        self.disbursement_step(&r.request_id, command).await
+        self.disbursement_step(&who, &r.request_id, command).await
     }
 
     async fn reject_disbursement(
         &self,
         request: Request<pb::RejectDisbursementRequest>,
     ) -> Answer<pb::Disbursement> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         let command = Command::RejectDisbursement {
             disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
             reason: cv::required("reason", &r.reason, len::REASON)?,
         };
-        self.disbursement_step(&r.request_id, command).await
+        self.disbursement_step(&who, &r.request_id, command).await
     }
 
     async fn cancel_disbursement(
         &self,
         request: Request<pb::CancelDisbursementRequest>,
     ) -> Answer<pb::Disbursement> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         let command = Command::CancelDisbursement {
             disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
             reason: cv::required("reason", &r.reason, len::REASON)?,
         };
-        self.disbursement_step(&r.request_id, command).await
+        self.disbursement_step(&who, &r.request_id, command).await
     }
 
     async fn confirm_disbursement_paid(
         &self,
         request: Request<pb::ConfirmDisbursementPaidRequest>,
     ) -> Answer<pb::Disbursement> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         let command = Command::ConfirmDisbursementPaid {
             disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
             bank_ref: cv::bank_ref("bank_ref", &r.bank_ref)?,
             paid_at: cv::optional_time("paid_at", r.paid_at.as_ref())?,
         };
-        self.disbursement_step(&r.request_id, command).await
+        self.disbursement_step(&who, &r.request_id, command).await
     }
 
     async fn fail_disbursement(
         &self,
         request: Request<pb::FailDisbursementRequest>,
     ) -> Answer<pb::Disbursement> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         let command = Command::FailDisbursement {
             disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
             reason: cv::required("reason", &r.reason, len::REASON)?,
         };
-        self.disbursement_step(&r.request_id, command).await
+        self.disbursement_step(&who, &r.request_id, command).await
     }
 
     async fn record_returned_payment(
         &self,
         request: Request<pb::RecordReturnedPaymentRequest>,
     ) -> Answer<pb::Disbursement> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         let command = Command::RecordReturnedPayment {
             disbursement_id: cv::id("disbursement_id", &r.disbursement_id)?,
             bank_ref: cv::bank_ref("bank_ref", &r.bank_ref)?,
             reason: cv::required("reason", &r.reason, len::REASON)?,
         };
-        self.disbursement_step(&r.request_id, command).await
+        self.disbursement_step(&who, &r.request_id, command).await
     }
 
     async fn get_disbursement(
         &self,
         request: Request<pb::GetDisbursementRequest>,
     ) -> Answer<pb::Disbursement> {
+        authz::check(&request, &self.store.reads)?;
         let id = cv::id("disbursement_id", &request.get_ref().disbursement_id)?;
         let d = self
             .store
@@ -335,7 +344,7 @@ impl CaseLedger for CaseLedgerService {
         &self,
         request: Request<pb::TransferBetweenCasesRequest>,
     ) -> Answer<pb::Entry> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         let command = Command::TransferBetweenCases {
             from: cv::case_number("from_case_number", &r.from_case_number)?,
             to: cv::case_number("to_case_number", &r.to_case_number)?,
@@ -343,12 +352,12 @@ impl CaseLedger for CaseLedgerService {
             reason: cv::required("reason", &r.reason, len::REASON)?,
             document_ref: cv::optional("document_ref", &r.document_ref, len::REF)?,
         };
-        let entry = self.submit(&r.request_id, command).await?;
+        let entry = self.submit(&who, &r.request_id, command).await?;
         self.entry_answer(&entry).map(Response::new)
     }
 
     async fn reverse_entry(&self, request: Request<pb::ReverseEntryRequest>) -> Answer<pb::Entry> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         if r.sequence == 0 {
             return Err(
                 DomainError::invalid("sequence", "is required: the entry to reverse").into(),
@@ -358,7 +367,7 @@ impl CaseLedger for CaseLedgerService {
             sequence: r.sequence,
             reason: cv::required("reason", &r.reason, len::REASON)?,
         };
-        let entry = self.submit(&r.request_id, command).await?;
+        let entry = self.submit(&who, &r.request_id, command).await?;
         self.entry_answer(&entry).map(Response::new)
     }
 
@@ -366,13 +375,13 @@ impl CaseLedger for CaseLedgerService {
         &self,
         request: Request<pb::CloseCaseAccountRequest>,
     ) -> Answer<pb::CaseAccount> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         let command = Command::CloseCaseAccount {
             case_number: cv::case_number("case_number", &r.case_number)?,
             method: cv::closure_method(r.closure_method)?,
             reason: cv::required("reason", &r.reason, len::REASON)?,
         };
-        let entry = self.submit(&r.request_id, command).await?;
+        let entry = self.submit(&who, &r.request_id, command).await?;
         let Op::CaseAccountClosed { case_id, .. } = entry.op else {
             return Err(error::fault(Fault(format!(
                 "entry {} closed no case account",
@@ -386,7 +395,7 @@ impl CaseLedger for CaseLedgerService {
         &self,
         request: Request<pb::ListEntriesRequest>,
     ) -> Answer<pb::ListEntriesResponse> {
-        let r = request.into_inner();
+        let (_, r) = authz::authorize(request, &self.store.reads)?;
         let number = cv::case_number("case_number", &r.case_number)?;
         let id = self.case_id(&CaseKey::Number(number.clone()))?;
         let limit = page_size(r.page_size)?;
@@ -417,27 +426,31 @@ impl CaseLedger for CaseLedgerService {
         &self,
         request: Request<pb::RecordUnidentifiedReceiptRequest>,
     ) -> Answer<pb::UnidentifiedReceipt> {
-        self.record_unidentified(request.into_inner()).await
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
+        self.record_unidentified(&who, r).await
     }
 
     async fn assign_unidentified_receipt(
         &self,
         request: Request<pb::AssignUnidentifiedReceiptRequest>,
     ) -> Answer<pb::UnidentifiedReceipt> {
-        self.assign_unidentified(request.into_inner()).await
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
+        self.assign_unidentified(&who, r).await
     }
 
     async fn return_unidentified_receipt(
         &self,
         request: Request<pb::ReturnUnidentifiedReceiptRequest>,
     ) -> Answer<pb::UnidentifiedReceipt> {
-        self.return_unidentified(request.into_inner()).await
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
+        self.return_unidentified(&who, r).await
     }
 
     async fn get_unidentified_receipt(
         &self,
         request: Request<pb::GetUnidentifiedReceiptRequest>,
     ) -> Answer<pb::UnidentifiedReceipt> {
+        authz::check(&request, &self.store.reads)?;
         self.get_unidentified(request.into_inner())
     }
 
@@ -445,6 +458,7 @@ impl CaseLedger for CaseLedgerService {
         &self,
         request: Request<pb::ListUnidentifiedReceiptsRequest>,
     ) -> Answer<pb::ListUnidentifiedReceiptsResponse> {
+        authz::check(&request, &self.store.reads)?;
         self.list_unidentified(request.into_inner())
     }
 
@@ -452,14 +466,17 @@ impl CaseLedger for CaseLedgerService {
         &self,
         request: Request<pb::RecordDeferralRequest>,
     ) -> Answer<pb::Deferral> {
-        self.record_deferral_(request.into_inner()).await
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
+        self.record_deferral_(&who, r).await
     }
 
     async fn end_deferral(&self, request: Request<pb::EndDeferralRequest>) -> Answer<pb::Deferral> {
-        self.end_deferral_(request.into_inner()).await
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
+        self.end_deferral_(&who, r).await
     }
 
     async fn get_deferral(&self, request: Request<pb::GetDeferralRequest>) -> Answer<pb::Deferral> {
+        authz::check(&request, &self.store.reads)?;
         self.get_deferral_(request.into_inner())
     }
 }

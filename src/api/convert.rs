@@ -562,7 +562,32 @@ pub fn entry(e: &Entry, case: Option<(&CaseNumber, Balances)>) -> pb::Entry {
             out.case_number = case_number.to_string();
             K::DeferralEnded
         }
+        // The principal's id goes in memo; its token hash is never shown.
+        Op::PrincipalAdded {
+            principal_id, name, ..
+        } => {
+            out.memo = format!("{name} ({principal_id})");
+            K::PrincipalAdded
+        }
+        Op::PrincipalDisabled {
+            principal_id,
+            reason,
+        } => {
+            out.memo = format!("{principal_id}: {reason}");
+            K::PrincipalDisabled
+        }
+        Op::PrincipalTokenRotated { principal_id, .. } => {
+            out.memo = principal_id.to_string();
+            K::PrincipalTokenRotated
+        }
     };
+    if matches!(
+        kind,
+        K::PrincipalAdded | K::PrincipalDisabled | K::PrincipalTokenRotated
+    ) {
+        out.special_account_id.clear();
+    }
+    out.principal_id = e.principal.map(|p| p.to_string()).unwrap_or_default();
     out.kind = kind as i32;
     out
 }

@@ -12,6 +12,7 @@ pub fn domain(e: DomainError) -> Status {
         DomainError::NotFound { .. } => Code::NotFound,
         DomainError::AlreadyExists { .. } => Code::AlreadyExists,
         DomainError::Rule(_) => Code::FailedPrecondition,
+        DomainError::Forbidden(_) => Code::PermissionDenied,
         DomainError::RequestIdReused { .. } => Code::Aborted,
     };
     Status::new(code, e.to_string())

@@ -12,7 +12,7 @@ use crate::store::journal::{self, GENESIS};
 use crate::store::StoreHandle;
 
 use super::convert as cv;
-use super::error;
+use super::{authz, error};
 use super::pb::{self, journal_server::Journal};
 
 /// The most entry hashes one proof carries; a client that saved a digest further away
@@ -62,8 +62,9 @@ fn chain_at(store: &StoreHandle, sequence: u64) -> Result<journal::Hash, Status>
 impl Journal for JournalService {
     async fn get_digest(
         &self,
-        _: Request<pb::GetDigestRequest>,
+        request: Request<pb::GetDigestRequest>,
     ) -> Result<Response<pb::Digest>, Status> {
+        authz::check(&request, &self.store.reads)?;
         let sequence = self.store.reads.last_sequence()?;
         Ok(Response::new(pb::Digest {
             sequence,
@@ -75,7 +76,7 @@ impl Journal for JournalService {
         &self,
         request: Request<pb::GetEntryRequest>,
     ) -> Result<Response<pb::EntryProof>, Status> {
-        let r = request.into_inner();
+        let (_, r) = authz::authorize(request, &self.store.reads)?;
         let last = self.store.reads.last_sequence()?;
         if r.sequence == 0 {
             return Err(DomainError::invalid("sequence", "is required").into());
@@ -130,7 +131,7 @@ impl Journal for JournalService {
         &self,
         request: Request<pb::VerifyJournalRequest>,
     ) -> Result<Response<pb::VerifyJournalResponse>, Status> {
-        let r = request.into_inner();
+        let (_, r) = authz::authorize(request, &self.store.reads)?;
         let last = self.store.reads.last_sequence()?;
         let from = r.from_sequence.max(1);
         let to = if r.to_sequence == 0 {
@@ -212,7 +213,8 @@ impl Journal for JournalService {
         &self,
         request: Request<pb::WatchJournalRequest>,
     ) -> Result<Response<Self::WatchJournalStream>, Status> {
-        let from = request.into_inner().from_sequence.max(1);
+        let (_, r) = authz::authorize(request, &self.store.reads)?;
+        let from = r.from_sequence.max(1);
         let store = self.store.clone();
         let (tx, rx) = mpsc::channel(WATCH_BUFFER_ENTRIES);
         tokio::spawn(feed(store, from, tx));
@@ -223,8 +225,9 @@ impl Journal for JournalService {
 
     async fn backup(
         &self,
-        _: Request<pb::BackupRequest>,
+        request: Request<pb::BackupRequest>,
     ) -> Result<Response<Self::BackupStream>, Status> {
+        authz::check(&request, &self.store.reads)?;
         let sequence = self.store.reads.last_sequence()?;
         let (bytes, digest) = match sequence {
             0 => (0, GENESIS),

@@ -2,11 +2,14 @@
 //! it validates every field into domain types, submits commands, and maps refusals to
 //! statuses in one place (`error`).
 
+pub mod auth;
+pub mod authz;
 mod cases;
 pub mod convert;
 pub mod error;
 mod journal;
 pub mod limits;
+pub mod principals;
 pub mod receipts;
 mod reconcile;
 mod specials;
@@ -14,6 +17,7 @@ mod suspense;
 
 pub use cases::CaseLedgerService;
 pub use journal::JournalService;
+pub use principals::PrincipalsService;
 pub use reconcile::ReconciliationService;
 pub use specials::SpecialAccountsService;
 

@@ -13,6 +13,7 @@ use crate::ledger::{self, Command};
 use crate::store::{Reply, StoreHandle};
 
 use super::convert as cv;
+use super::authz::{self, Caller, Scoped};
 use super::error;
 use super::pb;
 
@@ -56,10 +57,19 @@ pub(super) fn command(r: &pb::RecordReceiptRequest) -> Result<Command, Status> {
     })
 }
 
-fn request(r: &pb::RecordReceiptRequest) -> Result<ledger::Request, Status> {
+/// One item as a ledger request, after checking that the caller may write to its
+/// case: an item outside the caller's courts is refused on its own, like a bad one.
+fn request(
+    store: &StoreHandle,
+    caller: &Caller,
+    r: &pb::RecordReceiptRequest,
+) -> Result<ledger::Request, Status> {
+    let command = command(r)?;
+    authz::within(caller, &r.scopes(&store.reads)?)?;
     Ok(ledger::Request {
         id: cv::request_id(&r.request_id)?,
-        command: command(r)?,
+        command,
+        principal: Some(caller.principal.id),
     })
 }
 
@@ -87,6 +97,7 @@ fn item_ok(sequence: u64) -> pb::ReceiptResult {
 
 pub(super) async fn record_receipts(
     store: &StoreHandle,
+    caller: &Caller,
     r: pb::RecordReceiptsRequest,
 ) -> Result<pb::RecordReceiptsResponse, Status> {
     if !r.request_id.is_empty() {
@@ -110,7 +121,7 @@ pub(super) async fn record_receipts(
     let mut results: Vec<Option<pb::ReceiptResult>> = Vec::with_capacity(r.receipts.len());
     let mut valid = Vec::with_capacity(r.receipts.len());
     for (i, item) in r.receipts.iter().enumerate() {
-        match request(item) {
+        match request(store, caller, item) {
             Ok(req) => {
                 valid.push(req);
                 results.push(None);

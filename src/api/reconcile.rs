@@ -21,7 +21,7 @@ use crate::reconcile::{self, Discrepancy, Limits};
 use crate::store::StoreHandle;
 
 use super::convert::{self as cv};
-use super::error;
+use super::{authz, error};
 use super::pb::{self, reconciliation_server::Reconciliation};
 
 /// Answers waiting for a slow client before the run pauses.
@@ -412,6 +412,7 @@ impl Reconciliation for ReconciliationService {
         request: Request<Streaming<pb::ReconcileCaseFlowRequest>>,
     ) -> Result<Response<Self::ReconcileCaseFlowStream>, Status> {
         use pb::reconcile_case_flow_request::Message as M;
+        let caller = authz::caller(&request)?;
         let mut inbound = request.into_inner();
         let header = match inbound.message().await? {
             Some(pb::ReconcileCaseFlowRequest {
@@ -426,6 +427,20 @@ impl Reconciliation for ReconciliationService {
             "" => None,
             s => Some(cv::court_code("header.court_scope", s)?),
         };
+        // A caller who may not read every court reconciles within a court scope it
+        // may read, and rows of other courts are refused as INVALID_ROW: otherwise the
+        // answers would tell which cases other courts hold.
+        let restricted = !caller.principal.reads_everything();
+        match &scope {
+            Some(s) => authz::within(&caller, &[authz::Scope::Court(s.clone())])?,
+            None if restricted => {
+                return Err(Status::permission_denied(format!(
+                    "principal {} may not reconcile every court: give header.court_scope, a court it may read",
+                    caller.principal.name
+                )))
+            }
+            None => {}
+        }
         let snap = self.snapshot(header.as_of_sequence, Some(as_of))?;
         let first = pb::ReconcileCaseFlowResponse {
             message: Some(pb::reconcile_case_flow_response::Message::Started(started(
@@ -434,7 +449,7 @@ impl Reconciliation for ReconciliationService {
                 &limits,
             ))),
         };
-        let run = CaseFlowRun::new(snap, as_of, limits, scope);
+        let run = CaseFlowRun::new(snap, as_of, limits, scope).restricted_to_scope(restricted);
         Ok(Response::new(spawn(run, inbound, first)))
     }
 
@@ -443,6 +458,7 @@ impl Reconciliation for ReconciliationService {
         request: Request<Streaming<pb::ReconcileBankStatementRequest>>,
     ) -> Result<Response<Self::ReconcileBankStatementStream>, Status> {
         use pb::reconcile_bank_statement_request::Message as M;
+        let caller = authz::caller(&request)?;
         let mut inbound = request.into_inner();
         let header = match inbound.message().await? {
             Some(pb::ReconcileBankStatementRequest {
@@ -452,6 +468,11 @@ impl Reconciliation for ReconciliationService {
             None => return Err(invalid("header", "is required: the stream was empty")),
         };
         let special_id = cv::id("header.special_account_id", &header.special_account_id)?;
+        let court = match self.store.reads.special(special_id)? {
+            Some(s) => authz::Scope::Court(s.court),
+            None => authz::Scope::Missing(format!("special account {special_id}")),
+        };
+        authz::within(&caller, &[court])?;
         let from = cv::date("header.period_from", &header.period_from)?;
         let to = cv::date("header.period_to", &header.period_to)?;
         if to < from {

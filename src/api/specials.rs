@@ -3,23 +3,29 @@
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{text::len, BankChange, BankDetails, DomainError, Micros};
+use crate::domain::{text::len, BankChange, BankDetails, DomainError, Micros, PrincipalState};
 use crate::ledger::{self, Command, State};
 use crate::store::StoreHandle;
 
 use super::convert::{self as cv};
 use super::pb::{self, special_accounts_server::SpecialAccounts};
-use super::{error, page_size, resolve_as_of};
+use super::{authz, error, page_size, resolve_as_of};
 
 pub struct SpecialAccountsService {
     pub store: StoreHandle,
 }
 
 impl SpecialAccountsService {
-    async fn submit(&self, request_id: &str, command: Command) -> Result<u64, Status> {
+    async fn submit(
+        &self,
+        who: &PrincipalState,
+        request_id: &str,
+        command: Command,
+    ) -> Result<u64, Status> {
         let request = ledger::Request {
             id: cv::request_id(request_id)?,
             command,
+            principal: Some(who.id),
         };
         let outcome = self.store.write(request).await.map_err(error::write)?;
         Ok(outcome.sequence)
@@ -67,7 +73,7 @@ impl SpecialAccounts for SpecialAccountsService {
         &self,
         request: Request<pb::OpenSpecialAccountRequest>,
     ) -> Result<Response<pb::SpecialAccount>, Status> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         let command = Command::OpenSpecialAccount {
             court: cv::court_code("court_code", &r.court_code)?,
             bank: BankDetails {
@@ -78,7 +84,7 @@ impl SpecialAccounts for SpecialAccountsService {
             },
             document_ref: cv::required("document_ref", &r.document_ref, len::REF)?,
         };
-        let sequence = self.submit(&r.request_id, command).await?;
+        let sequence = self.submit(&who, &r.request_id, command).await?;
         let id = match self.store.reads.entry(sequence)?.map(|e| e.op) {
             Some(crate::domain::Op::SpecialAccountOpened { special_id, .. }) => special_id,
             _ => {
@@ -94,7 +100,7 @@ impl SpecialAccounts for SpecialAccountsService {
         &self,
         request: Request<pb::RegisterAccountChangeRequest>,
     ) -> Result<Response<pb::SpecialAccount>, Status> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         let id = cv::id("special_account_id", &r.special_account_id)?;
         let change = BankChange {
             bank_name: bank_field("bank_name", &r.bank_name)?,
@@ -120,7 +126,7 @@ impl SpecialAccounts for SpecialAccountsService {
             document_ref: cv::required("document_ref", &r.document_ref, len::REF)?,
             effective_at: cv::optional_time("effective_at", r.effective_at.as_ref())?,
         };
-        let sequence = self.submit(&r.request_id, command).await?;
+        let sequence = self.submit(&who, &r.request_id, command).await?;
         self.answer(id, sequence).await
     }
 
@@ -128,14 +134,14 @@ impl SpecialAccounts for SpecialAccountsService {
         &self,
         request: Request<pb::CloseSpecialAccountRequest>,
     ) -> Result<Response<pb::SpecialAccount>, Status> {
-        let r = request.into_inner();
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
         let id = cv::id("special_account_id", &r.special_account_id)?;
         let command = Command::CloseSpecialAccount {
             special_id: id,
             reason: cv::required("reason", &r.reason, len::REASON)?,
             document_ref: cv::required("document_ref", &r.document_ref, len::REF)?,
         };
-        let sequence = self.submit(&r.request_id, command).await?;
+        let sequence = self.submit(&who, &r.request_id, command).await?;
         self.answer(id, sequence).await
     }
 
@@ -143,7 +149,7 @@ impl SpecialAccounts for SpecialAccountsService {
         &self,
         request: Request<pb::GetSpecialAccountRequest>,
     ) -> Result<Response<pb::SpecialAccount>, Status> {
-        let r = request.into_inner();
+        let (_, r) = authz::authorize(request, &self.store.reads)?;
         let id = cv::id("special_account_id", &r.special_account_id)?;
         let as_of = r.as_of.map(|t| pb::AsOf {
             point: Some(pb::as_of::Point::Time(t)),
@@ -156,6 +162,8 @@ impl SpecialAccounts for SpecialAccountsService {
         &self,
         request: Request<pb::ListSpecialAccountsRequest>,
     ) -> Result<Response<pb::ListSpecialAccountsResponse>, Status> {
+        authz::check(&request, &self.store.reads)?;
+        let caller = authz::caller(&request)?;
         let r = request.into_inner();
         let prefix = if r.court_code.is_empty() {
             String::new()
@@ -174,7 +182,9 @@ impl SpecialAccounts for SpecialAccountsService {
             _ => String::new(),
         };
         let mut special_accounts = Vec::with_capacity(page.len());
-        for (_, s) in &page {
+        // Filtered after paging, so a page may come back short; its token still
+        // continues where the scan stopped.
+        for (_, s) in page.iter().filter(|(_, s)| authz::may_read(&caller, &s.court)) {
             // An account opened after `sequence` was read is shown as it now is.
             let seq = sequence.max(s.registrations.last().map_or(0, |r| r.sequence));
             let line = self

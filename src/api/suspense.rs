@@ -3,7 +3,7 @@
 use tonic::{Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{text::len, DomainError, Entry, Op, VirtualAccountNumber};
+use crate::domain::{text::len, DomainError, Entry, Op, PrincipalState, VirtualAccountNumber};
 use crate::ledger::{Command, Fault, State, UnmatchedKey};
 
 use super::cases::{Answer, CaseLedgerService};
@@ -47,6 +47,7 @@ impl CaseLedgerService {
     /// the money is in the bank all the same, so it is recorded in suspense.
     pub(super) async fn receipt_or_suspense(
         &self,
+        who: &PrincipalState,
         r: pb::RecordReceiptRequest,
     ) -> Answer<pb::Entry> {
         use pb::record_receipt_request::Account as A;
@@ -87,16 +88,17 @@ impl CaseLedgerService {
             bank_ref: cv::bank_ref("bank_ref", &r.bank_ref)?,
             value_date: cv::date("value_date", &r.value_date)?,
         };
-        let entry = self.submit(&r.request_id, command).await?;
+        let entry = self.submit(who, &r.request_id, command).await?;
         self.entry_answer(&entry).map(Response::new)
     }
 
     async fn unidentified_step(
         &self,
+        who: &PrincipalState,
         request_id: &str,
         command: Command,
     ) -> Answer<pb::UnidentifiedReceipt> {
-        let entry = self.submit(request_id, command).await?;
+        let entry = self.submit(who, request_id, command).await?;
         let id = receipt_id_of(&entry)?;
         let u =
             self.store.reads.unidentified(id)?.ok_or_else(|| {
@@ -107,6 +109,7 @@ impl CaseLedgerService {
 
     pub(super) async fn record_unidentified(
         &self,
+        who: &PrincipalState,
         r: pb::RecordUnidentifiedReceiptRequest,
     ) -> Answer<pb::UnidentifiedReceipt> {
         let command = Command::RecordUnidentifiedReceipt {
@@ -118,22 +121,24 @@ impl CaseLedgerService {
             value_date: cv::date("value_date", &r.value_date)?,
             memo: cv::optional("memo", &r.memo, len::REASON)?,
         };
-        self.unidentified_step(&r.request_id, command).await
+        self.unidentified_step(who, &r.request_id, command).await
     }
 
     pub(super) async fn assign_unidentified(
         &self,
+        who: &PrincipalState,
         r: pb::AssignUnidentifiedReceiptRequest,
     ) -> Answer<pb::UnidentifiedReceipt> {
         let command = Command::AssignUnidentifiedReceipt {
             receipt_id: cv::id("unidentified_receipt_id", &r.unidentified_receipt_id)?,
             case_number: cv::case_number("case_number", &r.case_number)?,
         };
-        self.unidentified_step(&r.request_id, command).await
+        self.unidentified_step(who, &r.request_id, command).await
     }
 
     pub(super) async fn return_unidentified(
         &self,
+        who: &PrincipalState,
         r: pb::ReturnUnidentifiedReceiptRequest,
     ) -> Answer<pb::UnidentifiedReceipt> {
         let command = Command::ReturnUnidentifiedReceipt {
@@ -141,7 +146,7 @@ impl CaseLedgerService {
             reason: cv::required("reason", &r.reason, len::REASON)?,
             bank_ref: optional_bank_ref("bank_ref", &r.bank_ref)?,
         };
-        self.unidentified_step(&r.request_id, command).await
+        self.unidentified_step(who, &r.request_id, command).await
     }
 
     pub(super) fn get_unidentified(
@@ -182,8 +187,13 @@ impl CaseLedgerService {
         }))
     }
 
-    async fn deferral_step(&self, request_id: &str, command: Command) -> Answer<pb::Deferral> {
-        let entry = self.submit(request_id, command).await?;
+    async fn deferral_step(
+        &self,
+        who: &PrincipalState,
+        request_id: &str,
+        command: Command,
+    ) -> Answer<pb::Deferral> {
+        let entry = self.submit(who, request_id, command).await?;
         let id = deferral_id_of(&entry)?;
         let d = self
             .store
@@ -195,6 +205,7 @@ impl CaseLedgerService {
 
     pub(super) async fn record_deferral_(
         &self,
+        who: &PrincipalState,
         r: pb::RecordDeferralRequest,
     ) -> Answer<pb::Deferral> {
         let command = Command::RecordDeferral {
@@ -203,14 +214,18 @@ impl CaseLedgerService {
             approval_ref: cv::required("approval_ref", &r.approval_ref, len::REF)?,
             note: cv::optional("note", &r.note, len::REASON)?,
         };
-        self.deferral_step(&r.request_id, command).await
+        self.deferral_step(who, &r.request_id, command).await
     }
 
-    pub(super) async fn end_deferral_(&self, r: pb::EndDeferralRequest) -> Answer<pb::Deferral> {
+    pub(super) async fn end_deferral_(
+        &self,
+        who: &PrincipalState,
+        r: pb::EndDeferralRequest,
+    ) -> Answer<pb::Deferral> {
         let command = Command::EndDeferral {
             deferral_id: cv::id("deferral_id", &r.deferral_id)?,
         };
-        self.deferral_step(&r.request_id, command).await
+        self.deferral_step(who, &r.request_id, command).await
     }
 
     pub(super) fn get_deferral_(&self, r: pb::GetDeferralRequest) -> Answer<pb::Deferral> {

@@ -89,7 +89,11 @@ async fn submit_all(store: &Store, requests: Vec<Command>, what: &str) -> CliRes
         let handle = handle.clone();
         let id = crate::domain::RequestId::parse(&format!("bench-{}-{i}", what.replace(' ', "-")))
             .map_err(|e| e.0)?;
-        set.spawn(async move { handle.write(Request { id, command }).await });
+        set.spawn(async move { handle.write(Request {
+            id,
+            command,
+            principal: None,
+        }).await });
         if set.len() >= SETUP_IN_FLIGHT {
             if let Some(done) = set.join_next().await {
                 done??;
@@ -129,7 +133,11 @@ async fn build_ledger(dir: &Path, cases: u64, courts: u32) -> CliResult<()> {
     // One at a time, so that court i gets special account i + 1.
     for (i, command) in opens.into_iter().enumerate() {
         let id = crate::domain::RequestId::parse(&format!("bench-special-{i}")).map_err(|e| e.0)?;
-        store.handle().write(Request { id, command }).await?;
+        store.handle().write(Request {
+            id,
+            command,
+            principal: None,
+        }).await?;
     }
     let mut specials = Vec::new();
     for item in store

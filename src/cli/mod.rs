@@ -207,6 +207,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         shutdown_grace: Duration::from_secs(args.shutdown_grace_s),
         store: crate::store::StoreOptions {
             disk_reserve_bytes: args.disk_reserve_mb.saturating_mul(1 << 20),
+            ..Default::default()
         },
     })
     .await?

@@ -117,6 +117,11 @@ impl CourtCode {
         self.0 == SUPREME || other.0.starts_with(&self.0)
     }
 
+    /// The Supreme People's Court, whose scope is every court.
+    pub fn is_supreme(&self) -> bool {
+        self.0 == SUPREME
+    }
+
     /// The province abbreviation (`云` for `云0102`). The Supreme People's Court has no
     /// province; its whole code `最高法` is returned so the value is never empty.
     pub fn province(&self) -> &str {

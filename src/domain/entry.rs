@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    Amount, BankRef, CaseNumber, CourtCode, Date, Fen, Micros, RequestId, Text,
+    Amount, BankRef, CaseNumber, CourtCode, Date, Fen, Micros, RequestId, Role, Text,
     VirtualAccountNumber,
 };
 
@@ -287,6 +287,25 @@ pub enum Op {
         special_id: Uuid,
         case_number: CaseNumber,
     },
+    /// A principal is registered. Only its token's hash is journaled.
+    PrincipalAdded {
+        principal_id: Uuid,
+        name: Text,
+        roles: Vec<Role>,
+        courts: Vec<CourtCode>,
+        supervises: Vec<CourtCode>,
+        approval_level: u8,
+        token_hash: [u8; 32],
+        cert_sha256: Option<[u8; 32]>,
+    },
+    PrincipalDisabled {
+        principal_id: Uuid,
+        reason: Text,
+    },
+    PrincipalTokenRotated {
+        principal_id: Uuid,
+        token_hash: [u8; 32],
+    },
 }
 
 /// Why money may be held past the limit (暂缓发放).
@@ -320,6 +339,9 @@ pub struct Entry {
     pub recorded_at: Micros,
     pub op: Op,
     pub postings: Vec<Posting>,
+    /// The principal whose request made it; `None` in entries journaled before
+    /// principals existed (format 1) and in the bootstrap administrator's own entry.
+    pub principal: Option<Uuid>,
 }
 
 impl Entry {
@@ -369,9 +391,11 @@ impl Entry {
                 case_number,
                 ..
             } => vec![(*case_id, case_number)],
-            Op::UnidentifiedReceiptRecorded { .. } | Op::UnidentifiedReceiptReturned { .. } => {
-                Vec::new()
-            }
+            Op::UnidentifiedReceiptRecorded { .. }
+            | Op::UnidentifiedReceiptReturned { .. }
+            | Op::PrincipalAdded { .. }
+            | Op::PrincipalDisabled { .. }
+            | Op::PrincipalTokenRotated { .. } => Vec::new(),
             Op::Transfer {
                 from_case,
                 from_number,
@@ -401,6 +425,10 @@ impl Entry {
             | Op::UnidentifiedReceiptReturned { special_id, .. }
             | Op::DeferralRecorded { special_id, .. }
             | Op::DeferralEnded { special_id, .. } => *special_id,
+            // Principals belong to no special account; the nil id matches no account.
+            Op::PrincipalAdded { .. }
+            | Op::PrincipalDisabled { .. }
+            | Op::PrincipalTokenRotated { .. } => Uuid::nil(),
         }
     }
 }
@@ -649,6 +677,9 @@ pub struct DisbursementState {
     pub requested_at: Micros,
     /// The entry that brought it to its current status.
     pub sequence: u64,
+    /// Who requested and who approved it, for the four-eyes rule.
+    pub requested_by: Option<Uuid>,
+    pub approved_by: Option<Uuid>,
 }
 
 /// What a request id was used for: its content hash and the entry it produced.

@@ -35,6 +35,10 @@ pub enum DomainError {
     /// A rule of the domain forbids it now: funds, state, closure (FAILED_PRECONDITION).
     #[error("{0}")]
     Rule(String),
+    /// The principal may not do this, by a rule of the domain such as four eyes
+    /// (PERMISSION_DENIED).
+    #[error("{0}")]
+    Forbidden(String),
     /// The request id was used before for a different request (ABORTED).
     #[error("request_id {request_id} was already used for a different request")]
     RequestIdReused { request_id: String },
@@ -54,5 +58,9 @@ impl DomainError {
 
     pub fn rule(reason: impl Into<String>) -> Self {
         Self::Rule(reason.into())
+    }
+
+    pub fn forbidden(reason: impl Into<String>) -> Self {
+        Self::Forbidden(reason.into())
     }
 }

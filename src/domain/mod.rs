@@ -7,6 +7,7 @@ pub mod court_code;
 pub mod entry;
 pub mod error;
 pub mod money;
+pub mod principal;
 pub mod text;
 pub mod van;
 
@@ -15,5 +16,6 @@ pub use court_code::CourtCode;
 pub use entry::*;
 pub use error::{DomainError, InvalidValue};
 pub use money::{Amount, Fen};
+pub use principal::{Access, ApprovalTiers, PrincipalState, Role};
 pub use text::{BankRef, Date, Micros, RequestId, Text};
 pub use van::VirtualAccountNumber;

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     Account, AccountStatus, Balances, BankLine, BankLineKind, CaseClock, CaseFacts, CaseState,
-    Date, DeferralState, DisbursementState, DisbursementStatus, Entry, Fen, Meta, Op, Registration,
+    Date, DeferralState, DisbursementState, PrincipalState, DisbursementStatus, Entry, Fen, Meta, Op, Registration,
     RegistrationKind, RequestRecord, Side, SpecialAccountState, UnidentifiedReceiptState,
     UnidentifiedStatus,
 };
@@ -26,6 +26,7 @@ struct Touched {
     disbursement: Option<DisbursementState>,
     unidentified: Option<UnidentifiedReceiptState>,
     deferral: Option<DeferralState>,
+    principal: Option<PrincipalState>,
     /// Each touched case's balance before this entry, for its clock.
     balances_before: BTreeMap<Uuid, Fen>,
 }
@@ -140,6 +141,9 @@ pub fn apply(state: &mut impl StateMut, entry: &Entry) -> Result<(), Fault> {
     }
     if let Some(d) = t.deferral {
         state.put_deferral(d);
+    }
+    if let Some(p) = t.principal {
+        state.put_principal(p);
     }
     for (case_id, facts) in lines {
         state.put_case_line(case_id, entry.sequence, facts.balances);
@@ -382,6 +386,8 @@ fn apply_op(
                 returned_bank_ref: None,
                 requested_at: entry.recorded_at,
                 sequence: entry.sequence,
+                requested_by: entry.principal,
+                approved_by: None,
             });
         }
         Op::DisbursementMoved {
@@ -401,7 +407,10 @@ fn apply_op(
                 reserve(state, t, d.special_id, d.case_id, Fen(-d.amount.fen().0))?;
             }
             match to {
-                DisbursementStatus::Approved => d.approval_ref = note.clone(),
+                DisbursementStatus::Approved => {
+                    d.approval_ref = note.clone();
+                    d.approved_by = entry.principal;
+                }
                 DisbursementStatus::Paid => {
                     d.bank_ref = bank_ref.clone();
                     d.paid_at = *at;
@@ -546,12 +555,69 @@ fn apply_op(
             c.clock.deferral_ended_on = Some(today);
             t.deferral = Some(d);
         }
+        Op::PrincipalAdded { .. }
+        | Op::PrincipalDisabled { .. }
+        | Op::PrincipalTokenRotated { .. } => t.principal = Some(principal(state, entry)?),
     }
     // A statement lists every entry of its case, even one that moves no money.
     for (case_id, _) in entry.cases() {
         t.case(state, case_id)?;
     }
     Ok(())
+}
+
+/// A principal after a principal entry.
+fn principal(state: &impl StateMut, entry: &Entry) -> Result<PrincipalState, Fault> {
+    let existing = |id: Uuid| {
+        state
+            .principal(id)?
+            .ok_or_else(|| Fault(format!("entry names missing principal {id}")))
+    };
+    let mut p = match &entry.op {
+        Op::PrincipalAdded {
+            principal_id,
+            name,
+            roles,
+            courts,
+            supervises,
+            approval_level,
+            token_hash,
+            cert_sha256,
+        } => {
+            if state.principal(*principal_id)?.is_some() {
+                return Err(Fault(format!("principal {principal_id} added twice")));
+            }
+            PrincipalState {
+                id: *principal_id,
+                name: name.clone(),
+                roles: roles.clone(),
+                courts: courts.clone(),
+                supervises: supervises.clone(),
+                approval_level: *approval_level,
+                enabled: true,
+                token_hash: *token_hash,
+                cert_sha256: *cert_sha256,
+                created_sequence: entry.sequence,
+                changed_sequence: entry.sequence,
+            }
+        }
+        Op::PrincipalDisabled { principal_id, .. } => {
+            let mut p = existing(*principal_id)?;
+            p.enabled = false;
+            p
+        }
+        Op::PrincipalTokenRotated {
+            principal_id,
+            token_hash,
+        } => {
+            let mut p = existing(*principal_id)?;
+            p.token_hash = *token_hash;
+            p
+        }
+        _ => return Err(Fault(format!("entry {} is no principal entry", entry.sequence))),
+    };
+    p.changed_sequence = entry.sequence;
+    Ok(p)
 }
 
 /// The unidentified receipt an assignment or return settles, still in suspense.

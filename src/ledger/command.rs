@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use crate::domain::{
     Amount, BankChange, BankDetails, BankRef, CaseNumber, ClosureMethod, CourtCode, Date,
-    DeferralReason, Fen, Micros, Party, Payee, Purpose, RequestId, Text, VirtualAccountNumber,
+    DeferralReason, Fen, Micros, Party, Payee, Purpose, RequestId, Role, Text,
+    VirtualAccountNumber,
 };
 
 /// How a request names a case account.
@@ -142,6 +143,27 @@ pub enum Command {
         bank_ref: BankRef,
         value_date: Date,
     },
+    /// The token itself never reaches the ledger: the API draws it, shows it once and
+    /// passes its hash. A retry under the same request id draws a new token, so its
+    /// hash differs and the retry is refused as a reused request id (ABORTED) rather
+    /// than answered with a token nobody can show again.
+    AddPrincipal {
+        name: Text,
+        roles: Vec<Role>,
+        courts: Vec<CourtCode>,
+        supervises: Vec<CourtCode>,
+        approval_level: u8,
+        token_hash: [u8; 32],
+        cert_sha256: Option<[u8; 32]>,
+    },
+    DisablePrincipal {
+        principal_id: Uuid,
+        reason: Text,
+    },
+    RotateToken {
+        principal_id: Uuid,
+        token_hash: [u8; 32],
+    },
 }
 
 /// The account a payer gave, as far as it could be read.
@@ -158,6 +180,11 @@ pub enum UnmatchedKey {
 pub struct Request {
     pub id: RequestId,
     pub command: Command,
+    /// Who asks: recorded in the entry, and the subject of the four-eyes rule. Not
+    /// part of the content hash: a retry under the same request id by another
+    /// principal gets the original outcome (the entry keeps its maker), since the
+    /// request id names one request whoever resends it.
+    pub principal: Option<Uuid>,
 }
 
 impl Request {

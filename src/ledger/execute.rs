@@ -5,7 +5,7 @@
 use uuid::Uuid;
 
 use crate::domain::{
-    Account, AccountStatus, Amount, BankRef, CaseState, Date, DeferralState, DisbursementState,
+    Account, AccountStatus, ApprovalTiers, PrincipalState, Role, Amount, BankRef, CaseState, Date, DeferralState, DisbursementState,
     DisbursementStatus, DomainError, Entry, Fen, Micros, Op, Payee, Posting, Purpose,
     SpecialAccountState, Text, UnidentifiedReceiptState, UnidentifiedStatus, VirtualAccountNumber,
 };
@@ -32,6 +32,8 @@ pub enum LedgerError {
 pub struct Context {
     pub now: Micros,
     pub new_id: Uuid,
+    /// Which approver level an amount needs (server configuration).
+    pub tiers: ApprovalTiers,
 }
 
 /// The decision for one request. Built once per request and consumed at once, so the
@@ -60,10 +62,10 @@ pub fn decide(state: &impl State, request: &Request, ctx: &Context) -> Decided {
         }
         return Ok(Decision::Existing(record.sequence));
     }
-    rule(state, &request.command, ctx)
+    rule(state, &request.command, ctx, request.principal)
 }
 
-fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
+fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>) -> Decided {
     match command {
         Command::OpenSpecialAccount {
             court,
@@ -222,6 +224,7 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
             approval_ref,
         } => {
             let d = disbursement_in(state, *disbursement_id, &[DisbursementStatus::Requested])?;
+            may_approve(state, &d, who, &ctx.tiers)?;
             new(moved(
                 &d,
                 DisbursementStatus::Approved,
@@ -289,6 +292,7 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
                 );
             }
             let d = in_status(d, &[DisbursementStatus::Approved])?;
+            may_confirm(&d, who)?;
             let op = moved(
                 &d,
                 DisbursementStatus::Paid,
@@ -557,6 +561,9 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
                 note: note.clone(),
             })
         }
+        Command::AddPrincipal { .. }
+        | Command::DisablePrincipal { .. }
+        | Command::RotateToken { .. } => principal_rule(state, command, ctx),
         Command::EndDeferral { deferral_id } => {
             let d = deferral(state, *deferral_id)?;
             if let Some(seq) = d.ended_sequence {
@@ -724,6 +731,130 @@ fn receipt(
             Posting::credit(Account::Case(case.id), amount.fen()),
         ],
     )
+}
+
+/// Four eyes: whoever approves a disbursement did not request it, and holds an
+/// approval level at least the tier its amount needs. A request without a principal
+/// comes only from in-process tools and tests (the API always names one), so the
+/// rule has nobody to compare and does not apply.
+fn may_approve(
+    state: &impl State,
+    d: &DisbursementState,
+    who: Option<Uuid>,
+    tiers: &ApprovalTiers,
+) -> Result<(), LedgerError> {
+    let Some(who) = who else { return Ok(()) };
+    if d.requested_by == Some(who) {
+        return Err(DomainError::forbidden(format!(
+            "disbursement {} was requested by this principal; another approver must approve it (four eyes)",
+            d.id
+        ))
+        .into());
+    }
+    let needed = tiers.level_for(d.amount.fen());
+    let level = state
+        .principal(who)?
+        .filter(|p| p.has_role(Role::Approver))
+        .map_or(0, |p| p.approval_level);
+    if level < needed {
+        return Err(DomainError::forbidden(format!(
+            "disbursement {} of {} needs an approver of level {needed}; this principal's level is {level}",
+            d.id, d.amount
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Four eyes: the principal confirming the payment neither requested nor approved it.
+fn may_confirm(d: &DisbursementState, who: Option<Uuid>) -> Result<(), LedgerError> {
+    let Some(who) = who else { return Ok(()) };
+    if d.requested_by == Some(who) || d.approved_by == Some(who) {
+        return Err(DomainError::forbidden(format!(
+            "disbursement {} was requested or approved by this principal; someone else must confirm its payment (four eyes)",
+            d.id
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// The decisions on principals.
+fn principal_rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
+    match command {
+        Command::AddPrincipal {
+            name,
+            roles,
+            courts,
+            supervises,
+            approval_level,
+            token_hash,
+            cert_sha256,
+        } => add_principal(
+            state,
+            PrincipalState {
+                id: ctx.new_id,
+                name: name.clone(),
+                roles: roles.clone(),
+                courts: courts.clone(),
+                supervises: supervises.clone(),
+                approval_level: *approval_level,
+                enabled: true,
+                token_hash: *token_hash,
+                cert_sha256: *cert_sha256,
+                created_sequence: 0,
+                changed_sequence: 0,
+            },
+        ),
+        Command::DisablePrincipal {
+            principal_id,
+            reason,
+        } => enabled_principal(state, *principal_id).and_then(|p| {
+            new(Op::PrincipalDisabled {
+                principal_id: p.id,
+                reason: reason.clone(),
+            })
+        }),
+        Command::RotateToken {
+            principal_id,
+            token_hash,
+        } => enabled_principal(state, *principal_id).and_then(|p| {
+            new(Op::PrincipalTokenRotated {
+                principal_id: p.id,
+                token_hash: *token_hash,
+            })
+        }),
+        _ => Err(Fault("a ledger command reached the principal rules".into()).into()),
+    }
+}
+
+fn add_principal(state: &impl State, p: PrincipalState) -> Decided {
+    if state.principal_by_name(&p.name)?.is_some() {
+        return Err(DomainError::AlreadyExists {
+            what: format!("principal named {}", p.name),
+        }
+        .into());
+    }
+    new(Op::PrincipalAdded {
+        principal_id: p.id,
+        name: p.name,
+        roles: p.roles,
+        courts: p.courts,
+        supervises: p.supervises,
+        approval_level: p.approval_level,
+        token_hash: p.token_hash,
+        cert_sha256: p.cert_sha256,
+    })
+}
+
+fn enabled_principal(state: &impl State, id: Uuid) -> Result<PrincipalState, LedgerError> {
+    let p = state
+        .principal(id)?
+        .ok_or_else(|| DomainError::not_found(format!("principal {id}")))?;
+    if !p.enabled {
+        return Err(DomainError::rule(format!("principal {id} is disabled")).into());
+    }
+    Ok(p)
 }
 
 fn new(op: Op) -> Decided {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     Balances, BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState,
-    DisbursementState, Entry, Meta, RequestId, RequestRecord, SpecialAccountState, SpecialLine,
+    DisbursementState, Entry, Meta, PrincipalState, RequestId, Text, RequestRecord, SpecialAccountState, SpecialLine,
     UnidentifiedReceiptState, VirtualAccountNumber,
 };
 
@@ -30,6 +30,8 @@ pub struct MemState {
     pub deferrals: BTreeMap<Uuid, DeferralState>,
     pub case_facts: BTreeMap<(CaseNumber, u64), CaseFacts>,
     pub bank_lines: BTreeMap<(Uuid, u64), BankLine>,
+    pub principals: BTreeMap<Uuid, PrincipalState>,
+    pub principal_names: HashMap<Text, Uuid>,
 }
 
 impl MemState {
@@ -79,6 +81,12 @@ impl State for MemState {
     }
     fn deferral(&self, id: Uuid) -> Read<DeferralState> {
         Ok(self.deferrals.get(&id).cloned())
+    }
+    fn principal(&self, id: Uuid) -> Read<PrincipalState> {
+        Ok(self.principals.get(&id).cloned())
+    }
+    fn principal_by_name(&self, name: &Text) -> Read<Uuid> {
+        Ok(self.principal_names.get(name).copied())
     }
 }
 
@@ -131,5 +139,10 @@ impl StateMut for MemState {
     }
     fn put_bank_line(&mut self, special_id: Uuid, sequence: u64, line: BankLine) {
         self.bank_lines.insert((special_id, sequence), line);
+    }
+    fn put_principal(&mut self, principal: PrincipalState) {
+        self.principal_names
+            .insert(principal.name.clone(), principal.id);
+        self.principals.insert(principal.id, principal);
     }
 }

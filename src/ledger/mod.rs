@@ -52,6 +52,7 @@ pub fn execute(
                 recorded_at: ctx.now.max(meta.last_recorded_at),
                 op,
                 postings,
+                principal: request.principal,
             };
             apply(state, &entry)?;
             Ok((

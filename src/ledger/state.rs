@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     Balances, BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState,
-    DisbursementState, Entry, Meta, RequestId, RequestRecord, SpecialAccountState, SpecialLine,
+    DisbursementState, Entry, Meta, PrincipalState, RequestId, Text, RequestRecord, SpecialAccountState, SpecialLine,
     UnidentifiedReceiptState, VirtualAccountNumber,
 };
 
@@ -31,6 +31,8 @@ pub trait State {
     fn reversed_by(&self, sequence: u64) -> Read<u64>;
     fn unidentified(&self, id: Uuid) -> Read<UnidentifiedReceiptState>;
     fn deferral(&self, id: Uuid) -> Read<DeferralState>;
+    fn principal(&self, id: Uuid) -> Read<PrincipalState>;
+    fn principal_by_name(&self, name: &Text) -> Read<Uuid>;
 }
 
 /// Writes are infallible here: an implementation buffers them and reports a fault when
@@ -57,4 +59,6 @@ pub trait StateMut: State {
     fn put_case_facts(&mut self, case_number: &CaseNumber, sequence: u64, facts: CaseFacts);
     /// A movement of a special account's bank balance, made by entry `sequence`.
     fn put_bank_line(&mut self, special_id: Uuid, sequence: u64, line: BankLine);
+    /// A principal, with its name in the name index.
+    fn put_principal(&mut self, principal: PrincipalState);
 }

@@ -99,6 +99,8 @@ pub struct CaseFlowRun {
     as_of: Date,
     limits: Limits,
     scope: Option<CourtCode>,
+    /// Rows outside `scope` are refused (for callers who may not read every court).
+    restricted: bool,
     courts: BTreeSet<CourtCode>,
     seen: SeenCases,
     summary: CaseFlowSummary,
@@ -118,10 +120,17 @@ impl CaseFlowRun {
             as_of,
             limits,
             scope,
+            restricted: false,
             courts: BTreeSet::new(),
             seen: SeenCases::default(),
             position: 0,
         }
+    }
+
+    /// Refuses rows whose court `scope` does not cover, as INVALID_ROW.
+    pub fn restricted_to_scope(mut self, restricted: bool) -> Self {
+        self.restricted = restricted;
+        self
     }
 
     fn emit(summary: &mut CaseFlowSummary, out: &mut impl FnMut(Discrepancy), d: Discrepancy) {
@@ -167,6 +176,13 @@ impl CaseFlowRun {
                 return Ok(());
             }
         };
+        if self.restricted && !self.scope.as_ref().is_some_and(|s| s.covers(&row.court)) {
+            emit(case_flow::invalid_row(
+                raw,
+                "the row's court is outside header.court_scope",
+            ));
+            return Ok(());
+        }
         let ledger = self.snap.case_by_number(&row.case_number)?;
         if let Some(l) = &ledger {
             if !self.seen.insert(l.van_serials) {

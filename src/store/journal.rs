@@ -16,8 +16,11 @@ use std::path::{Path, PathBuf};
 
 use crate::domain::Entry;
 
-/// The payload format; bumped if the encoding of [`Entry`] ever changes shape.
+/// The payload format; bumped when the encoding of [`Entry`] changes shape. Version 1
+/// entries have no principal; they still decode (as `principal: None`), so journals
+/// written before principals replay and verify. The chain covers the bytes as stored.
 const FORMAT_V1: u8 = 1;
+const FORMAT_V2: u8 = 2;
 const HEADER_BYTES: usize = 8;
 /// Format byte and chain hash, ahead of the entry's bytes.
 const PREFIX_BYTES: usize = 1 + 32;
@@ -104,7 +107,7 @@ pub fn chain(previous: &Hash, entry_hash: &Hash) -> Hash {
 pub fn encode_frame(entry: &Entry, previous: &Hash, out: &mut Vec<u8>) -> Result<Location, String> {
     let start = out.len();
     out.extend_from_slice(&[0u8; HEADER_BYTES]);
-    out.push(FORMAT_V1);
+    out.push(FORMAT_V2);
     out.extend_from_slice(&[0u8; 32]);
     let body = start + HEADER_BYTES + PREFIX_BYTES;
     *out = postcard::to_extend(entry, std::mem::take(out)).map_err(|e| e.to_string())?;
@@ -128,21 +131,52 @@ pub fn encode_frame(entry: &Entry, previous: &Hash, out: &mut Vec<u8>) -> Result
 }
 
 fn decode_payload(payload: &[u8]) -> Result<Frame, String> {
-    match payload.split_first() {
-        Some((&FORMAT_V1, rest)) if rest.len() >= 32 => {
-            let (stored, body) = rest.split_at(32);
-            let entry = postcard::from_bytes(body).map_err(|e| e.to_string())?;
-            let mut chain = [0u8; 32];
-            chain.copy_from_slice(stored);
-            Ok(Frame {
-                entry,
-                entry_hash: entry_hash(body),
-                chain,
-            })
+    let Some((&format, rest)) = payload.split_first() else {
+        return Err("empty frame".into());
+    };
+    if format != FORMAT_V1 && format != FORMAT_V2 {
+        return Err(format!("unknown entry format {format}"));
+    }
+    if rest.len() < 32 {
+        return Err("frame too short for its chain hash".into());
+    }
+    let (stored, body) = rest.split_at(32);
+    let entry = match format {
+        FORMAT_V1 => postcard::from_bytes::<EntryV1>(body).map(Entry::from),
+        _ => postcard::from_bytes::<Entry>(body),
+    }
+    .map_err(|e| e.to_string())?;
+    let mut chain = [0u8; 32];
+    chain.copy_from_slice(stored);
+    Ok(Frame {
+        entry,
+        entry_hash: entry_hash(body),
+        chain,
+    })
+}
+
+/// An entry as format 1 encoded it: before principals.
+#[derive(serde::Deserialize)]
+struct EntryV1 {
+    sequence: u64,
+    request_id: crate::domain::RequestId,
+    request_hash: [u8; 32],
+    recorded_at: crate::domain::Micros,
+    op: crate::domain::Op,
+    postings: Vec<crate::domain::Posting>,
+}
+
+impl From<EntryV1> for Entry {
+    fn from(e: EntryV1) -> Entry {
+        Entry {
+            sequence: e.sequence,
+            request_id: e.request_id,
+            request_hash: e.request_hash,
+            recorded_at: e.recorded_at,
+            op: e.op,
+            postings: e.postings,
+            principal: None,
         }
-        Some((&FORMAT_V1, _)) => Err("frame too short for its chain hash".into()),
-        Some((v, _)) => Err(format!("unknown entry format {v}")),
-        None => Err("empty frame".into()),
     }
 }
 

@@ -137,3 +137,15 @@ pub fn bank_lines(special_id: Uuid) -> Vec<u8> {
 }
 
 pub const CASE_FACTS_PREFIX: &[u8] = b"q";
+
+// Issue 5 (principals): `g` principal by id, `h` principal id by name.
+
+pub fn principal(id: Uuid) -> Vec<u8> {
+    key(b'g', &[id.as_bytes()])
+}
+
+pub const PRINCIPALS_PREFIX: &[u8] = b"g";
+
+pub fn principal_by_name(name: &str) -> Vec<u8> {
+    key(b'h', &[name.as_bytes()])
+}

@@ -50,12 +50,15 @@ pub const DISK_RESERVE_BYTES_DEFAULT: u64 = 64 << 20;
 #[derive(Debug, Clone, Copy)]
 pub struct StoreOptions {
     pub disk_reserve_bytes: u64,
+    /// Which approver level a disbursement's amount needs (`ledger::decide` checks it).
+    pub approval_tiers: crate::domain::ApprovalTiers,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             disk_reserve_bytes: DISK_RESERVE_BYTES_DEFAULT,
+            approval_tiers: crate::domain::ApprovalTiers::default(),
         }
     }
 }
@@ -222,6 +225,7 @@ impl Store {
             committed,
             data_dir: data_dir.to_owned(),
             disk_reserve_bytes: options.disk_reserve_bytes,
+            approval_tiers: options.approval_tiers,
             space_low: false,
         };
         let thread = std::thread::Builder::new()

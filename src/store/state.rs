@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     Balances, BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState,
-    DisbursementState, Entry, Meta, RequestId, RequestRecord, SpecialAccountState, SpecialLine,
+    DisbursementState, Entry, Meta, PrincipalState, RequestId, Text, RequestRecord, SpecialAccountState, SpecialLine,
     UnidentifiedReceiptState, VirtualAccountNumber,
 };
 use crate::ledger::{Fault, State, StateMut};
@@ -142,6 +142,12 @@ impl State for SledState {
     }
     fn deferral(&self, id: Uuid) -> Result<Option<DeferralState>, Fault> {
         self.get(&keys::deferral(id))
+    }
+    fn principal(&self, id: Uuid) -> Result<Option<PrincipalState>, Fault> {
+        self.get(&keys::principal(id))
+    }
+    fn principal_by_name(&self, name: &Text) -> Result<Option<Uuid>, Fault> {
+        self.get(&keys::principal_by_name(name.as_str()))
     }
 }
 
@@ -340,6 +346,12 @@ impl State for Overlay<'_> {
     fn deferral(&self, id: Uuid) -> Result<Option<DeferralState>, Fault> {
         self.get(&keys::deferral(id))
     }
+    fn principal(&self, id: Uuid) -> Result<Option<PrincipalState>, Fault> {
+        self.get(&keys::principal(id))
+    }
+    fn principal_by_name(&self, name: &Text) -> Result<Option<Uuid>, Fault> {
+        self.get(&keys::principal_by_name(name.as_str()))
+    }
 }
 
 impl StateMut for Overlay<'_> {
@@ -415,5 +427,19 @@ impl StateMut for Overlay<'_> {
     }
     fn put_bank_line(&mut self, special_id: Uuid, sequence: u64, line: BankLine) {
         self.put(keys::bank_line(special_id, sequence), &line);
+    }
+    fn put_principal(&mut self, p: PrincipalState) {
+        self.put(keys::principal_by_name(p.name.as_str()), &p.id);
+        self.put(keys::principal(p.id), &p);
+    }
+}
+
+impl SledState {
+    /// Every principal, for the server's token map at start-up.
+    pub fn principals(&self) -> Result<Vec<PrincipalState>, Fault> {
+        self.tree
+            .scan_prefix(keys::PRINCIPALS_PREFIX)
+            .map(|kv| kv.map_err(fault).and_then(|(_, v)| decode(&v)))
+            .collect()
     }
 }

@@ -183,6 +183,7 @@ pub struct Writer {
     pub(crate) data_dir: std::path::PathBuf,
     /// Free bytes to keep on the disk; below this, writes are refused.
     pub(crate) disk_reserve_bytes: u64,
+    pub(crate) approval_tiers: crate::domain::ApprovalTiers,
     /// Whether the last check found the disk below the reserve (to log changes once).
     pub(crate) space_low: bool,
 }
@@ -403,6 +404,7 @@ impl Writer {
         let ctx = Context {
             now: now(),
             new_id: Uuid::now_v7(),
+            tiers: self.approval_tiers,
         };
         ledger::execute(overlay, request, &ctx)
             .map(|(outcome, _)| outcome)

@@ -1,0 +1,234 @@
+//! Authentication: every call but health checking carries `authorization: Bearer
+//! <token>` (or, under mutual TLS, a client certificate registered for a principal).
+//! [`Authenticated`] wraps each service: it finds the principal in memory (no disk
+//! read), checks the RPC's role from [`super::authz::RULES`], and hands the principal
+//! to the handler in the request's extensions. Everything else is refused before the
+//! request is decoded.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+use tonic::body::Body;
+use tonic::codegen::{http, BoxFuture, Service};
+use tonic::server::NamedService;
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::domain::principal::token_hash;
+use crate::domain::PrincipalState;
+
+use super::authz::{self, Caller};
+
+/// The longest authorization value looked at; a token is 64 hex digits.
+const AUTHORIZATION_BYTES_MAX: usize = 256;
+
+#[derive(Default)]
+struct Maps {
+    principals: HashMap<Uuid, Arc<PrincipalState>>,
+    by_token: HashMap<[u8; 32], Uuid>,
+    by_cert: HashMap<[u8; 32], Uuid>,
+}
+
+/// The principals in memory, keyed by token hash and by certificate fingerprint.
+/// Filled from sled at start and refreshed by the Principals service after each
+/// committed change, so authenticating a call reads no disk. A std lock: it is held
+/// for a few map operations and never across an await.
+#[derive(Default)]
+pub struct Directory {
+    maps: RwLock<Maps>,
+}
+
+impl Directory {
+    pub fn new(principals: Vec<PrincipalState>) -> Directory {
+        let d = Directory::default();
+        for p in principals {
+            d.refresh(p);
+        }
+        d
+    }
+
+    /// Puts a principal as the journal now has it, dropping its old token and
+    /// certificate keys.
+    pub fn refresh(&self, p: PrincipalState) {
+        let mut maps = match self.maps.write() {
+            Ok(m) => m,
+            // A panic while holding the lock cannot leave the maps half-changed in a
+            // way that matters more than refusing every call: keep serving.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(old) = maps.principals.remove(&p.id) {
+            maps.by_token.remove(&old.token_hash);
+            if let Some(c) = old.cert_sha256 {
+                maps.by_cert.remove(&c);
+            }
+        }
+        maps.by_token.insert(p.token_hash, p.id);
+        if let Some(c) = p.cert_sha256 {
+            maps.by_cert.insert(c, p.id);
+        }
+        maps.principals.insert(p.id, Arc::new(p));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read(|m| m.principals.is_empty())
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Maps) -> T) -> T {
+        match self.maps.read() {
+            Ok(m) => f(&m),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
+    fn by_token(&self, token: &str) -> Option<Arc<PrincipalState>> {
+        let hash = token_hash(token);
+        self.read(|m| {
+            m.by_token
+                .get(&hash)
+                .and_then(|id| m.principals.get(id))
+                .cloned()
+        })
+    }
+
+    fn by_cert(&self, sha256: &[u8; 32]) -> Option<Arc<PrincipalState>> {
+        self.read(|m| {
+            m.by_cert
+                .get(sha256)
+                .and_then(|id| m.principals.get(id))
+                .cloned()
+        })
+    }
+
+    /// Who a call is, from its headers and, under mutual TLS, its client certificate.
+    pub fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        cert_sha256: Option<[u8; 32]>,
+    ) -> Result<Arc<PrincipalState>, Status> {
+        let principal = match headers.get(http::header::AUTHORIZATION) {
+            Some(value) => self
+                .by_token(bearer(value)?)
+                .ok_or_else(|| Status::unauthenticated("the bearer token is not valid"))?,
+            None => match cert_sha256 {
+                Some(c) => self.by_cert(&c).ok_or_else(|| {
+                    Status::unauthenticated(
+                        "the client certificate is registered for no principal; send `authorization: Bearer <token>`",
+                    )
+                })?,
+                None => {
+                    return Err(Status::unauthenticated(
+                        "missing `authorization: Bearer <token>` metadata",
+                    ))
+                }
+            },
+        };
+        if !principal.enabled {
+            return Err(Status::unauthenticated(format!(
+                "principal {} is disabled",
+                principal.name
+            )));
+        }
+        Ok(principal)
+    }
+}
+
+/// The token of an `authorization` value, never echoed in an error.
+fn bearer(value: &http::HeaderValue) -> Result<&str, Status> {
+    let malformed =
+        || Status::unauthenticated("malformed authorization metadata: expected `Bearer <token>`");
+    if value.len() > AUTHORIZATION_BYTES_MAX {
+        return Err(malformed());
+    }
+    let text = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = text.split_once(' ').ok_or_else(malformed)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(malformed());
+    }
+    Ok(token)
+}
+
+/// A fresh bearer token: 32 random bytes as 64 hex digits.
+pub fn new_token() -> Result<String, Status> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        tracing::error!(error = %e, "the operating system's random source failed");
+        Status::unavailable("no randomness for a token; try again")
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A service behind authentication and the role check of its RPCs.
+#[derive(Clone)]
+pub struct Authenticated<S> {
+    inner: S,
+    directory: Arc<Directory>,
+}
+
+impl<S> Authenticated<S> {
+    pub fn new(inner: S, directory: Arc<Directory>) -> Self {
+        Authenticated { inner, directory }
+    }
+}
+
+impl<S: NamedService> NamedService for Authenticated<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+/// SHA-256 of the DER of the peer's first (leaf) certificate, under mutual TLS.
+fn peer_cert_sha256<B>(request: &http::Request<B>) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let info = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()?;
+    let certs = info.peer_certs()?;
+    let leaf = certs.first()?;
+    Some(Sha256::digest(leaf.as_ref()).into())
+}
+
+impl<S, B> Service<http::Request<B>> for Authenticated<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let refuse = |status: Status| -> Self::Future {
+            Box::pin(async move { Ok(status.into_http()) })
+        };
+        let principal = match self
+            .directory
+            .authenticate(request.headers(), peer_cert_sha256(&request))
+        {
+            Ok(p) => p,
+            Err(status) => return refuse(status),
+        };
+        let path = request.uri().path();
+        let Some(rule) = authz::rule_for(path) else {
+            return refuse(Status::permission_denied(format!(
+                "no principal may call {path}"
+            )));
+        };
+        if !rule.roles.iter().any(|r| principal.has_role(*r)) {
+            let roles: Vec<_> = rule.roles.iter().map(|r| r.name()).collect();
+            return refuse(Status::permission_denied(format!(
+                "principal {} may not call {path}: that needs the role {}",
+                principal.name,
+                roles.join(" or ")
+            )));
+        }
+        request.extensions_mut().insert(Caller { principal, rule });
+        Box::pin(self.inner.call(request))
+    }
+}

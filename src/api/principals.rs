@@ -1,0 +1,383 @@
+//! service Principals: adding, disabling and rotating principals, journaled like every
+//! other change; the in-memory [`Directory`] follows each committed change.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::domain::principal::{token_hash, APPROVAL_LEVEL_MAX, SCOPES_MAX};
+use crate::domain::{text::len, CourtCode, DomainError, PrincipalState, Role};
+use crate::ledger::{self, Command, Fault, State};
+use crate::store::StoreHandle;
+
+use super::auth::{new_token, Directory};
+use super::authz::{self, Caller};
+use super::convert as cv;
+use super::pb::{self, principals_server::Principals};
+use super::{error, page_size};
+
+pub struct PrincipalsService {
+    pub store: StoreHandle,
+    pub directory: Arc<Directory>,
+}
+
+pub fn role_from_pb(field: &str, value: i32) -> Result<Role, Status> {
+    use pb::Role as P;
+    match P::try_from(value) {
+        Ok(P::Clerk) => Ok(Role::Clerk),
+        Ok(P::Approver) => Ok(Role::Approver),
+        Ok(P::Finance) => Ok(Role::Finance),
+        Ok(P::Admin) => Ok(Role::Admin),
+        Ok(P::Auditor) => Ok(Role::Auditor),
+        Ok(P::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
+            "{field}: {value} is not a role (CLERK, APPROVER, FINANCE, ADMIN, AUDITOR)"
+        ))),
+    }
+}
+
+fn role_to_pb(role: Role) -> pb::Role {
+    match role {
+        Role::Clerk => pb::Role::Clerk,
+        Role::Approver => pb::Role::Approver,
+        Role::Finance => pb::Role::Finance,
+        Role::Admin => pb::Role::Admin,
+        Role::Auditor => pb::Role::Auditor,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A lowercase or uppercase hex SHA-256, as `sha256sum` prints it.
+pub fn parse_sha256(field: &str, text: &str) -> Result<Option<[u8; 32]>, Status> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let bad = || Status::invalid_argument(format!("{field}: expected 64 hex digits"));
+    if text.len() != 64 || !text.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        let pair = text.get(2 * i..2 * i + 2).ok_or_else(bad)?;
+        *b = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+    }
+    Ok(Some(out))
+}
+
+pub fn principal_pb(p: &PrincipalState) -> pb::Principal {
+    pb::Principal {
+        principal_id: p.id.to_string(),
+        name: p.name.to_string(),
+        roles: p.roles.iter().map(|r| role_to_pb(*r) as i32).collect(),
+        court_scopes: p.courts.iter().map(ToString::to_string).collect(),
+        supervised_scopes: p.supervises.iter().map(ToString::to_string).collect(),
+        approval_level: u32::from(p.approval_level),
+        enabled: p.enabled,
+        client_cert_sha256: p.cert_sha256.map(|c| hex(&c)).unwrap_or_default(),
+        created_sequence: p.created_sequence,
+        changed_sequence: p.changed_sequence,
+    }
+}
+
+fn courts(field: &str, codes: &[String]) -> Result<Vec<CourtCode>, Status> {
+    if codes.len() > SCOPES_MAX {
+        return Err(Status::invalid_argument(format!(
+            "{field}: at most {SCOPES_MAX} court codes"
+        )));
+    }
+    let mut out: Vec<CourtCode> = Vec::with_capacity(codes.len());
+    for (i, c) in codes.iter().enumerate() {
+        let code = cv::court_code(&format!("{field}[{i}]"), c)?;
+        if !out.contains(&code) {
+            out.push(code);
+        }
+    }
+    Ok(out)
+}
+
+/// The command AddPrincipal submits, with the token it will show once.
+pub fn add_command(r: &pb::AddPrincipalRequest, token: &str) -> Result<Command, Status> {
+    if r.roles.is_empty() {
+        return Err(Status::invalid_argument("roles: at least one role is required"));
+    }
+    if r.roles.len() > Role::ALL.len() {
+        return Err(Status::invalid_argument(format!(
+            "roles: at most {} roles",
+            Role::ALL.len()
+        )));
+    }
+    let mut roles = Vec::new();
+    for (i, v) in r.roles.iter().enumerate() {
+        let role = role_from_pb(&format!("roles[{i}]"), *v)?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    roles.sort();
+    let courts_ = courts("court_scopes", &r.court_scopes)?;
+    let supervises = courts("supervised_scopes", &r.supervised_scopes)?;
+    if courts_.is_empty() && supervises.is_empty() {
+        return Err(Status::invalid_argument(
+            "court_scopes: a principal needs at least one court code in court_scopes or supervised_scopes",
+        ));
+    }
+    let level = match r.approval_level {
+        0 => 1,
+        n if n > u32::from(APPROVAL_LEVEL_MAX) => {
+            return Err(Status::invalid_argument(format!(
+                "approval_level: at most {APPROVAL_LEVEL_MAX}"
+            )))
+        }
+        n => n as u8,
+    };
+    Ok(Command::AddPrincipal {
+        name: cv::required("name", &r.name, len::NAME)?,
+        roles,
+        courts: courts_,
+        supervises,
+        approval_level: level,
+        token_hash: token_hash(token),
+        cert_sha256: parse_sha256("client_cert_sha256", &r.client_cert_sha256)?,
+    })
+}
+
+impl PrincipalsService {
+    async fn submit(&self, who: Option<Uuid>, request_id: &str, command: Command) -> Result<u64, Status> {
+        let request = ledger::Request {
+            id: cv::request_id(request_id)?,
+            command,
+            principal: who,
+        };
+        let outcome = self.store.write(request).await.map_err(error::write)?;
+        Ok(outcome.sequence)
+    }
+
+    /// The principal an entry made or changed, now in the directory too.
+    fn committed(&self, sequence: u64) -> Result<PrincipalState, Status> {
+        use crate::domain::Op;
+        let entry = self.store.reads.entry(sequence)?.ok_or_else(|| {
+            error::fault(Fault(format!("acknowledged entry {sequence} is missing")))
+        })?;
+        let id = match entry.op {
+            Op::PrincipalAdded { principal_id, .. }
+            | Op::PrincipalDisabled { principal_id, .. }
+            | Op::PrincipalTokenRotated { principal_id, .. } => principal_id,
+            _ => {
+                return Err(Status::aborted(format!(
+                    "request_id was already used for entry {sequence}, which changed no principal"
+                )))
+            }
+        };
+        let p = self.store.reads.principal(id)?.ok_or_else(|| {
+            error::fault(Fault(format!("entry {sequence} names missing principal {id}")))
+        })?;
+        self.directory.refresh(p.clone());
+        Ok(p)
+    }
+}
+
+/// Adds the first administrator when the ledger has no principal yet, and writes its
+/// token to `<data_dir>/admin.token` (0600, created exclusively). Logs the file's
+/// path, never the token.
+pub async fn bootstrap(
+    store: &StoreHandle,
+    directory: &Directory,
+    data_dir: &std::path::Path,
+) -> Result<(), String> {
+    if !directory.is_empty() {
+        return Ok(());
+    }
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    let token = new_token().map_err(|s| s.message().to_owned())?;
+    // The file is in place before the administrator is journaled, so no administrator
+    // exists whose token nobody has. A crash in between leaves a token that names no
+    // one; the next start, finding still no principal, replaces it.
+    write_token_file(data_dir, &path, &token)?;
+    let command = add_command(
+        &pb::AddPrincipalRequest {
+            name: "admin".into(),
+            roles: vec![pb::Role::Admin as i32],
+            court_scopes: vec!["最高法".into()],
+            ..Default::default()
+        },
+        &token,
+    )
+    .map_err(|s| s.message().to_owned())?;
+    let request = ledger::Request {
+        id: cv::request_id(&format!("bootstrap-admin-{}", Uuid::now_v7()))
+            .map_err(|s| s.message().to_owned())?,
+        command,
+        principal: None,
+    };
+    let outcome = store.write(request).await.map_err(|e| e.to_string())?;
+    let service = PrincipalsService {
+        store: store.clone(),
+        directory: Arc::new(Directory::default()),
+    };
+    let p = service.committed(outcome.sequence).map_err(|s| s.message().to_owned())?;
+    directory.refresh(p);
+    tracing::info!(path = %path.display(), "created the first administrator; its token is in this file (mode 0600)");
+    Ok(())
+}
+
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Writes the token under a fresh name (created exclusively, mode 0600, so nothing
+/// already there, not even a symbolic link, is followed or reused), then renames it
+/// into place and syncs the directory.
+fn write_token_file(
+    data_dir: &std::path::Path,
+    path: &std::path::Path,
+    token: &str,
+) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temp = data_dir.join(format!("{ADMIN_TOKEN_FILE}.{}.tmp", Uuid::new_v4()));
+    let cannot = |what: &str, p: &std::path::Path, e: std::io::Error| {
+        format!(
+            "cannot {what} {} for the first administrator's token: {e}",
+            p.display()
+        )
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(|e| cannot("create", &temp, e))?;
+    file.write_all(format!("{token}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| cannot("write", &temp, e))?;
+    std::fs::rename(&temp, path).map_err(|e| cannot("rename into", path, e))?;
+    std::fs::File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| cannot("sync", data_dir, e))?;
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Principals for PrincipalsService {
+    async fn add_principal(
+        &self,
+        request: Request<pb::AddPrincipalRequest>,
+    ) -> Result<Response<pb::PrincipalWithToken>, Status> {
+        let who = authz::check(&request, &self.store.reads)?;
+        let r = request.into_inner();
+        let token = new_token()?;
+        let command = add_command(&r, &token)?;
+        let sequence = self.submit(Some(who.id), &r.request_id, command).await?;
+        let p = self.committed(sequence)?;
+        if p.token_hash != token_hash(&token) {
+            // The request id had been used: the token drawn now is not the stored one.
+            return Err(DomainError::RequestIdReused {
+                request_id: r.request_id,
+            }
+            .into());
+        }
+        Ok(Response::new(pb::PrincipalWithToken {
+            principal: Some(principal_pb(&p)),
+            token,
+        }))
+    }
+
+    async fn disable_principal(
+        &self,
+        request: Request<pb::DisablePrincipalRequest>,
+    ) -> Result<Response<pb::Principal>, Status> {
+        let who = authz::check(&request, &self.store.reads)?;
+        let r = request.into_inner();
+        let command = Command::DisablePrincipal {
+            principal_id: cv::id("principal_id", &r.principal_id)?,
+            reason: cv::required("reason", &r.reason, len::REASON)?,
+        };
+        let sequence = self.submit(Some(who.id), &r.request_id, command).await?;
+        Ok(Response::new(principal_pb(&self.committed(sequence)?)))
+    }
+
+    async fn rotate_token(
+        &self,
+        request: Request<pb::RotateTokenRequest>,
+    ) -> Result<Response<pb::PrincipalWithToken>, Status> {
+        let who = authz::check(&request, &self.store.reads)?;
+        let r = request.into_inner();
+        let token = new_token()?;
+        let command = Command::RotateToken {
+            principal_id: cv::id("principal_id", &r.principal_id)?,
+            token_hash: token_hash(&token),
+        };
+        let sequence = self.submit(Some(who.id), &r.request_id, command).await?;
+        let p = self.committed(sequence)?;
+        if p.token_hash != token_hash(&token) {
+            return Err(DomainError::RequestIdReused {
+                request_id: r.request_id,
+            }
+            .into());
+        }
+        Ok(Response::new(pb::PrincipalWithToken {
+            principal: Some(principal_pb(&p)),
+            token,
+        }))
+    }
+
+    async fn get_principal(
+        &self,
+        request: Request<pb::GetPrincipalRequest>,
+    ) -> Result<Response<pb::Principal>, Status> {
+        authz::check(&request, &self.store.reads)?;
+        let id = cv::id("principal_id", &request.get_ref().principal_id)?;
+        let p = self
+            .store
+            .reads
+            .principal(id)?
+            .ok_or_else(|| DomainError::not_found(format!("principal {id}")))?;
+        Ok(Response::new(principal_pb(&p)))
+    }
+
+    async fn list_principals(
+        &self,
+        request: Request<pb::ListPrincipalsRequest>,
+    ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
+        authz::check(&request, &self.store.reads)?;
+        let caller: Caller = authz::caller(&request)?;
+        let r = request.into_inner();
+        let limit = page_size(r.page_size)?;
+        let after = match r.page_token.as_str() {
+            "" => None,
+            t => Some(cv::id("page_token", t)?),
+        };
+        // Sled keeps principals in id order (UUIDv7: the order they were added).
+        let mut principals: Vec<pb::Principal> = Vec::new();
+        let mut last = None;
+        for p in self.store.reads.principals()? {
+            if after.is_some_and(|a| p.id <= a) {
+                continue;
+            }
+            if principals.len() == limit {
+                break;
+            }
+            last = Some(p.id);
+            if authz::may_manage(&caller, &p) {
+                principals.push(principal_pb(&p));
+            }
+        }
+        let next_page_token = match last {
+            Some(id) if principals.len() == limit => id.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListPrincipalsResponse {
+            principals,
+            next_page_token,
+        }))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::Principal>, Status> {
+        let who = authz::check(&request, &self.store.reads)?;
+        Ok(Response::new(principal_pb(&who)))
+    }
+}
