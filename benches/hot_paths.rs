@@ -25,6 +25,7 @@ fn request(id: &str, command: Command) -> Request {
     Request {
         id: RequestId::parse(id).expect("valid request id"),
         command,
+        principal: None,
     }
 }
 
@@ -32,6 +33,7 @@ fn ctx(i: u64) -> Context {
     Context {
         now: Micros(1_700_000_000_000_000 + i as i64),
         new_id: Uuid::from_u128(u128::from(i) + 1),
+        tiers: Default::default(),
     }
 }
 

@@ -88,8 +88,8 @@ impl TlsConfig {
 
     fn server_config(&self) -> tonic::transport::ServerTlsConfig {
         use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-        let mut config = ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem));
+        let mut config =
+            ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem));
         if let Some(ca) = &self.client_ca_pem {
             // Optional, so that a client without a certificate can still authenticate
             // by token; one with a certificate must present one the CA signed.

@@ -16,7 +16,6 @@ use case_escrow::api::pb::{
 use case_escrow::domain::VirtualAccountNumber;
 use common::{rid, TestServer};
 use tempfile::TempDir;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// The funded case of every test.
@@ -238,8 +237,8 @@ struct Snapshot {
 struct Ledger {
     _dir: TempDir,
     server: TestServer,
-    specials: SpecialAccountsClient<Channel>,
-    cases: CaseLedgerClient<Channel>,
+    specials: SpecialAccountsClient<common::Ch>,
+    cases: CaseLedgerClient<common::Ch>,
     special_id: String,
     /// The virtual account number of [`CASE`].
     van: String,

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use case_escrow::api::pb::{self, case_ledger_client::CaseLedgerClient};
 use common::*;
 use tokio::sync::Mutex;
-use tonic::transport::Channel;
 
 const CASE: &str = "（2024）云0102执300号";
 const WRITERS: usize = 16;
@@ -57,19 +56,18 @@ fn spawn(dir: &Path) -> ServerProcess {
     ServerProcess { child, addr }
 }
 
-async fn connect(addr: &str) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connects")
+/// Calls each RPC as the principal whose role it needs; the principals are added
+/// through the administrator's token in the server's data directory.
+async fn connect(addr: &str, dir: &std::path::Path) -> Ch {
+    let admin = case_escrow::cli::auth::admin_token(dir).expect("admin.token");
+    common::crew(addr.parse().expect("address"), &admin).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = spawn(dir.path());
-    let channel = connect(&server.addr).await;
+    let channel = connect(&server.addr, dir.path()).await;
     let mut specials = pb::special_accounts_client::SpecialAccountsClient::new(channel.clone());
     let mut cases = CaseLedgerClient::new(channel.clone());
     let special = open_special(&mut specials, "云0102").await;
@@ -129,7 +127,7 @@ async fn acknowledged_writes_survive_sigkill() {
 
     // Restart on the same directory.
     let mut server = spawn(dir.path());
-    let mut cases = CaseLedgerClient::new(connect(&server.addr).await);
+    let mut cases = CaseLedgerClient::new(connect(&server.addr, dir.path()).await);
 
     // Every acknowledged write is there, at the sequence it was acknowledged with.
     for (request, sequence) in &acked {
@@ -200,7 +198,7 @@ async fn acknowledged_writes_survive_sigkill() {
     assert_eq!(case.balances.received.to_string(), live_received);
 }
 
-async fn list_everything(cases: &mut CaseLedgerClient<Channel>) -> Vec<pb::Entry> {
+async fn list_everything(cases: &mut CaseLedgerClient<Ch>) -> Vec<pb::Entry> {
     let mut all = Vec::new();
     let mut token = String::new();
     loop {
@@ -263,7 +261,7 @@ fn case_of(worker: usize) -> String {
 /// One worker's loop of every kind of write against its own case (and transfers to the
 /// next worker's case), recording what was acknowledged.
 async fn work(
-    mut client: CaseLedgerClient<Channel>,
+    mut client: CaseLedgerClient<Ch>,
     worker: usize,
     round: usize,
     acked: Arc<Mutex<Vec<Acked>>>,
@@ -344,7 +342,7 @@ async fn work(
 }
 
 /// Sends an acknowledged request again; it must come back with its original sequence.
-async fn replayed_sequence(client: &mut CaseLedgerClient<Channel>, a: &Acked) -> (u64, u64) {
+async fn replayed_sequence(client: &mut CaseLedgerClient<Ch>, a: &Acked) -> (u64, u64) {
     match a.clone() {
         Acked::Receipt(r, s) => (
             s,
@@ -409,7 +407,7 @@ async fn twenty_kills_at_random_moments_lose_nothing_acknowledged() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     {
         let server = spawn(dir.path());
-        let channel = connect(&server.addr).await;
+        let channel = connect(&server.addr, dir.path()).await;
         let mut specials = pb::special_accounts_client::SpecialAccountsClient::new(channel.clone());
         let mut cases = CaseLedgerClient::new(channel);
         let special = open_special(&mut specials, "云0102").await;
@@ -420,7 +418,7 @@ async fn twenty_kills_at_random_moments_lose_nothing_acknowledged() {
     let mut all_acked: Vec<Acked> = Vec::new();
     for round in 0..ROUNDS {
         let mut server = spawn(dir.path());
-        let channel = connect(&server.addr).await;
+        let channel = connect(&server.addr, dir.path()).await;
         let acked = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicUsize::new(0));
         let enough = Arc::new(tokio::sync::Notify::new());
@@ -449,7 +447,7 @@ async fn twenty_kills_at_random_moments_lose_nothing_acknowledged() {
 
         // Restart: every write acknowledged in any round so far is there, unchanged.
         let server = spawn(dir.path());
-        let mut client = CaseLedgerClient::new(connect(&server.addr).await);
+        let mut client = CaseLedgerClient::new(connect(&server.addr, dir.path()).await);
         for a in &all_acked {
             let (want, got) = replayed_sequence(&mut client, a).await;
             assert_eq!(

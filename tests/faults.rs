@@ -14,7 +14,6 @@ use std::process::{Child, Command, Stdio};
 
 use case_escrow::api::pb::{self, case_ledger_client::CaseLedgerClient};
 use common::*;
-use tonic::transport::Channel;
 
 const CASE: &str = "（2024）云0102执700号";
 /// Bounds the loop that writes until the disk is full.
@@ -109,11 +108,8 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     let logs = tempfile::tempdir().expect("tempdir");
     let data = disk.path.join("data");
     let server = spawn(&data, logs.path().join("server.log"));
-    let channel = Channel::from_shared(format!("http://{}", server.addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connects");
+    let admin = case_escrow::cli::auth::admin_token(&data).expect("admin.token");
+    let channel = common::crew(server.addr.parse().expect("address"), &admin).await;
     let mut specials = pb::special_accounts_client::SpecialAccountsClient::new(channel.clone());
     let mut cases = CaseLedgerClient::new(channel);
     let special = open_special(&mut specials, "云0102").await;

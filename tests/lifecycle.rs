@@ -311,7 +311,7 @@ async fn full_lifecycle_survives_restart() {
 
 /// Reads a whole statement in pages of `page_size`.
 async fn list_all(
-    cases: &mut pb::case_ledger_client::CaseLedgerClient<tonic::transport::Channel>,
+    cases: &mut pb::case_ledger_client::CaseLedgerClient<common::Ch>,
     case_number: &str,
     page_size: u32,
 ) -> Vec<pb::Entry> {
@@ -388,7 +388,7 @@ async fn statement_is_in_journal_order_with_running_balances_and_stable_pages() 
 }
 
 async fn list_all_from(
-    cases: &mut pb::case_ledger_client::CaseLedgerClient<tonic::transport::Channel>,
+    cases: &mut pb::case_ledger_client::CaseLedgerClient<common::Ch>,
     case_number: &str,
     mut token: String,
 ) -> Vec<pb::Entry> {

@@ -155,6 +155,7 @@ impl World {
         let request = Request {
             id: RequestId::parse(&format!("req-{}", self.next_request)).expect("valid id"),
             command,
+            principal: None,
         };
         self.submit(request)
     }
@@ -164,6 +165,7 @@ impl World {
         let ctx = Context {
             now: Micros(self.clock),
             new_id: Uuid::now_v7(),
+            tiers: Default::default(),
         };
         let before = self.state.clone();
         match ledger::execute(&mut self.state, &request, &ctx) {

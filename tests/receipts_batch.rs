@@ -14,7 +14,7 @@ const CASE_B: &str = "（2024）云0102执2号";
 
 async fn ledger_with_two_cases(
     server: &TestServer,
-) -> pb::case_ledger_client::CaseLedgerClient<tonic::transport::Channel> {
+) -> pb::case_ledger_client::CaseLedgerClient<common::Ch> {
     let mut specials = server.specials().await;
     let mut cases = server.cases().await;
     let special = open_special(&mut specials, "云0102").await;

@@ -11,7 +11,6 @@ use case_escrow::api::pb::{
     DiscrepancyKind as K,
 };
 use common::*;
-use tonic::transport::Channel;
 use tonic::Code;
 
 const COURT: &str = "云0102";
@@ -24,8 +23,8 @@ fn case(n: u32) -> String {
 struct Ledger {
     _dir: tempfile::TempDir,
     server: TestServer,
-    cases: CaseLedgerClient<Channel>,
-    recon: ReconciliationClient<Channel>,
+    cases: CaseLedgerClient<common::Ch>,
+    recon: ReconciliationClient<common::Ch>,
     special: String,
 }
 

@@ -19,7 +19,8 @@ use tonic_reflection::pb::v1::{
 async fn health_and_reflection_answer_stock_clients() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(dir.path()).await;
-    let mut health = HealthClient::new(server.channel().await);
+    // Health checking needs no token.
+    let mut health = HealthClient::new(server.plain_channel().await);
     for service in [
         "",
         "case_escrow.v1.CaseLedger",
@@ -143,11 +144,8 @@ fn sigterm_stops_gracefully_and_keeps_everything() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (mut child, addr) = start();
     let sequence = runtime.block_on(async {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connects");
+        let admin = case_escrow::cli::auth::admin_token(dir.path()).expect("admin.token");
+        let channel = common::as_one(common::plain_channel(&addr).await, &admin);
         let mut specials = pb::special_accounts_client::SpecialAccountsClient::new(channel);
         open_special(&mut specials, "云0102").await.as_of_sequence
     });
@@ -161,11 +159,8 @@ fn sigterm_stops_gracefully_and_keeps_everything() {
     // The lock is released and the data is all there.
     let (mut child, addr) = start();
     let listed = runtime.block_on(async {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connects");
+        let admin = case_escrow::cli::auth::admin_token(dir.path()).expect("admin.token");
+        let channel = common::as_one(common::plain_channel(&addr).await, &admin);
         let mut specials = pb::special_accounts_client::SpecialAccountsClient::new(channel);
         specials
             .list_special_accounts(pb::ListSpecialAccountsRequest::default())

@@ -204,9 +204,8 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let refuse = |status: Status| -> Self::Future {
-            Box::pin(async move { Ok(status.into_http()) })
-        };
+        let refuse =
+            |status: Status| -> Self::Future { Box::pin(async move { Ok(status.into_http()) }) };
         let principal = match self
             .directory
             .authenticate(request.headers(), peer_cert_sha256(&request))

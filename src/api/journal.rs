@@ -12,8 +12,8 @@ use crate::store::journal::{self, GENESIS};
 use crate::store::StoreHandle;
 
 use super::convert as cv;
-use super::{authz, error};
 use super::pb::{self, journal_server::Journal};
+use super::{authz, error};
 
 /// The most entry hashes one proof carries; a client that saved a digest further away
 /// asks for a nearer one.

@@ -101,7 +101,9 @@ fn courts(field: &str, codes: &[String]) -> Result<Vec<CourtCode>, Status> {
 /// The command AddPrincipal submits, with the token it will show once.
 pub fn add_command(r: &pb::AddPrincipalRequest, token: &str) -> Result<Command, Status> {
     if r.roles.is_empty() {
-        return Err(Status::invalid_argument("roles: at least one role is required"));
+        return Err(Status::invalid_argument(
+            "roles: at least one role is required",
+        ));
     }
     if r.roles.len() > Role::ALL.len() {
         return Err(Status::invalid_argument(format!(
@@ -145,7 +147,12 @@ pub fn add_command(r: &pb::AddPrincipalRequest, token: &str) -> Result<Command, 
 }
 
 impl PrincipalsService {
-    async fn submit(&self, who: Option<Uuid>, request_id: &str, command: Command) -> Result<u64, Status> {
+    async fn submit(
+        &self,
+        who: Option<Uuid>,
+        request_id: &str,
+        command: Command,
+    ) -> Result<u64, Status> {
         let request = ledger::Request {
             id: cv::request_id(request_id)?,
             command,
@@ -172,7 +179,9 @@ impl PrincipalsService {
             }
         };
         let p = self.store.reads.principal(id)?.ok_or_else(|| {
-            error::fault(Fault(format!("entry {sequence} names missing principal {id}")))
+            error::fault(Fault(format!(
+                "entry {sequence} names missing principal {id}"
+            )))
         })?;
         self.directory.refresh(p.clone());
         Ok(p)
@@ -217,7 +226,9 @@ pub async fn bootstrap(
         store: store.clone(),
         directory: Arc::new(Directory::default()),
     };
-    let p = service.committed(outcome.sequence).map_err(|s| s.message().to_owned())?;
+    let p = service
+        .committed(outcome.sequence)
+        .map_err(|s| s.message().to_owned())?;
     directory.refresh(p);
     tracing::info!(path = %path.display(), "created the first administrator; its token is in this file (mode 0600)");
     Ok(())

@@ -12,8 +12,8 @@ use crate::domain::text::len;
 use crate::ledger::{self, Command};
 use crate::store::{Reply, StoreHandle};
 
-use super::convert as cv;
 use super::authz::{self, Caller, Scoped};
+use super::convert as cv;
 use super::error;
 use super::pb;
 

@@ -21,8 +21,8 @@ use crate::reconcile::{self, Discrepancy, Limits};
 use crate::store::StoreHandle;
 
 use super::convert::{self as cv};
-use super::{authz, error};
 use super::pb::{self, reconciliation_server::Reconciliation};
+use super::{authz, error};
 
 /// Answers waiting for a slow client before the run pauses.
 const ANSWERS_QUEUED: usize = 1024;

@@ -184,7 +184,10 @@ impl SpecialAccounts for SpecialAccountsService {
         let mut special_accounts = Vec::with_capacity(page.len());
         // Filtered after paging, so a page may come back short; its token still
         // continues where the scan stopped.
-        for (_, s) in page.iter().filter(|(_, s)| authz::may_read(&caller, &s.court)) {
+        for (_, s) in page
+            .iter()
+            .filter(|(_, s)| authz::may_read(&caller, &s.court))
+        {
             // An account opened after `sequence` was read is shown as it now is.
             let seq = sequence.max(s.registrations.last().map_or(0, |r| r.sequence));
             let line = self

@@ -95,6 +95,12 @@ pub struct BenchArgs {
     /// Worker threads of the server's runtime and of the clients' runtime each.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// The administrator's token of the server at `--addr` (a server started here is
+    /// asked with its own data directory's admin.token). The run adds a clerk, an
+    /// approver and a finance principal through it and calls each RPC as the one its
+    /// role needs.
+    #[command(flatten)]
+    pub token: super::auth::TokenArgs,
 }
 
 /// The kinds of call measured, each with its own latency histogram.
@@ -307,7 +313,11 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
         }
     };
     let stats = server.as_ref().map(|(_, _, s)| s.clone());
-    let result = client_rt.block_on(drive(&args, addr, stats.clone()));
+    let admin_token = match args.addr {
+        Some(_) => super::auth::token(&args.token)?,
+        None => super::auth::admin_token(&data_dir)?,
+    };
+    let result = client_rt.block_on(drive(&args, addr, &admin_token, stats.clone()));
     if let Some((stop, task, _)) = server {
         let _ = stop.send(());
         match server_rt.block_on(task) {
@@ -360,6 +370,10 @@ fn journal_len(data_dir: &Path) -> u64 {
     std::fs::metadata(data_dir.join("journal.log")).map_or(0, |m| m.len())
 }
 
+/// Each call goes as the principal whose role it needs (four eyes: the requester,
+/// approver and payer of a disbursement are three principals).
+type Ch = super::auth::ByRole;
+
 async fn connect(addr: SocketAddr) -> Result<Channel, BoxError> {
     Ok(Channel::from_shared(format!("http://{addr}"))?
         .tcp_nodelay(true)
@@ -367,7 +381,7 @@ async fn connect(addr: SocketAddr) -> Result<Channel, BoxError> {
         .await?)
 }
 
-fn client(channel: Channel) -> CaseLedgerClient<Channel> {
+fn client(channel: Ch) -> CaseLedgerClient<Ch> {
     CaseLedgerClient::new(channel).max_decoding_message_size(64 << 20)
 }
 
@@ -375,10 +389,18 @@ fn client(channel: Channel) -> CaseLedgerClient<Channel> {
 async fn drive(
     args: &BenchArgs,
     addr: SocketAddr,
+    admin_token: &str,
     stats: Option<Arc<WriterStats>>,
 ) -> Result<(Tally, u64), BoxError> {
     let run_tag = format!("{:08x}", Rng(crate::api::now().0 as u64).next() as u32);
-    let setup = connect(addr).await?;
+    let crew = super::auth::crew(
+        connect(addr).await?,
+        admin_token,
+        &format!("bench-{run_tag}"),
+        &[COURT],
+    )
+    .await?;
+    let setup = crew.with_channel(connect(addr).await?);
     let mut specials = SpecialAccountsClient::new(setup.clone());
     let special = specials
         .open_special_account(pb::OpenSpecialAccountRequest {
@@ -433,7 +455,7 @@ async fn drive(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        let channel = connect(addr).await?;
+        let channel = crew.with_channel(connect(addr).await?);
         let ctx = ClientCtx {
             id: c,
             clients: args.clients,
@@ -476,7 +498,7 @@ async fn drive(
 
 /// The first case number free for this run: one past the highest any earlier run
 /// opened under the court, found by probing, so runs can share a data directory.
-async fn first_free_case(channel: &Channel) -> Result<u32, BoxError> {
+async fn first_free_case(channel: &Ch) -> Result<u32, BoxError> {
     let c = client(channel.clone());
     let exists = |n: u32| {
         let mut c = c.clone();
@@ -579,7 +601,7 @@ impl ClientCtx {
     }
 }
 
-async fn receipts(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally {
+async fn receipts(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
     let mut tally = Tally::new();
     let mut rng = Rng(ctx.id as u64 + 1);
     let mut k = 0u64;
@@ -600,7 +622,7 @@ async fn receipts(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally 
     tally
 }
 
-async fn batch(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally {
+async fn batch(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
     let mut tally = Tally::new();
     let mut rng = Rng(ctx.id as u64 + 1);
     let mut k = 0u64;
@@ -646,7 +668,7 @@ async fn batch(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally {
 /// Each client works on its own cases (those whose index is its id modulo the number
 /// of clients), so it knows what they hold and never asks to pay out money that is
 /// not there.
-async fn mixed(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally {
+async fn mixed(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
     let mut tally = Tally::new();
     let mut rng = Rng(ctx.id as u64 + 1);
     let mut own: Vec<(u32, i64)> = (0..ctx.cases)
@@ -711,7 +733,7 @@ async fn mixed(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally {
 
 /// Request, approve and confirm one disbursement; each call is measured on its own.
 async fn disbursement(
-    rpc: &mut CaseLedgerClient<Channel>,
+    rpc: &mut CaseLedgerClient<Ch>,
     ctx: &ClientCtx,
     n: u32,
     fen: i64,
@@ -941,7 +963,7 @@ fn report(
 }
 
 /// Every case's balances over gRPC agree with what the clients had acknowledged.
-async fn verify_grpc(channel: &Channel, tally: &Tally) -> Result<(), BoxError> {
+async fn verify_grpc(channel: &Ch, tally: &Tally) -> Result<(), BoxError> {
     let mut c = client(channel.clone());
     let mut checked = 0;
     let mut cases: Vec<u32> = tally

@@ -89,11 +89,15 @@ async fn submit_all(store: &Store, requests: Vec<Command>, what: &str) -> CliRes
         let handle = handle.clone();
         let id = crate::domain::RequestId::parse(&format!("bench-{}-{i}", what.replace(' ', "-")))
             .map_err(|e| e.0)?;
-        set.spawn(async move { handle.write(Request {
-            id,
-            command,
-            principal: None,
-        }).await });
+        set.spawn(async move {
+            handle
+                .write(Request {
+                    id,
+                    command,
+                    principal: None,
+                })
+                .await
+        });
         if set.len() >= SETUP_IN_FLIGHT {
             if let Some(done) = set.join_next().await {
                 done??;
@@ -133,11 +137,14 @@ async fn build_ledger(dir: &Path, cases: u64, courts: u32) -> CliResult<()> {
     // One at a time, so that court i gets special account i + 1.
     for (i, command) in opens.into_iter().enumerate() {
         let id = crate::domain::RequestId::parse(&format!("bench-special-{i}")).map_err(|e| e.0)?;
-        store.handle().write(Request {
-            id,
-            command,
-            principal: None,
-        }).await?;
+        store
+            .handle()
+            .write(Request {
+                id,
+                command,
+                principal: None,
+            })
+            .await?;
     }
     let mut specials = Vec::new();
     for item in store
@@ -368,7 +375,23 @@ pub async fn run(args: BenchArgs) -> CliResult<()> {
     let serving = tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
-    let mut client = rc::connect(&format!("http://{addr}")).await?;
+    let admin = super::auth::admin_bearer(&ledger_dir)?;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let finance = super::auth::add_principal(
+        channel,
+        admin,
+        &format!("bench-finance-{}", uuid::Uuid::now_v7()),
+        &[crate::domain::Role::Finance],
+        &["最高法"],
+    )
+    .await?;
+    let mut client = rc::connect(
+        &format!("http://{addr}"),
+        super::auth::Bearer::new(&finance)?,
+    )
+    .await?;
     let rss_before = proc_status_kib("VmRSS:");
     let hwm_before = proc_status_kib("VmHWM:");
     let sampling = Arc::new(AtomicBool::new(true));

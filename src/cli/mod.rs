@@ -2,6 +2,7 @@
 //! `reconcile` runs a reconciliation against a running server and `bench-reconcile`
 //! measures one; `verify`, `backup`, `restore` and `rebuild` are tools for operators.
 
+pub mod auth;
 mod bench;
 mod bench_reconcile;
 pub mod reconcile;
@@ -50,6 +51,8 @@ enum Command {
             default_value = "http://127.0.0.1:50051"
         )]
         server: String,
+        #[command(flatten)]
+        token: auth::TokenArgs,
     },
     /// Restore a backup into a new, empty data directory, verifying it first.
     Restore {
@@ -81,6 +84,8 @@ struct ReconcileArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     server: String,
+    #[command(flatten)]
+    token: auth::TokenArgs,
     /// Where the report goes: OUT.csv and OUT.jsonl (default: FILE.report).
     #[arg(long, global = true)]
     out: Option<PathBuf>,
@@ -182,7 +187,9 @@ pub fn main() -> ExitCode {
         match command {
             Command::Serve(args) => serve(args).await,
             Command::Verify { data_dir } => tools::verify(&data_dir),
-            Command::Backup { to, server } => tools::backup(&server, &to).await,
+            Command::Backup { to, server, token } => {
+                tools::backup(&server, &to, auth::bearer(&token)?).await
+            }
             Command::Restore { from, data_dir } => tools::restore(&from, &data_dir).await,
             Command::Rebuild { data_dir } => tools::rebuild(&data_dir).await,
             Command::Reconcile(args) => run_reconcile(args).await.map_err(|e| e as _),
@@ -238,7 +245,7 @@ async fn run_reconcile(args: ReconcileArgs) -> reconcile::CliResult<()> {
         after_deferral_days: args.after_deferral_days,
         suspense_age_days: args.suspense_age_days,
     });
-    let mut client = reconcile::connect(&args.server).await?;
+    let mut client = reconcile::connect(&args.server, auth::bearer(&args.token)?).await?;
     match args.what {
         ReconcileWhat::CaseFlow {
             file,

@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+use super::auth::{AuthChannel, Bearer};
+
 use crate::api::pb::{
     self, reconcile_bank_statement_request as bank_req,
     reconcile_bank_statement_response as bank_resp, reconcile_case_flow_request as flow_req,
@@ -524,19 +526,21 @@ pub fn bank_table(s: &pb::BankSummary) -> String {
     )
 }
 
-pub async fn connect(server: &str) -> CliResult<ReconciliationClient<Channel>> {
+pub type Client = ReconciliationClient<AuthChannel>;
+
+pub async fn connect(server: &str, bearer: Bearer) -> CliResult<Client> {
     let channel = Channel::from_shared(server.to_owned())
         .map_err(|e| format!("--server {server}: {e}"))?
         .connect()
         .await
         .map_err(|e| format!("cannot connect to {server}: {e}"))?;
-    Ok(ReconciliationClient::new(channel)
+    Ok(ReconciliationClient::with_interceptor(channel, bearer)
         .max_decoding_message_size(crate::server::RECONCILE_MESSAGE_BYTES_MAX))
 }
 
 /// Runs a case-flow reconciliation of `file`; returns the summary.
 pub async fn case_flow(
-    client: &mut ReconciliationClient<Channel>,
+    client: &mut Client,
     file: &Path,
     header: pb::CaseFlowHeader,
     report: &Path,
@@ -604,7 +608,7 @@ pub fn statement_period(file: &Path) -> CliResult<(String, String)> {
 }
 
 pub async fn bank(
-    client: &mut ReconciliationClient<Channel>,
+    client: &mut Client,
     file: &Path,
     header: pb::BankStatementHeader,
     report: &Path,

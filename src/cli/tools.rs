@@ -33,8 +33,11 @@ pub fn verify(data_dir: &Path) -> Result<(), Failure> {
 
 /// Streams an online backup from a running server into `to`, written under a temporary
 /// name, synced, then renamed: a backup file either exists whole or not at all.
-pub async fn backup(server: &str, to: &Path) -> Result<(), Failure> {
-    let mut client = JournalClient::connect(server.to_owned()).await?;
+pub async fn backup(server: &str, to: &Path, bearer: super::auth::Bearer) -> Result<(), Failure> {
+    let channel = tonic::transport::Channel::from_shared(server.to_owned())?
+        .connect()
+        .await?;
+    let mut client = JournalClient::with_interceptor(channel, bearer);
     let mut stream = client.backup(BackupRequest {}).await?.into_inner();
     let header = match stream.message().await?.and_then(|c| c.part) {
         Some(Part::Header(h)) => Header {

@@ -186,8 +186,16 @@ mod tests {
         ];
         for (courts, supervises, court, read, write) in cases {
             let p = principal(courts, supervises);
-            assert_eq!(p.may(Access::Read, &code(court)), read, "{courts:?} read {court}");
-            assert_eq!(p.may(Access::Write, &code(court)), write, "{courts:?} write {court}");
+            assert_eq!(
+                p.may(Access::Read, &code(court)),
+                read,
+                "{courts:?} read {court}"
+            );
+            assert_eq!(
+                p.may(Access::Write, &code(court)),
+                write,
+                "{courts:?} write {court}"
+            );
         }
     }
 

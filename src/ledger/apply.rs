@@ -11,9 +11,9 @@ use uuid::Uuid;
 
 use crate::domain::{
     Account, AccountStatus, Balances, BankLine, BankLineKind, CaseClock, CaseFacts, CaseState,
-    Date, DeferralState, DisbursementState, PrincipalState, DisbursementStatus, Entry, Fen, Meta, Op, Registration,
-    RegistrationKind, RequestRecord, Side, SpecialAccountState, UnidentifiedReceiptState,
-    UnidentifiedStatus,
+    Date, DeferralState, DisbursementState, DisbursementStatus, Entry, Fen, Meta, Op,
+    PrincipalState, Registration, RegistrationKind, RequestRecord, Side, SpecialAccountState,
+    UnidentifiedReceiptState, UnidentifiedStatus,
 };
 
 use super::state::{Fault, StateMut};
@@ -614,7 +614,12 @@ fn principal(state: &impl StateMut, entry: &Entry) -> Result<PrincipalState, Fau
             p.token_hash = *token_hash;
             p
         }
-        _ => return Err(Fault(format!("entry {} is no principal entry", entry.sequence))),
+        _ => {
+            return Err(Fault(format!(
+                "entry {} is no principal entry",
+                entry.sequence
+            )))
+        }
     };
     p.changed_sequence = entry.sequence;
     Ok(p)

@@ -5,9 +5,10 @@
 use uuid::Uuid;
 
 use crate::domain::{
-    Account, AccountStatus, ApprovalTiers, PrincipalState, Role, Amount, BankRef, CaseState, Date, DeferralState, DisbursementState,
-    DisbursementStatus, DomainError, Entry, Fen, Micros, Op, Payee, Posting, Purpose,
-    SpecialAccountState, Text, UnidentifiedReceiptState, UnidentifiedStatus, VirtualAccountNumber,
+    Account, AccountStatus, Amount, ApprovalTiers, BankRef, CaseState, Date, DeferralState,
+    DisbursementState, DisbursementStatus, DomainError, Entry, Fen, Micros, Op, Payee, Posting,
+    PrincipalState, Purpose, Role, SpecialAccountState, Text, UnidentifiedReceiptState,
+    UnidentifiedStatus, VirtualAccountNumber,
 };
 
 use super::command::{CaseKey, Command, Request, UnmatchedKey};

@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use crate::domain::{
     Balances, BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState,
-    DisbursementState, Entry, Meta, PrincipalState, RequestId, Text, RequestRecord, SpecialAccountState, SpecialLine,
-    UnidentifiedReceiptState, VirtualAccountNumber,
+    DisbursementState, Entry, Meta, PrincipalState, RequestId, RequestRecord, SpecialAccountState,
+    SpecialLine, Text, UnidentifiedReceiptState, VirtualAccountNumber,
 };
 
 use super::state::{Fault, Read, State, StateMut};

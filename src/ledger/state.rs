@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use crate::domain::{
     Balances, BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState,
-    DisbursementState, Entry, Meta, PrincipalState, RequestId, Text, RequestRecord, SpecialAccountState, SpecialLine,
-    UnidentifiedReceiptState, VirtualAccountNumber,
+    DisbursementState, Entry, Meta, PrincipalState, RequestId, RequestRecord, SpecialAccountState,
+    SpecialLine, Text, UnidentifiedReceiptState, VirtualAccountNumber,
 };
 
 /// A failure of the storage underneath, not of the request: reported as UNAVAILABLE or

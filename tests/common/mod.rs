@@ -14,6 +14,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+/// A connection that calls each RPC as a principal holding the role it needs: a
+/// clerk, an approver, a finance officer (all of 最高法), or the administrator.
+pub type Ch = case_escrow::cli::auth::ByRole;
+
 /// Held while a test runs a child process to completion, and while a test opens a
 /// store.
 ///
@@ -34,6 +38,9 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub stats: std::sync::Arc<case_escrow::store::WriterStats>,
     pub data_dir: PathBuf,
+    /// The first administrator's token, from `<data_dir>/admin.token`.
+    pub admin_token: String,
+    crew: Ch,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServerError>>>,
 }
@@ -56,28 +63,39 @@ impl TestServer {
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
+        let admin_token = case_escrow::cli::auth::admin_token(data_dir).expect("admin.token");
+        let crew = saved_crew(addr, data_dir, &admin_token).await;
         TestServer {
             addr,
             stats,
             data_dir: data_dir.to_owned(),
+            admin_token,
+            crew,
             stop: Some(stop),
             task: Some(task),
         }
     }
 
-    pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .expect("valid uri")
-            .connect()
-            .await
-            .expect("connects")
+    /// A new connection, calling each RPC as the principal whose role it needs.
+    pub async fn channel(&self) -> Ch {
+        self.crew.with_channel(self.plain_channel().await)
     }
 
-    pub async fn specials(&self) -> SpecialAccountsClient<Channel> {
+    /// A new connection that sends no token.
+    pub async fn plain_channel(&self) -> Channel {
+        plain_channel(&self.addr.to_string()).await
+    }
+
+    /// A new connection that sends `token` with every call.
+    pub async fn channel_as(&self, token: &str) -> Ch {
+        as_one(self.plain_channel().await, token)
+    }
+
+    pub async fn specials(&self) -> SpecialAccountsClient<Ch> {
         SpecialAccountsClient::new(self.channel().await)
     }
 
-    pub async fn cases(&self) -> CaseLedgerClient<Channel> {
+    pub async fn cases(&self) -> CaseLedgerClient<Ch> {
         CaseLedgerClient::new(self.channel().await)
     }
 
@@ -91,6 +109,107 @@ impl TestServer {
                 .expect("server task")
                 .expect("server stops cleanly");
         }
+    }
+}
+
+/// A connection that sends `token` with every call.
+pub fn as_one(channel: Channel, token: &str) -> Ch {
+    case_escrow::cli::auth::ByRole::new(channel, &[], token).expect("a token fits a header")
+}
+
+pub async fn plain_channel(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("valid uri")
+        .connect()
+        .await
+        .expect("connects")
+}
+
+/// A clerk, an approver and a finance officer of 最高法, added by the administrator,
+/// and a channel that calls each RPC as the one whose role it needs.
+pub async fn crew(addr: SocketAddr, admin_token: &str) -> Ch {
+    case_escrow::cli::auth::crew(
+        plain_channel(&addr.to_string()).await,
+        admin_token,
+        &format!("test-{}", uuid::Uuid::new_v4()),
+        &["最高法"],
+    )
+    .await
+    .expect("the test principals are added")
+}
+
+/// Adds a principal with `roles` in `courts` and answers its token.
+pub async fn principal(
+    server: &TestServer,
+    roles: &[case_escrow::domain::Role],
+    courts: &[&str],
+) -> String {
+    case_escrow::cli::auth::add_principal(
+        server.plain_channel().await,
+        case_escrow::cli::auth::Bearer::new(&server.admin_token).expect("token"),
+        &format!("p-{}", uuid::Uuid::new_v4()),
+        roles,
+        courts,
+    )
+    .await
+    .expect("the principal is added")
+}
+
+/// A finance officer of 最高法, for the reconciliation client.
+pub async fn finance(server: &TestServer) -> case_escrow::cli::auth::Bearer {
+    let token = principal(server, &[case_escrow::domain::Role::Finance], &["最高法"]).await;
+    case_escrow::cli::auth::Bearer::new(&token).expect("token")
+}
+
+/// The file in a data directory where the harness keeps its principals' tokens, so a
+/// restarted server is driven by the same principals and adds no entries.
+pub const CREW_FILE: &str = "test-crew.tokens";
+
+async fn saved_crew(addr: SocketAddr, data_dir: &Path, admin_token: &str) -> Ch {
+    use case_escrow::domain::Role;
+    let path = data_dir.join(CREW_FILE);
+    let channel = plain_channel(&addr.to_string()).await;
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let tokens: Vec<&str> = text.lines().collect();
+        let [clerk, approver, finance] = tokens[..] else {
+            panic!("{} holds {} lines", path.display(), tokens.len());
+        };
+        let pairs = [
+            (Role::Clerk, clerk),
+            (Role::Approver, approver),
+            (Role::Finance, finance),
+            (Role::Admin, admin_token),
+        ];
+        return case_escrow::cli::auth::ByRole::new(channel, &pairs, clerk).expect("tokens");
+    }
+    let mut tokens = Vec::new();
+    for role in [Role::Clerk, Role::Approver, Role::Finance] {
+        let token = case_escrow::cli::auth::add_principal(
+            channel.clone(),
+            case_escrow::cli::auth::Bearer::new(admin_token).expect("token"),
+            &format!("test-{}-{}", role.name(), uuid::Uuid::new_v4()),
+            &[role],
+            &["最高法"],
+        )
+        .await
+        .expect("the test principals are added");
+        tokens.push(token);
+    }
+    std::fs::write(&path, tokens.join("\n")).expect("the crew file is written");
+    let pairs = [
+        (Role::Clerk, tokens[0].as_str()),
+        (Role::Approver, tokens[1].as_str()),
+        (Role::Finance, tokens[2].as_str()),
+        (Role::Admin, admin_token),
+    ];
+    case_escrow::cli::auth::ByRole::new(channel, &pairs, &tokens[0]).expect("tokens")
+}
+
+/// Copies the administrator's and the harness's tokens to a restored data directory
+/// (a backup holds the journal, not the files beside it).
+pub fn copy_credentials(from: &Path, to: &Path) {
+    for name in ["admin.token", CREW_FILE] {
+        std::fs::copy(from.join(name), to.join(name)).expect("credentials copied");
     }
 }
 
@@ -111,7 +230,7 @@ pub fn open_special_request(court: &str, account_number: &str) -> pb::OpenSpecia
 }
 
 pub async fn open_special(
-    client: &mut SpecialAccountsClient<Channel>,
+    client: &mut SpecialAccountsClient<Ch>,
     court: &str,
 ) -> pb::SpecialAccount {
     client
@@ -147,7 +266,7 @@ pub fn open_case_request(
 }
 
 pub async fn open_case(
-    client: &mut CaseLedgerClient<Channel>,
+    client: &mut CaseLedgerClient<Ch>,
     special_id: &str,
     case_number: &str,
 ) -> pb::CaseAccount {
@@ -191,7 +310,7 @@ pub fn disbursement_request(case_number: &str, amount: &str) -> pb::RequestDisbu
     }
 }
 
-pub async fn balances(client: &mut CaseLedgerClient<Channel>, case_number: &str) -> pb::Balances {
+pub async fn balances(client: &mut CaseLedgerClient<Ch>, case_number: &str) -> pb::Balances {
     client
         .get_case_account(pb::GetCaseAccountRequest {
             account: Some(pb::get_case_account_request::Account::CaseNumber(
@@ -212,7 +331,7 @@ pub async fn balances(client: &mut CaseLedgerClient<Channel>, case_number: &str)
 
 pub async fn reconciliation(
     server: &TestServer,
-) -> pb::reconciliation_client::ReconciliationClient<Channel> {
+) -> pb::reconciliation_client::ReconciliationClient<Ch> {
     pb::reconciliation_client::ReconciliationClient::new(server.channel().await)
 }
 
@@ -232,7 +351,7 @@ pub fn day(days: i64) -> String {
 
 /// Request → approve → confirm paid; returns the disbursement id.
 pub async fn pay(
-    client: &mut CaseLedgerClient<Channel>,
+    client: &mut CaseLedgerClient<Ch>,
     case_number: &str,
     amount: &str,
     bank_ref: &str,

@@ -1,0 +1,211 @@
+//! The bearer token of the command-line clients, and a channel that picks a token by
+//! RPC for tools (and tests) that act as several principals.
+//!
+//! Only the smallest part of client options lives here; where the token comes from is
+//! one function, [`bearer`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::body::Body;
+use tonic::codegen::{http, Service};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+use crate::api::authz;
+use crate::domain::Role;
+
+/// Where the token comes from, for the commands that talk to a server.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TokenArgs {
+    /// The bearer token.
+    #[arg(long, env = "CASE_ESCROW_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the bearer token (default: ./data/admin.token if it exists).
+    #[arg(long, env = "CASE_ESCROW_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// The token the administrator's file holds on the server's machine by default.
+pub const DEFAULT_TOKEN_FILE: &str = "./data/admin.token";
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Bearer {
+    pub fn new(token: &str) -> Result<Bearer, String> {
+        MetadataValue::try_from(format!("Bearer {}", token.trim()))
+            .map(Bearer)
+            .map_err(|_| "the token holds characters a header cannot carry".to_owned())
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+pub type AuthChannel = InterceptedService<Channel, Bearer>;
+
+/// The token: `--token` / `CASE_ESCROW_TOKEN`, else the file `--token-file` /
+/// `CASE_ESCROW_TOKEN_FILE`, else `./data/admin.token` if it exists.
+pub fn token(args: &TokenArgs) -> Result<String, String> {
+    if let Some(t) = &args.token {
+        return Ok(t.trim().to_owned());
+    }
+    let file = match &args.token_file {
+        Some(f) => f.clone(),
+        None if Path::new(DEFAULT_TOKEN_FILE).exists() => PathBuf::from(DEFAULT_TOKEN_FILE),
+        None => return Err(
+            "no token: give --token or --token-file (or CASE_ESCROW_TOKEN, CASE_ESCROW_TOKEN_FILE)"
+                .into(),
+        ),
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read the token file {}: {e}", file.display()))?;
+    Ok(text.trim().to_owned())
+}
+
+pub fn bearer(args: &TokenArgs) -> Result<Bearer, String> {
+    Bearer::new(&token(args)?)
+}
+
+/// A channel that sends each call with the token of a principal holding a role its
+/// RPC needs (from `authz::RULES`), so one client can act as clerk, approver and
+/// finance without breaking four eyes. Calls no rule names go with `fallback`.
+#[derive(Clone)]
+pub struct ByRole {
+    inner: Channel,
+    tokens: Arc<HashMap<Role, http::HeaderValue>>,
+    fallback: http::HeaderValue,
+}
+
+impl ByRole {
+    /// `tokens`: a token per role; `fallback` for calls any role may make.
+    pub fn new(inner: Channel, tokens: &[(Role, &str)], fallback: &str) -> Result<ByRole, String> {
+        let value = |t: &str| {
+            http::HeaderValue::try_from(format!("Bearer {}", t.trim()))
+                .map_err(|_| "the token holds characters a header cannot carry".to_owned())
+        };
+        let mut map = HashMap::new();
+        for (role, token) in tokens {
+            map.insert(*role, value(token)?);
+        }
+        Ok(ByRole {
+            inner,
+            tokens: Arc::new(map),
+            fallback: value(fallback)?,
+        })
+    }
+}
+
+impl ByRole {
+    /// The same principals over another connection.
+    pub fn with_channel(&self, inner: Channel) -> ByRole {
+        ByRole {
+            inner,
+            tokens: self.tokens.clone(),
+            fallback: self.fallback.clone(),
+        }
+    }
+}
+
+impl Service<http::Request<Body>> for ByRole {
+    type Response = <Channel as Service<http::Request<Body>>>::Response;
+    type Error = <Channel as Service<http::Request<Body>>>::Error;
+    type Future = <Channel as Service<http::Request<Body>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let value = authz::rule_for(request.uri().path())
+            .filter(|rule| rule.roles.len() < Role::ALL.len())
+            .and_then(|rule| rule.roles.iter().find_map(|r| self.tokens.get(r)))
+            .unwrap_or(&self.fallback)
+            .clone();
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value);
+        self.inner.call(request)
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The administrator's token of a data directory (written at its first start).
+pub fn admin_token(data_dir: &Path) -> Result<String, String> {
+    token(&TokenArgs {
+        token: None,
+        token_file: Some(data_dir.join(crate::api::principals::ADMIN_TOKEN_FILE)),
+    })
+}
+
+pub fn admin_bearer(data_dir: &Path) -> Result<Bearer, String> {
+    Bearer::new(&admin_token(data_dir)?)
+}
+
+/// Registers a principal, as the administrator, and answers its token.
+pub async fn add_principal(
+    channel: Channel,
+    admin: Bearer,
+    name: &str,
+    roles: &[Role],
+    courts: &[&str],
+) -> Result<String, BoxError> {
+    use crate::api::pb;
+    let role = |r: &Role| match r {
+        Role::Clerk => pb::Role::Clerk as i32,
+        Role::Approver => pb::Role::Approver as i32,
+        Role::Finance => pb::Role::Finance as i32,
+        Role::Admin => pb::Role::Admin as i32,
+        Role::Auditor => pb::Role::Auditor as i32,
+    };
+    let mut client = pb::principals_client::PrincipalsClient::with_interceptor(channel, admin);
+    let added = client
+        .add_principal(pb::AddPrincipalRequest {
+            request_id: format!("add-{name}"),
+            name: name.to_owned(),
+            roles: roles.iter().map(role).collect(),
+            court_scopes: courts.iter().map(|c| (*c).to_owned()).collect(),
+            approval_level: u32::from(crate::domain::principal::APPROVAL_LEVEL_MAX),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok(added.token)
+}
+
+/// A clerk, an approver (of the highest level) and a finance officer in `courts`,
+/// named after `tag`, and a channel that calls each RPC as the one whose role it
+/// needs (administrator RPCs as the administrator): for load generators and tests
+/// that drive whole disbursements, which four eyes forbid one principal to do.
+pub async fn crew(
+    channel: Channel,
+    admin_token: &str,
+    tag: &str,
+    courts: &[&str],
+) -> Result<ByRole, BoxError> {
+    let admin = Bearer::new(admin_token)?;
+    let mut tokens = Vec::new();
+    for role in [Role::Clerk, Role::Approver, Role::Finance] {
+        let name = format!("{tag}-{}", role.name());
+        let token = add_principal(channel.clone(), admin.clone(), &name, &[role], courts).await?;
+        tokens.push((role, token));
+    }
+    let clerk = tokens[0].1.clone();
+    let mut pairs: Vec<(Role, &str)> = tokens.iter().map(|(r, t)| (*r, t.as_str())).collect();
+    pairs.push((Role::Admin, admin_token));
+    Ok(ByRole::new(channel, &pairs, &clerk)?)
+}
