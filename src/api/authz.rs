@@ -400,10 +400,12 @@ pub fn within(caller: &Caller, scopes: &[Scope]) -> Result<(), Status> {
             Scope::Court(court) if p.may(access, court) => {}
             Scope::Court(court) => return Err(out_of_scope(p, access, court.as_str())),
             Scope::Everything if p.reads_everything() && access == Access::Read => {}
-            Scope::Everything => return Err(Status::permission_denied(format!(
+            Scope::Everything => {
+                return Err(Status::permission_denied(format!(
                 "principal {} may not read the whole ledger: that needs a court scope of 最高法",
                 p.name
-            ))),
+            )))
+            }
             // The handler answers NOT_FOUND (or first INVALID_ARGUMENT for a bad
             // field) to a caller who may know what exists.
             Scope::Missing(_) if p.reads_everything() => {}

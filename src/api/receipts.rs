@@ -57,20 +57,30 @@ pub(super) fn command(r: &pb::RecordReceiptRequest) -> Result<Command, Status> {
     })
 }
 
-/// One item as a ledger request, after checking that the caller may write to its
-/// case: an item outside the caller's courts is refused on its own, like a bad one.
-fn request(
-    store: &StoreHandle,
-    caller: &Caller,
-    r: &pb::RecordReceiptRequest,
-) -> Result<ledger::Request, Status> {
-    let command = command(r)?;
-    authz::within(caller, &r.scopes(&store.reads)?)?;
+fn request(caller: &Caller, r: &pb::RecordReceiptRequest) -> Result<ledger::Request, Status> {
     Ok(ledger::Request {
         id: cv::request_id(&r.request_id)?,
-        command,
+        command: command(r)?,
         principal: Some(caller.principal.id),
     })
+}
+
+/// The whole call is refused if any item names a case outside the caller's courts:
+/// an importer sending another court's receipts is misconfigured, and half a batch
+/// recorded would be harder to put right than none. (Malformed items are left to
+/// their own item errors.)
+fn within_scope(
+    store: &StoreHandle,
+    caller: &Caller,
+    items: &[pb::RecordReceiptRequest],
+) -> Result<(), Status> {
+    for (i, item) in items.iter().enumerate() {
+        if let Ok(scopes) = item.scopes(&store.reads) {
+            authz::within(caller, &scopes)
+                .map_err(|s| Status::new(s.code(), format!("receipts[{i}]: {}", s.message())))?;
+        }
+    }
+    Ok(())
 }
 
 /// A refusal of item `i`, its field names prefixed so the client knows which item and
@@ -116,12 +126,13 @@ pub(super) async fn record_receipts(
         }
         _ => {}
     }
+    within_scope(store, caller, &r.receipts)?;
     // Malformed items are answered here and never reach the writer; the rest go to it
     // together, and their outcomes are put back in place.
     let mut results: Vec<Option<pb::ReceiptResult>> = Vec::with_capacity(r.receipts.len());
     let mut valid = Vec::with_capacity(r.receipts.len());
     for (i, item) in r.receipts.iter().enumerate() {
-        match request(store, caller, item) {
+        match request(caller, item) {
             Ok(req) => {
                 valid.push(req);
                 results.push(None);

@@ -87,7 +87,7 @@ pub fn bearer(args: &TokenArgs) -> Result<Bearer, String> {
 pub struct ByRole {
     inner: Channel,
     tokens: Arc<HashMap<Role, http::HeaderValue>>,
-    fallback: http::HeaderValue,
+    fallback: Option<http::HeaderValue>,
 }
 
 impl ByRole {
@@ -104,8 +104,17 @@ impl ByRole {
         Ok(ByRole {
             inner,
             tokens: Arc::new(map),
-            fallback: value(fallback)?,
+            fallback: Some(value(fallback)?),
         })
+    }
+
+    /// A channel that sends no token at all (to show what is refused without one).
+    pub fn without_token(inner: Channel) -> ByRole {
+        ByRole {
+            inner,
+            tokens: Arc::new(HashMap::new()),
+            fallback: None,
+        }
     }
 }
 
@@ -133,11 +142,13 @@ impl Service<http::Request<Body>> for ByRole {
         let value = authz::rule_for(request.uri().path())
             .filter(|rule| rule.roles.len() < Role::ALL.len())
             .and_then(|rule| rule.roles.iter().find_map(|r| self.tokens.get(r)))
-            .unwrap_or(&self.fallback)
-            .clone();
-        request
-            .headers_mut()
-            .insert(http::header::AUTHORIZATION, value);
+            .or(self.fallback.as_ref())
+            .cloned();
+        if let Some(value) = value {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value);
+        }
         self.inner.call(request)
     }
 }

@@ -1,0 +1,535 @@
+//! Who may do what, over gRPC: every RPC of the compiled descriptor × every role × in
+//! and out of the caller's court → allowed or PERMISSION_DENIED; and UNAUTHENTICATED
+//! without a token, with a wrong one, and with a disabled principal's.
+
+mod common;
+
+use case_escrow::api::authz::{self, CourtFrom};
+use case_escrow::api::pb;
+use case_escrow::domain::Role;
+use common::*;
+use prost::Message;
+use tonic::{Code, Status};
+
+const IN: &str = "云0102";
+const OUT: &str = "云0103";
+
+/// Every RPC the server's own descriptor set names, as gRPC paths.
+fn every_rpc() -> Vec<String> {
+    let set = prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET)
+        .expect("the descriptor set decodes");
+    let mut out = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in &service.method {
+                out.push(format!(
+                    "/{}.{}/{}",
+                    file.package(),
+                    service.name(),
+                    method.name()
+                ));
+            }
+        }
+    }
+    out.push("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo".into());
+    out
+}
+
+/// Things that exist in one court, for requests that name them.
+#[derive(Clone, Default)]
+struct Court {
+    code: String,
+    special: String,
+    case: String,
+    van: String,
+    disbursement: String,
+    unidentified: String,
+    deferral: String,
+    receipt_sequence: u64,
+    principal: String,
+}
+
+async fn court(server: &TestServer, code: &str) -> Court {
+    let mut specials = server.specials().await;
+    let mut cases = server.cases().await;
+    let special = open_special(&mut specials, code).await.special_account_id;
+    let case = format!("（2024）{code}执1号");
+    let van = open_case(&mut cases, &special, &case)
+        .await
+        .virtual_account_number;
+    let receipt = cases
+        .record_receipt(receipt_request(&case, "1000.00", &rid()))
+        .await
+        .expect("receipt")
+        .into_inner();
+    let disbursement = cases
+        .request_disbursement(disbursement_request(&case, "10.00"))
+        .await
+        .expect("disbursement")
+        .into_inner()
+        .disbursement_id;
+    let unidentified = cases
+        .record_unidentified_receipt(pb::RecordUnidentifiedReceiptRequest {
+            request_id: rid(),
+            special_account_id: special.clone(),
+            amount: "5.00".into(),
+            payer_name: "某人".into(),
+            bank_ref: rid().replace('-', ""),
+            value_date: day(0),
+            ..Default::default()
+        })
+        .await
+        .expect("unidentified receipt")
+        .into_inner()
+        .unidentified_receipt_id;
+    let deferral = cases
+        .record_deferral(pb::RecordDeferralRequest {
+            request_id: rid(),
+            case_number: case.clone(),
+            reason: pb::DeferralReason::Frozen as i32,
+            approval_ref: "批2024-1".into(),
+            note: String::new(),
+        })
+        .await
+        .expect("deferral")
+        .into_inner()
+        .deferral_id;
+    let principal = principal_id(server, &[Role::Auditor], &[code]).await;
+    Court {
+        code: code.into(),
+        special,
+        case,
+        van,
+        disbursement,
+        unidentified,
+        deferral,
+        receipt_sequence: receipt.sequence,
+        principal,
+    }
+}
+
+async fn principal_id(server: &TestServer, roles: &[Role], courts: &[&str]) -> String {
+    let token = principal(server, roles, courts).await;
+    let mut client = pb::principals_client::PrincipalsClient::new(server.channel_as(&token).await);
+    client
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect("who am i")
+        .into_inner()
+        .principal_id
+}
+
+/// A call of any kind with one message; its status (OK or the error's).
+async fn call<M: Message + Default + Send + Sync + 'static>(
+    channel: Ch,
+    path: &str,
+    message: M,
+    streaming_in: bool,
+) -> Result<(), Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let path: tonic::codegen::http::uri::PathAndQuery = path.parse().expect("a path");
+    let codec = tonic_prost::ProstCodec::<M, ()>::default();
+    if streaming_in {
+        let request = tonic::Request::new(tokio_stream::iter(vec![message]));
+        let mut answers = grpc.streaming(request, path, codec).await?.into_inner();
+        answers.message().await?;
+        return Ok(());
+    }
+    // Unary and server-streaming calls share the request shape; a server stream
+    // is read until its first message or status.
+    let request = tonic::Request::new(tokio_stream::iter(vec![message]));
+    let mut answers = grpc.streaming(request, path, codec).await?.into_inner();
+    answers.message().await?;
+    Ok(())
+}
+
+/// One request for `method`, aimed at court `c`; `None` for a method this test has
+/// no request for (which fails the test).
+async fn request(method: &str, c: &Court, ch: Ch) -> Option<Result<(), Status>> {
+    let name = method.rsplit('/').next().unwrap_or_default();
+    let r = rid();
+    macro_rules! go {
+        ($m:expr) => {
+            call(ch, method, $m, false).await
+        };
+    }
+    Some(match name {
+        "OpenSpecialAccount" => go!(open_special_request(&c.code, "2502010009200099999")),
+        "RegisterAccountChange" => go!(pb::RegisterAccountChangeRequest {
+            request_id: r,
+            special_account_id: c.special.clone(),
+            bank_branch: Some(format!("支行{}", rid())),
+            reason: "迁址".into(),
+            document_ref: "文1".into(),
+            ..Default::default()
+        }),
+        "CloseSpecialAccount" => go!(pb::CloseSpecialAccountRequest {
+            request_id: r,
+            special_account_id: c.special.clone(),
+            reason: "撤销".into(),
+            document_ref: "文2".into(),
+        }),
+        "GetSpecialAccount" => go!(pb::GetSpecialAccountRequest {
+            special_account_id: c.special.clone(),
+            ..Default::default()
+        }),
+        "ListSpecialAccounts" => go!(pb::ListSpecialAccountsRequest {
+            court_code: c.code.clone(),
+            ..Default::default()
+        }),
+        "OpenCaseAccount" => go!(open_case_request(
+            &c.special,
+            &format!("（2024）{}执101号", c.code),
+            "100.00"
+        )),
+        "GetCaseAccount" => go!(pb::GetCaseAccountRequest {
+            account: Some(pb::get_case_account_request::Account::VirtualAccountNumber(
+                c.van.clone()
+            )),
+            as_of: None,
+        }),
+        "RecordReceipt" => go!(receipt_request(&c.case, "1.00", &rid())),
+        "RecordReceipts" => go!(pb::RecordReceiptsRequest {
+            request_id: String::new(),
+            receipts: vec![receipt_request(&c.case, "1.00", &rid())],
+        }),
+        "RequestDisbursement" => go!(disbursement_request(&c.case, "1.00")),
+        "ApproveDisbursement" => go!(pb::ApproveDisbursementRequest {
+            request_id: r,
+            disbursement_id: c.disbursement.clone(),
+            approval_ref: "批1".into(),
+        }),
+        "RejectDisbursement" => go!(pb::RejectDisbursementRequest {
+            request_id: r,
+            disbursement_id: c.disbursement.clone(),
+            reason: "不符".into(),
+        }),
+        "CancelDisbursement" => go!(pb::CancelDisbursementRequest {
+            request_id: r,
+            disbursement_id: c.disbursement.clone(),
+            reason: "撤回".into(),
+        }),
+        "ConfirmDisbursementPaid" => go!(pb::ConfirmDisbursementPaidRequest {
+            request_id: r,
+            disbursement_id: c.disbursement.clone(),
+            bank_ref: rid().replace('-', ""),
+            paid_at: None,
+        }),
+        "FailDisbursement" => go!(pb::FailDisbursementRequest {
+            request_id: r,
+            disbursement_id: c.disbursement.clone(),
+            reason: "退票".into(),
+        }),
+        "RecordReturnedPayment" => go!(pb::RecordReturnedPaymentRequest {
+            request_id: r,
+            disbursement_id: c.disbursement.clone(),
+            bank_ref: rid().replace('-', ""),
+            reason: "退回".into(),
+        }),
+        "GetDisbursement" => go!(pb::GetDisbursementRequest {
+            disbursement_id: c.disbursement.clone(),
+        }),
+        "TransferBetweenCases" => go!(pb::TransferBetweenCasesRequest {
+            request_id: r,
+            from_case_number: c.case.clone(),
+            to_case_number: c.case.clone(),
+            amount: "1.00".into(),
+            reason: "调整".into(),
+            document_ref: "文3".into(),
+        }),
+        "ReverseEntry" => go!(pb::ReverseEntryRequest {
+            request_id: r,
+            sequence: c.receipt_sequence,
+            reason: "冲正".into(),
+        }),
+        "CloseCaseAccount" => go!(pb::CloseCaseAccountRequest {
+            request_id: r,
+            case_number: c.case.clone(),
+            closure_method: pb::ClosureMethod::Completed as i32,
+            reason: "结案".into(),
+        }),
+        "ListEntries" => go!(pb::ListEntriesRequest {
+            case_number: c.case.clone(),
+            ..Default::default()
+        }),
+        "RecordUnidentifiedReceipt" => go!(pb::RecordUnidentifiedReceiptRequest {
+            request_id: r,
+            special_account_id: c.special.clone(),
+            amount: "1.00".into(),
+            payer_name: "某人".into(),
+            bank_ref: rid().replace('-', ""),
+            value_date: day(0),
+            ..Default::default()
+        }),
+        "AssignUnidentifiedReceipt" => go!(pb::AssignUnidentifiedReceiptRequest {
+            request_id: r,
+            unidentified_receipt_id: c.unidentified.clone(),
+            case_number: c.case.clone(),
+        }),
+        "ReturnUnidentifiedReceipt" => go!(pb::ReturnUnidentifiedReceiptRequest {
+            request_id: r,
+            unidentified_receipt_id: c.unidentified.clone(),
+            reason: "退回".into(),
+            bank_ref: String::new(),
+        }),
+        "GetUnidentifiedReceipt" => go!(pb::GetUnidentifiedReceiptRequest {
+            unidentified_receipt_id: c.unidentified.clone(),
+        }),
+        "ListUnidentifiedReceipts" => go!(pb::ListUnidentifiedReceiptsRequest {
+            special_account_id: c.special.clone(),
+            ..Default::default()
+        }),
+        "RecordDeferral" => go!(pb::RecordDeferralRequest {
+            request_id: r,
+            case_number: c.case.clone(),
+            reason: pb::DeferralReason::Other as i32,
+            approval_ref: "批2".into(),
+            note: String::new(),
+        }),
+        "EndDeferral" => go!(pb::EndDeferralRequest {
+            request_id: r,
+            deferral_id: c.deferral.clone(),
+        }),
+        "GetDeferral" => go!(pb::GetDeferralRequest {
+            deferral_id: c.deferral.clone(),
+        }),
+        "GetDigest" => go!(pb::GetDigestRequest {}),
+        "GetEntry" => go!(pb::GetEntryRequest {
+            sequence: 1,
+            digest_sequence: 0,
+        }),
+        "VerifyJournal" => go!(pb::VerifyJournalRequest::default()),
+        "WatchJournal" => go!(pb::WatchJournalRequest { from_sequence: 1 }),
+        "Backup" => go!(pb::BackupRequest {}),
+        "ReconcileCaseFlow" => {
+            call(
+                ch,
+                method,
+                pb::ReconcileCaseFlowRequest {
+                    message: Some(pb::reconcile_case_flow_request::Message::Header(
+                        pb::CaseFlowHeader {
+                            as_of: day(0),
+                            court_scope: c.code.clone(),
+                            ..Default::default()
+                        },
+                    )),
+                },
+                true,
+            )
+            .await
+        }
+        "ReconcileBankStatement" => {
+            call(
+                ch,
+                method,
+                pb::ReconcileBankStatementRequest {
+                    message: Some(pb::reconcile_bank_statement_request::Message::Header(
+                        pb::BankStatementHeader {
+                            special_account_id: c.special.clone(),
+                            period_from: day(-1),
+                            period_to: day(0),
+                            opening_balance: "0.00".into(),
+                            closing_balance: "0.00".into(),
+                            ..Default::default()
+                        },
+                    )),
+                },
+                true,
+            )
+            .await
+        }
+        "AddPrincipal" => go!(pb::AddPrincipalRequest {
+            request_id: r.clone(),
+            name: format!("new-{r}"),
+            roles: vec![pb::Role::Clerk as i32],
+            court_scopes: vec![c.code.clone()],
+            ..Default::default()
+        }),
+        "DisablePrincipal" => go!(pb::DisablePrincipalRequest {
+            request_id: r,
+            principal_id: c.principal.clone(),
+            reason: "离职".into(),
+        }),
+        "RotateToken" => go!(pb::RotateTokenRequest {
+            request_id: r,
+            principal_id: c.principal.clone(),
+        }),
+        "GetPrincipal" => go!(pb::GetPrincipalRequest {
+            principal_id: c.principal.clone(),
+        }),
+        "ListPrincipals" => go!(pb::ListPrincipalsRequest::default()),
+        "WhoAmI" => go!(pb::WhoAmIRequest {}),
+        "ServerReflectionInfo" => {
+            use tonic_reflection::pb::v1::{
+                server_reflection_request::MessageRequest, ServerReflectionRequest,
+            };
+            call(
+                ch,
+                method,
+                ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(MessageRequest::ListServices(String::new())),
+                },
+                true,
+            )
+            .await
+        }
+        _ => return None,
+    })
+}
+
+/// Whether a principal of `role` in court IN may call `method` on court IN (`inside`)
+/// or on its sibling OUT.
+fn expected_allowed(method: &str, role: Role, inside: bool) -> bool {
+    let rule = authz::rule_for(method).unwrap_or_else(|| panic!("{method} has no rule"));
+    if !rule.roles.contains(&role) {
+        return false;
+    }
+    match rule.court {
+        CourtFrom::None => true,
+        // The journal is the whole ledger: a court's principal never reads it.
+        CourtFrom::Everything => false,
+        // Principals are listed filtered, never refused.
+        CourtFrom::Listing if method.ends_with("/ListPrincipals") => true,
+        _ => inside,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_by_every_role_in_and_out_of_scope() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let inside = court(&server, IN).await;
+    let outside = court(&server, OUT).await;
+    let mut tokens = Vec::new();
+    for role in Role::ALL {
+        tokens.push((role, principal(&server, &[role], &[IN]).await));
+    }
+    let mut wrong = Vec::new();
+    let rpcs = every_rpc();
+    assert!(rpcs.len() > 40, "only {} RPCs found", rpcs.len());
+    for method in &rpcs {
+        assert!(
+            authz::rule_for(method).is_some(),
+            "{method} has no row in authz::RULES"
+        );
+        for (role, token) in &tokens {
+            for (target, is_inside) in [(&inside, true), (&outside, false)] {
+                let ch = server.channel_as(token).await;
+                let Some(result) = request(method, target, ch).await else {
+                    panic!("{method}: the matrix test has no request for it");
+                };
+                let want = expected_allowed(method, *role, is_inside);
+                let got = match &result {
+                    Ok(()) => true,
+                    Err(s) => !matches!(s.code(), Code::PermissionDenied | Code::Unauthenticated),
+                };
+                if want != got {
+                    wrong.push(format!(
+                        "{method} as {} {}: expected {}, got {:?}",
+                        role.name(),
+                        if is_inside {
+                            "in scope"
+                        } else {
+                            "out of scope"
+                        },
+                        if want { "allowed" } else { "PERMISSION_DENIED" },
+                        result.err().map(|s| (s.code(), s.message().to_owned()))
+                    ));
+                } else if let (false, Err(s)) = (want, &result) {
+                    if s.code() != Code::PermissionDenied {
+                        wrong.push(format!("{method}: refused with {:?}", s.code()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_a_wrong_token_or_a_disabled_principal_is_unauthenticated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let place = court(&server, IN).await;
+    let clerk = principal(&server, &[Role::Clerk], &[IN]).await;
+    let wrong_token = "0".repeat(64);
+    for method in every_rpc() {
+        let cases: [(&str, Option<&str>); 3] = [
+            ("no token", None),
+            ("a wrong token", Some(&wrong_token)),
+            ("a token with a space in it", Some("not a token")),
+        ];
+        for (what, token) in cases {
+            let ch = match token {
+                None => as_no_one(server.plain_channel().await),
+                Some(t) => {
+                    match case_escrow::cli::auth::ByRole::new(server.plain_channel().await, &[], t)
+                    {
+                        Ok(ch) => ch,
+                        // A value a header cannot carry cannot be sent: nothing to test.
+                        Err(_) => continue,
+                    }
+                }
+            };
+            let result = request(&method, &place, ch).await.expect("a request");
+            let status = result.expect_err("refused");
+            assert_eq!(status.code(), Code::Unauthenticated, "{method} with {what}");
+            assert!(
+                !status.message().contains(&wrong_token),
+                "the token is echoed"
+            );
+        }
+    }
+    // A disabled principal's token stops working at once.
+    let id = {
+        let mut me = pb::principals_client::PrincipalsClient::new(server.channel_as(&clerk).await);
+        me.who_am_i(pb::WhoAmIRequest {})
+            .await
+            .expect("the clerk is known")
+            .into_inner()
+            .principal_id
+    };
+    let mut admin =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await);
+    let disabled = admin
+        .disable_principal(pb::DisablePrincipalRequest {
+            request_id: rid(),
+            principal_id: id,
+            reason: "调离".into(),
+        })
+        .await
+        .expect("disabled")
+        .into_inner();
+    assert!(!disabled.enabled);
+    let mut me = pb::principals_client::PrincipalsClient::new(server.channel_as(&clerk).await);
+    let refused = me
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect_err("a disabled principal is refused");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(refused.message().contains("disabled"), "{refused:?}");
+    // Health checking needs no token.
+    let mut health =
+        tonic_health::pb::health_client::HealthClient::new(server.plain_channel().await);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health answers without a token");
+    server.stop().await;
+}
+
+fn as_no_one(channel: tonic::transport::Channel) -> Ch {
+    case_escrow::cli::auth::ByRole::without_token(channel)
+}
