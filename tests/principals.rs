@@ -1,0 +1,338 @@
+//! Principals over gRPC: the first administrator's token file, four eyes and approval
+//! tiers, the principal in every entry, token rotation, retries by another principal.
+
+mod common;
+
+use case_escrow::api::pb::{self, case_ledger_client::CaseLedgerClient};
+use case_escrow::domain::Role;
+use common::*;
+use tonic::Code;
+
+const CASE: &str = "（2024）云0102执7号";
+
+async fn who(server: &TestServer, token: &str) -> pb::Principal {
+    pb::principals_client::PrincipalsClient::new(server.channel_as(token).await)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect("who am i")
+        .into_inner()
+}
+
+async fn as_(server: &TestServer, token: &str) -> CaseLedgerClient<Ch> {
+    CaseLedgerClient::new(server.channel_as(token).await)
+}
+
+/// A principal with an approval level, in 云0102.
+async fn approver(server: &TestServer, roles: &[Role], level: u32) -> String {
+    let mut admin =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await);
+    let roles = roles
+        .iter()
+        .map(|r| match r {
+            Role::Clerk => pb::Role::Clerk as i32,
+            Role::Approver => pb::Role::Approver as i32,
+            Role::Finance => pb::Role::Finance as i32,
+            Role::Admin => pb::Role::Admin as i32,
+            Role::Auditor => pb::Role::Auditor as i32,
+        })
+        .collect();
+    admin
+        .add_principal(pb::AddPrincipalRequest {
+            request_id: rid(),
+            name: format!("p-{}", rid()),
+            roles,
+            court_scopes: vec!["云0102".into()],
+            approval_level: level,
+            ..Default::default()
+        })
+        .await
+        .expect("added")
+        .into_inner()
+        .token
+}
+
+async fn ledger(server: &TestServer) {
+    let mut specials = server.specials().await;
+    let mut cases = server.cases().await;
+    let special = open_special(&mut specials, "云0102").await;
+    open_case(&mut cases, &special.special_account_id, CASE).await;
+    cases
+        .record_receipt(receipt_request(CASE, "300000.00", "FUNDS0001"))
+        .await
+        .expect("funds");
+}
+
+fn approve(id: &str) -> pb::ApproveDisbursementRequest {
+    pb::ApproveDisbursementRequest {
+        request_id: rid(),
+        disbursement_id: id.into(),
+        approval_ref: "批".into(),
+    }
+}
+
+fn confirm(id: &str) -> pb::ConfirmDisbursementPaidRequest {
+    pb::ConfirmDisbursementPaidRequest {
+        request_id: rid(),
+        disbursement_id: id.into(),
+        bank_ref: rid().replace('-', ""),
+        paid_at: None,
+    }
+}
+
+#[tokio::test]
+async fn four_eyes_and_approval_tiers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    ledger(&server).await;
+    // A requests and could approve; B approves and could pay; C is a senior approver.
+    let a = approver(&server, &[Role::Clerk, Role::Approver], 1).await;
+    let b = approver(&server, &[Role::Approver, Role::Finance], 1).await;
+    let c = approver(&server, &[Role::Approver], 2).await;
+    let f = approver(&server, &[Role::Finance], 1).await;
+    let d1 = as_(&server, &a)
+        .await
+        .request_disbursement(disbursement_request(CASE, "10.00"))
+        .await
+        .expect("requested")
+        .into_inner()
+        .disbursement_id;
+    let refused = as_(&server, &a)
+        .await
+        .approve_disbursement(approve(&d1))
+        .await
+        .expect_err("the requester may not approve");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("four eyes"), "{refused:?}");
+    as_(&server, &b)
+        .await
+        .approve_disbursement(approve(&d1))
+        .await
+        .expect("another approver approves");
+    let refused = as_(&server, &b)
+        .await
+        .confirm_disbursement_paid(confirm(&d1))
+        .await
+        .expect_err("the approver may not confirm the payment");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    as_(&server, &f)
+        .await
+        .confirm_disbursement_paid(confirm(&d1))
+        .await
+        .expect("a third principal confirms");
+
+    // Above ¥100,000 a level-2 approver is needed.
+    let d2 = as_(&server, &a)
+        .await
+        .request_disbursement(disbursement_request(CASE, "100000.01"))
+        .await
+        .expect("requested")
+        .into_inner()
+        .disbursement_id;
+    let refused = as_(&server, &b)
+        .await
+        .approve_disbursement(approve(&d2))
+        .await
+        .expect_err("a level-1 approver may not approve above the tier");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("level 2"), "{refused:?}");
+    as_(&server, &c)
+        .await
+        .approve_disbursement(approve(&d2))
+        .await
+        .expect("a senior approver approves");
+    // At the threshold itself level 1 suffices.
+    let d3 = as_(&server, &a)
+        .await
+        .request_disbursement(disbursement_request(CASE, "100000.00"))
+        .await
+        .expect("requested")
+        .into_inner()
+        .disbursement_id;
+    as_(&server, &b)
+        .await
+        .approve_disbursement(approve(&d3))
+        .await
+        .expect("level 1 approves at the threshold");
+
+    // A requester who is also finance may not pay its own request.
+    let x = approver(&server, &[Role::Clerk, Role::Finance], 1).await;
+    let d4 = as_(&server, &x)
+        .await
+        .request_disbursement(disbursement_request(CASE, "1.00"))
+        .await
+        .expect("requested")
+        .into_inner()
+        .disbursement_id;
+    as_(&server, &b)
+        .await
+        .approve_disbursement(approve(&d4))
+        .await
+        .expect("approved");
+    let refused = as_(&server, &x)
+        .await
+        .confirm_disbursement_paid(confirm(&d4))
+        .await
+        .expect_err("the requester may not confirm the payment");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_entry_records_its_principal_and_a_retry_by_another_gets_the_original() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    ledger(&server).await;
+    let clerk = approver(&server, &[Role::Clerk], 1).await;
+    let other = approver(&server, &[Role::Clerk], 1).await;
+    let clerk_id = who(&server, &clerk).await.principal_id;
+    let request = receipt_request(CASE, "5.00", "RETRY0001");
+    let first = as_(&server, &clerk)
+        .await
+        .record_receipt(request.clone())
+        .await
+        .expect("recorded")
+        .into_inner();
+    assert_eq!(first.principal_id, clerk_id);
+    // The same request id and content from another principal: the original outcome,
+    // still made by the first.
+    let again = as_(&server, &other)
+        .await
+        .record_receipt(request)
+        .await
+        .expect("the retry answers")
+        .into_inner();
+    assert_eq!(again.sequence, first.sequence);
+    assert_eq!(again.principal_id, clerk_id);
+    // Every entry of the case names who made it.
+    let entries = server
+        .cases()
+        .await
+        .list_entries(pb::ListEntriesRequest {
+            case_number: CASE.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("entries")
+        .into_inner()
+        .entries;
+    assert!(entries.len() >= 3);
+    for e in &entries {
+        assert!(
+            !e.principal_id.is_empty(),
+            "entry {} has no principal",
+            e.sequence
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_token_replaces_the_old_one_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let old = approver(&server, &[Role::Auditor], 1).await;
+    let id = who(&server, &old).await.principal_id;
+    let mut admin =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await);
+    let rotated = admin
+        .rotate_token(pb::RotateTokenRequest {
+            request_id: rid(),
+            principal_id: id.clone(),
+        })
+        .await
+        .expect("rotated")
+        .into_inner();
+    assert_ne!(rotated.token, old);
+    assert_eq!(who(&server, &rotated.token).await.principal_id, id);
+    let refused = pb::principals_client::PrincipalsClient::new(server.channel_as(&old).await)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect_err("the old token is gone");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    // After a restart the directory is rebuilt from the journal: same answer.
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    assert_eq!(who(&server, &rotated.token).await.principal_id, id);
+    let refused = pb::principals_client::PrincipalsClient::new(server.channel_as(&old).await)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect_err("the old token is still gone");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    server.stop().await;
+}
+
+#[test]
+fn the_first_start_writes_the_admin_token_file_and_logs_only_its_path() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (stderr, listening) = {
+        let _guard = SPAWN_OR_OPEN.blocking_lock();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_case-escrow"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("CASE_ESCROW_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("server starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("address line");
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .expect("piped")
+            .read_to_string(&mut stderr)
+            .expect("log");
+        (stderr, line)
+    };
+    assert!(listening.contains("listening"), "{listening}");
+    let path = data.join("admin.token");
+    let meta = std::fs::metadata(&path).expect("admin.token exists");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&path).expect("readable");
+    let token = text.strip_suffix('\n').expect("one newline at the end");
+    assert_eq!(token.len(), 64);
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    assert!(!stderr.contains(token), "the token was logged");
+    let leftovers: Vec<_> = std::fs::read_dir(&data)
+        .expect("data dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test]
+async fn the_administrator_is_created_once_and_its_file_is_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let admin = who(&server, &server.admin_token).await;
+    assert_eq!(admin.roles, vec![pb::Role::Admin as i32]);
+    assert_eq!(admin.court_scopes, vec!["最高法".to_owned()]);
+    let token = server.admin_token.clone();
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    assert_eq!(
+        server.admin_token, token,
+        "a restart does not replace the token"
+    );
+    let listed =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await)
+            .list_principals(pb::ListPrincipalsRequest::default())
+            .await
+            .expect("listed")
+            .into_inner()
+            .principals;
+    let admins = listed.iter().filter(|p| p.name == "admin").count();
+    assert_eq!(admins, 1);
+    server.stop().await;
+}
