@@ -518,3 +518,110 @@ fn random_runs_reach_every_kind_of_entry() {
         assert!(kinds.contains(want), "no {want} in {kinds:?}");
     }
 }
+
+impl World {
+    fn run_as(&mut self, command: Command, principal: Uuid) -> Result<u64, LedgerError> {
+        self.next_request += 1;
+        self.submit(Request {
+            id: RequestId::parse(&format!("req-{}", self.next_request)).expect("valid id"),
+            command,
+            principal: Some(principal),
+        })
+    }
+
+    /// A principal with every role and an approval level.
+    fn principal(&mut self, n: usize, level: u8) -> Uuid {
+        use case_escrow::domain::Role;
+        let seq = self
+            .run(Command::AddPrincipal {
+                name: text(&format!("p{n}")),
+                roles: Role::ALL.to_vec(),
+                courts: vec![CourtCode::parse("云0102").expect("court")],
+                supervises: Vec::new(),
+                approval_level: level,
+                token_hash: [n as u8; 32],
+                cert_sha256: None,
+            })
+            .expect("added");
+        let entry = self.state.entries.get(&seq).expect("entry");
+        match entry.op {
+            case_escrow::domain::Op::PrincipalAdded { principal_id, .. } => principal_id,
+            _ => panic!("entry {seq} added no principal"),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// Whoever approves did not request, holds the level the amount's tier needs
+    /// (¥100,000 by default), and whoever confirms the payment did neither; a
+    /// refusal changes nothing (checked by `submit`).
+    #[test]
+    fn four_eyes_and_tiers_hold_for_any_three_principals(
+        levels in proptest::collection::vec(1u8..=2, 3),
+        requester in 0usize..3,
+        approver in 0usize..3,
+        confirmer in 0usize..3,
+        fen in prop_oneof![1i64..=10_000_000, 10_000_000i64..=20_000_000],
+    ) {
+        let mut world = World::new();
+        world.setup();
+        let ids: Vec<Uuid> = (0..3).map(|n| world.principal(n, levels[n])).collect();
+        world
+            .run(Command::RecordReceipt {
+                case: CaseKey::Number(case_number(0)),
+                amount: amount(30_000_000),
+                payer_name: text("李四"),
+                payer_account: text("6217"),
+                bank_ref: BankRef::parse("FUND").expect("ref"),
+                value_date: Date::parse("2024-03-01").expect("date"),
+            })
+            .expect("funded");
+        world
+            .run_as(
+                Command::RequestDisbursement {
+                    case_number: case_number(0),
+                    amount: amount(fen),
+                    payee: Payee {
+                        name: text("张三"),
+                        account: text("6222"),
+                        bank: text("建行"),
+                    },
+                    purpose: Purpose::ToApplicant,
+                    memo: Text::default(),
+                    exception_reason: Text::default(),
+                },
+                ids[requester],
+            )
+            .expect("requested");
+        let d = *world.state.disbursements.keys().next().expect("disbursement");
+        let needed = if fen > 10_000_000 { 2 } else { 1 };
+        let approved = world.run_as(
+            Command::ApproveDisbursement { disbursement_id: d, approval_ref: text("批") },
+            ids[approver],
+        );
+        let may_approve = approver != requester && levels[approver] >= needed;
+        prop_assert_eq!(approved.is_ok(), may_approve, "{:?}", approved);
+        if let Err(e) = &approved {
+            prop_assert!(matches!(
+                e,
+                LedgerError::Domain(case_escrow::domain::DomainError::Forbidden(_))
+            ));
+        }
+        if may_approve {
+            let paid = world.run_as(
+                Command::ConfirmDisbursementPaid {
+                    disbursement_id: d,
+                    bank_ref: BankRef::parse("PAID").expect("ref"),
+                    paid_at: None,
+                },
+                ids[confirmer],
+            );
+            prop_assert_eq!(paid.is_ok(), confirmer != requester && confirmer != approver);
+        }
+        invariants::check(&world.state).expect("invariants hold");
+        let replayed = MemState::replay(world.state.entries.values()).expect("replays");
+        prop_assert_eq!(replayed, world.state);
+    }
+}

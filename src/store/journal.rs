@@ -157,6 +157,7 @@ fn decode_payload(payload: &[u8]) -> Result<Frame, String> {
 
 /// An entry as format 1 encoded it: before principals.
 #[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct EntryV1 {
     sequence: u64,
     request_id: crate::domain::RequestId,
@@ -564,3 +565,59 @@ pub fn verify_range(
 
 /// Ends a visit early without it being an error.
 const STOP: &str = "\0stop";
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+    use crate::domain::{Micros, Op, RequestId, Text};
+
+    fn entry(principal: Option<uuid::Uuid>) -> Entry {
+        Entry {
+            sequence: 1,
+            request_id: RequestId::parse("r-1").unwrap_or_else(|e| panic!("{e}")),
+            request_hash: [7; 32],
+            recorded_at: Micros(1_700_000_000_000_000),
+            op: Op::PrincipalDisabled {
+                principal_id: uuid::Uuid::nil(),
+                reason: Text::default(),
+            },
+            postings: Vec::new(),
+            principal,
+        }
+    }
+
+    /// A frame written before principals existed still decodes, with no principal,
+    /// and its hash is over the bytes as stored.
+    #[test]
+    fn a_format_1_frame_decodes_without_a_principal() {
+        let e = entry(None);
+        let v1 = EntryV1 {
+            sequence: e.sequence,
+            request_id: e.request_id.clone(),
+            request_hash: e.request_hash,
+            recorded_at: e.recorded_at,
+            op: e.op.clone(),
+            postings: Vec::new(),
+        };
+        let body = postcard::to_stdvec(&v1).unwrap_or_else(|e| panic!("{e}"));
+        let mut payload = vec![FORMAT_V1];
+        payload.extend_from_slice(&chain(&GENESIS, &entry_hash(&body)));
+        payload.extend_from_slice(&body);
+        let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        let decoded = decode_frame(&frame).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(decoded.entry, e);
+        assert_eq!(decoded.entry_hash, entry_hash(&body));
+    }
+
+    #[test]
+    fn a_format_2_frame_keeps_its_principal() {
+        let e = entry(Some(uuid::Uuid::from_u128(42)));
+        let mut out = Vec::new();
+        encode_frame(&e, &GENESIS, &mut out).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out[HEADER_BYTES], FORMAT_V2);
+        let decoded = decode_frame(&out).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(decoded.entry, e);
+    }
+}
