@@ -157,6 +157,37 @@ struct ServeArgs {
     /// Days an unidentified receipt may wait in suspense.
     #[arg(long, env = "CASE_ESCROW_SUSPENSE_AGE_DAYS", default_value_t = Limits::default().suspense_age_days)]
     suspense_age_days: u32,
+    /// Approval tiers: rising amounts in yuan, comma-separated; a disbursement above
+    /// the n-th needs an approver of level n + 1.
+    #[arg(
+        long,
+        env = "CASE_ESCROW_APPROVAL_TIERS_YUAN",
+        default_value = "100000"
+    )]
+    approval_tiers_yuan: String,
+    /// PEM certificate (chain) to serve TLS with; needs --tls-key.
+    #[arg(long, env = "CASE_ESCROW_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CASE_ESCROW_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) whose client certificates are accepted (mutual TLS); a
+    /// certificate authenticates the principal registered with its SHA-256.
+    #[arg(long, env = "CASE_ESCROW_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+}
+
+/// `--approval-tiers-yuan 100000,1000000` as tiers.
+fn approval_tiers(text: &str) -> Result<crate::domain::ApprovalTiers, String> {
+    let mut fen = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let amount = crate::domain::Amount::parse(part)
+            .map_err(|e| format!("--approval-tiers-yuan: {part}: {e}"))?;
+        fen.push(amount.fen());
+    }
+    crate::domain::ApprovalTiers::new(&fen).ok_or_else(|| {
+        "--approval-tiers-yuan: at most four amounts, each larger than the one before".to_owned()
+    })
 }
 
 pub fn main() -> ExitCode {
@@ -214,7 +245,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         shutdown_grace: Duration::from_secs(args.shutdown_grace_s),
         store: crate::store::StoreOptions {
             disk_reserve_bytes: args.disk_reserve_mb.saturating_mul(1 << 20),
-            ..Default::default()
+            approval_tiers: approval_tiers(&args.approval_tiers_yuan)?,
         },
     })
     .await?
@@ -223,6 +254,14 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         after_deferral_days: args.after_deferral_days,
         suspense_age_days: args.suspense_age_days,
     });
+    let server = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => server.with_tls(crate::server::TlsConfig::from_files(
+            cert,
+            key,
+            args.tls_client_ca.as_deref(),
+        )?),
+        _ => server,
+    };
     let addr = server.local_addr();
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "serving");
     // One line on stdout, for scripts and tests that start the server on port 0.

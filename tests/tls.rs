@@ -1,0 +1,247 @@
+//! TLS and mutual TLS with certificates generated here: a TLS client with a token is
+//! served; a plain client against a TLS server fails cleanly and the server goes on;
+//! under mutual TLS a registered client certificate authenticates its principal, an
+//! unregistered one does not, and a certificate from another CA is refused.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use case_escrow::api::pb::{self, principals_client::PrincipalsClient};
+use case_escrow::server::{Server, ServerConfig, TlsConfig};
+use common::SPAWN_OR_OPEN;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use sha2::{Digest, Sha256};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::Code;
+
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+struct Leaf {
+    cert_pem: String,
+    key_pem: String,
+    sha256_hex: String,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key"))
+            .expect("CA certificate");
+        Ca { issuer }
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    fn leaf(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> Leaf {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(vec![name.to_owned()]).expect("params");
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &self.issuer).expect("signed");
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            sha256_hex: Sha256::digest(cert.der().as_ref())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        }
+    }
+}
+
+struct Running {
+    addr: SocketAddr,
+    admin_token: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), case_escrow::server::ServerError>>,
+}
+
+async fn start(dir: &std::path::Path, tls: TlsConfig) -> Running {
+    let guard = SPAWN_OR_OPEN.lock().await;
+    let server = Server::bind(ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: dir.to_owned(),
+        shutdown_grace: Duration::from_secs(5),
+        store: Default::default(),
+    })
+    .await
+    .expect("server starts")
+    .with_tls(tls);
+    drop(guard);
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        admin_token: case_escrow::cli::auth::admin_token(dir).expect("admin.token"),
+        stop,
+        task,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("task").expect("stops cleanly");
+    }
+
+    async fn tls_channel(&self, ca: &Ca, identity: Option<&Leaf>) -> Result<Channel, String> {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca.pem()))
+            .domain_name("localhost");
+        if let Some(leaf) = identity {
+            tls = tls.identity(Identity::from_pem(&leaf.cert_pem, &leaf.key_pem));
+        }
+        Channel::from_shared(format!("https://{}", self.addr))
+            .expect("uri")
+            .tls_config(tls)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("{e:?}"))
+    }
+}
+
+fn config(server: &Leaf, client_ca: Option<&Ca>) -> TlsConfig {
+    TlsConfig {
+        cert_pem: server.cert_pem.clone().into_bytes(),
+        key_pem: server.key_pem.clone().into_bytes(),
+        client_ca_pem: client_ca.map(|c| c.pem().into_bytes()),
+    }
+}
+
+async fn who_am_i(channel: Channel, token: Option<&str>) -> Result<pb::Principal, tonic::Status> {
+    let ch = match token {
+        Some(t) => case_escrow::cli::auth::ByRole::new(channel, &[], t).expect("token"),
+        None => case_escrow::cli::auth::ByRole::without_token(channel),
+    };
+    PrincipalsClient::new(ch)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_tls_serves_tls_clients_and_a_plain_client_fails_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("test CA");
+    let server_leaf = ca.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+    let server = start(dir.path(), config(&server_leaf, None)).await;
+
+    let channel = server.tls_channel(&ca, None).await.expect("TLS connects");
+    let me = who_am_i(channel.clone(), Some(&server.admin_token))
+        .await
+        .expect("served over TLS");
+    assert_eq!(me.name, "admin");
+    let refused = who_am_i(channel, None)
+        .await
+        .expect_err("a token is still needed");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // A plain-text client gets an error, promptly, and the server goes on.
+    let plain = async {
+        let channel = Channel::from_shared(format!("http://{}", server.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        who_am_i(channel, Some(&server.admin_token))
+            .await
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(20), plain)
+        .await
+        .expect("a plain client is answered, not left hanging");
+    assert!(outcome.is_err(), "a plain client was served: {outcome:?}");
+    let again = server
+        .tls_channel(&ca, None)
+        .await
+        .expect("TLS connects again");
+    who_am_i(again, Some(&server.admin_token))
+        .await
+        .expect("the server still serves TLS clients");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_maps_a_registered_client_certificate_to_its_principal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("test CA");
+    let server_leaf = ca.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+    let clerk_leaf = ca.leaf("clerk", ExtendedKeyUsagePurpose::ClientAuth);
+    let stranger_leaf = ca.leaf("stranger", ExtendedKeyUsagePurpose::ClientAuth);
+    let server = start(dir.path(), config(&server_leaf, Some(&ca))).await;
+
+    // Register the clerk's certificate, as the administrator over TLS with a token.
+    let admin_channel = server.tls_channel(&ca, None).await.expect("TLS connects");
+    let admin = case_escrow::cli::auth::ByRole::new(admin_channel, &[], &server.admin_token)
+        .expect("token");
+    let added = PrincipalsClient::new(admin)
+        .add_principal(pb::AddPrincipalRequest {
+            request_id: "add-clerk".into(),
+            name: "clerk by certificate".into(),
+            roles: vec![pb::Role::Clerk as i32],
+            court_scopes: vec!["云0102".into()],
+            client_cert_sha256: clerk_leaf.sha256_hex.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("added")
+        .into_inner();
+    let clerk = added.principal.expect("principal");
+    assert_eq!(clerk.client_cert_sha256, clerk_leaf.sha256_hex);
+
+    // The certificate alone authenticates the clerk.
+    let channel = server
+        .tls_channel(&ca, Some(&clerk_leaf))
+        .await
+        .expect("mTLS connects");
+    let me = who_am_i(channel, None)
+        .await
+        .expect("the certificate authenticates");
+    assert_eq!(me.principal_id, clerk.principal_id);
+
+    // A certificate of the right CA that no principal holds is not enough.
+    let channel = server
+        .tls_channel(&ca, Some(&stranger_leaf))
+        .await
+        .expect("mTLS connects");
+    let refused = who_am_i(channel, None).await.expect_err("unregistered");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // A certificate from another CA does not get through the handshake.
+    let other_ca = Ca::new("other CA");
+    let forged = other_ca.leaf("clerk", ExtendedKeyUsagePurpose::ClientAuth);
+    let attempt = async {
+        let channel = server.tls_channel(&ca, Some(&forged)).await?;
+        who_am_i(channel, None)
+            .await
+            .map_err(|s| format!("{:?}", s.code()))
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(20), attempt)
+        .await
+        .expect("answered promptly");
+    assert!(
+        outcome.is_err(),
+        "a foreign certificate was accepted: {outcome:?}"
+    );
+    server.stop().await;
+}
