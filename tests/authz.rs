@@ -533,3 +533,50 @@ async fn no_token_a_wrong_token_or_a_disabled_principal_is_unauthenticated() {
 fn as_no_one(channel: tonic::transport::Channel) -> Ch {
     case_escrow::cli::auth::ByRole::without_token(channel)
 }
+
+/// To a principal of one court, an id of another court's object and an id that names
+/// nothing get the same answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_id_and_another_courts_id_are_indistinguishable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let outside = court(&server, OUT).await;
+    let auditor = principal(&server, &[Role::Auditor], &[IN]).await;
+    let mut cases =
+        pb::case_ledger_client::CaseLedgerClient::new(server.channel_as(&auditor).await);
+    let unknown = uuid::Uuid::now_v7().to_string();
+    for (real, name) in [
+        (outside.disbursement.clone(), "disbursement"),
+        (outside.deferral.clone(), "deferral"),
+        (outside.unidentified.clone(), "unidentified receipt"),
+    ] {
+        let mut answers = Vec::new();
+        for id in [&real, &unknown] {
+            let status = match name {
+                "disbursement" => cases
+                    .get_disbursement(pb::GetDisbursementRequest {
+                        disbursement_id: id.clone(),
+                    })
+                    .await
+                    .map(|_| ()),
+                "deferral" => cases
+                    .get_deferral(pb::GetDeferralRequest {
+                        deferral_id: id.clone(),
+                    })
+                    .await
+                    .map(|_| ()),
+                _ => cases
+                    .get_unidentified_receipt(pb::GetUnidentifiedReceiptRequest {
+                        unidentified_receipt_id: id.clone(),
+                    })
+                    .await
+                    .map(|_| ()),
+            }
+            .expect_err("refused");
+            answers.push((status.code(), status.message().replace(id.as_str(), "<id>")));
+        }
+        assert_eq!(answers[0], answers[1], "{name}");
+        assert_eq!(answers[0].0, Code::PermissionDenied, "{name}");
+    }
+    server.stop().await;
+}

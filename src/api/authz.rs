@@ -348,7 +348,11 @@ pub fn rule_for(path: &str) -> Option<&'static Rule> {
 
 /// What a request touches, as far as scope goes.
 pub enum Scope {
+    /// A court the request names itself (a court code, a case number's court).
     Court(CourtCode),
+    /// The court of an object the request names by id: out of scope, the answer names
+    /// the object as the request did, never its court, exactly as for a missing one.
+    Found { court: CourtCode, what: String },
     /// The whole ledger.
     Everything,
     /// An id that names nothing: told apart from "out of scope" (by the handler's own
@@ -399,6 +403,8 @@ pub fn within(caller: &Caller, scopes: &[Scope]) -> Result<(), Status> {
         match scope {
             Scope::Court(court) if p.may(access, court) => {}
             Scope::Court(court) => return Err(out_of_scope(p, access, court.as_str())),
+            Scope::Found { court, .. } if p.may(access, court) => {}
+            Scope::Found { what, .. } => return Err(out_of_scope(p, access, what)),
             Scope::Everything if p.reads_everything() && access == Access::Read => {}
             Scope::Everything => {
                 return Err(Status::permission_denied(format!(
@@ -440,37 +446,54 @@ fn case_number(field: &str, text: &str) -> Result<Scope, Status> {
     Ok(court(cv::case_number(field, text)?.court()))
 }
 
+/// The scope of an object found (or not) by id.
+fn found(what: String, court: Option<&CourtCode>) -> Scope {
+    match court {
+        Some(c) => Scope::Found {
+            court: c.clone(),
+            what,
+        },
+        None => Scope::Missing(what),
+    }
+}
+
 fn special(reads: &SledState, field: &str, text: &str) -> Result<Scope, Status> {
     let id = cv::id(field, text)?;
-    Ok(match reads.special(id)? {
-        Some(s) => court(&s.court),
-        None => Scope::Missing(format!("special account {id}")),
-    })
+    let s = reads.special(id)?;
+    Ok(found(
+        format!("special account {id}"),
+        s.as_ref().map(|s| &s.court),
+    ))
 }
 
 fn disbursement(reads: &SledState, text: &str) -> Result<Vec<Scope>, Status> {
     let id = cv::id("disbursement_id", text)?;
-    Ok(vec![match reads.disbursement(id)? {
-        Some(d) => court(d.case_number.court()),
-        None => Scope::Missing(format!("disbursement {id}")),
-    }])
+    let d = reads.disbursement(id)?;
+    Ok(vec![found(
+        format!("disbursement {id}"),
+        d.as_ref().map(|d| d.case_number.court()),
+    )])
 }
 
 fn unidentified(reads: &SledState, text: &str) -> Result<Scope, Status> {
     let id = cv::id("unidentified_receipt_id", text)?;
-    let found = match reads.unidentified(id)? {
-        Some(u) => reads.special(u.special_id)?.map(|s| court(&s.court)),
+    let special = match reads.unidentified(id)? {
+        Some(u) => reads.special(u.special_id)?,
         None => None,
     };
-    Ok(found.unwrap_or_else(|| Scope::Missing(format!("unidentified receipt {id}"))))
+    Ok(found(
+        format!("unidentified receipt {id}"),
+        special.as_ref().map(|s| &s.court),
+    ))
 }
 
 fn deferral(reads: &SledState, text: &str) -> Result<Vec<Scope>, Status> {
     let id = cv::id("deferral_id", text)?;
-    Ok(vec![match reads.deferral(id)? {
-        Some(d) => court(d.case_number.court()),
-        None => Scope::Missing(format!("deferral {id}")),
-    }])
+    let d = reads.deferral(id)?;
+    Ok(vec![found(
+        format!("deferral {id}"),
+        d.as_ref().map(|d| d.case_number.court()),
+    )])
 }
 
 fn case_key(
@@ -482,13 +505,14 @@ fn case_key(
         Some((text, false)) => Ok(vec![case_number("case_number", text)?]),
         Some((text, true)) => {
             let van = cv::van("virtual_account_number", text)?;
-            let found = match reads.case_by_van(&van)? {
-                Some(id) => reads.case(id)?.map(|c| court(c.case_number.court())),
+            let case = match reads.case_by_van(&van)? {
+                Some(id) => reads.case(id)?,
                 None => None,
             };
-            Ok(vec![found.unwrap_or_else(|| {
-                Scope::Missing(format!("case account with virtual account number {van}"))
-            })])
+            Ok(vec![found(
+                format!("case account with virtual account number {van}"),
+                case.as_ref().map(|c| c.case_number.court()),
+            )])
         }
         None if required => Err(Status::invalid_argument(
             "case_number: case_number or virtual_account_number is required",
@@ -499,15 +523,17 @@ fn case_key(
 
 /// The courts of a principal to be managed: an administrator manages only principals
 /// whose every court it may itself act in.
-fn principal_courts(p: &PrincipalState) -> Vec<Scope> {
-    p.courts.iter().chain(&p.supervises).map(court).collect()
-}
-
 fn principal(reads: &SledState, text: &str) -> Result<Vec<Scope>, Status> {
     let id: Uuid = cv::id("principal_id", text)?;
+    let what = format!("principal {id}");
     Ok(match reads.principal(id)? {
-        Some(p) => principal_courts(&p),
-        None => vec![Scope::Missing(format!("principal {id}"))],
+        Some(p) => p
+            .courts
+            .iter()
+            .chain(&p.supervises)
+            .map(|c| found(what.clone(), Some(c)))
+            .collect(),
+        None => vec![Scope::Missing(what)],
     })
 }
 
@@ -618,16 +644,19 @@ scoped!(pb::TransferBetweenCasesRequest, |r, reads| Ok(vec![
     case_number("to_case_number", &r.to_case_number)?,
 ]));
 scoped!(pb::ReverseEntryRequest, |r, reads| {
-    let missing = || vec![Scope::Missing(format!("entry {}", r.sequence))];
+    let what = format!("entry {}", r.sequence);
     let Some(entry) = reads.entry(r.sequence)? else {
-        return Ok(missing());
+        return Ok(vec![Scope::Missing(what)]);
     };
     let cases = entry.cases();
     if !cases.is_empty() {
-        return Ok(cases.iter().map(|(_, n)| court(n.court())).collect());
+        return Ok(cases
+            .iter()
+            .map(|(_, n)| found(what.clone(), Some(n.court())))
+            .collect());
     }
     Ok(match reads.special(entry.special_id())? {
-        Some(s) => vec![court(&s.court)],
+        Some(s) => vec![found(what, Some(&s.court))],
         None => vec![Scope::Everything],
     })
 });

@@ -225,6 +225,11 @@ fn raw_line(r: pb::BankStatementRow) -> RawLine {
     }
 }
 
+/// The most case-flow rows one run takes.
+pub const CASE_FLOW_ROWS_MAX: u64 = 50_000_000;
+/// The most bank statement lines one run takes.
+pub const BANK_STATEMENT_LINES_MAX: u64 = 2_000_000;
+
 /// How a run reports: answers go to the client; false once it has gone away.
 struct Reply<T> {
     tx: mpsc::Sender<Result<T, Status>>,
@@ -246,6 +251,9 @@ trait Run: Send + 'static {
     type In: Send + 'static;
     type Out: Send + 'static;
     type Item;
+    /// The most rows (and messages, so empty ones cannot keep a run alive forever) one
+    /// run takes: a bound on its time and on what it keeps (per court, per statement).
+    const ROWS_MAX: u64;
     /// The rows a message carries; `None` for a message that carries nothing.
     fn rows(msg: Self::In) -> Result<Option<Vec<Self::Item>>, Status>;
     fn row(&mut self, item: Self::Item, out: &mut dyn FnMut(Discrepancy)) -> Result<(), Fault>;
@@ -263,6 +271,7 @@ fn drive<R: Run>(
     if !reply.send(Ok(started)) {
         return;
     }
+    let mut taken: u64 = 0;
     loop {
         let msg = match handle.block_on(inbound.message()) {
             Ok(Some(m)) => m,
@@ -274,12 +283,20 @@ fn drive<R: Run>(
         };
         let items = match R::rows(msg) {
             Ok(Some(items)) => items,
-            Ok(None) => continue,
+            Ok(None) => Vec::new(),
             Err(status) => {
                 reply.send(Err(status));
                 return;
             }
         };
+        taken = taken.saturating_add((items.len() as u64).max(1));
+        if taken > R::ROWS_MAX {
+            reply.send(Err(Status::invalid_argument(format!(
+                "rows: a run takes at most {} rows (and messages); split the file",
+                R::ROWS_MAX
+            ))));
+            return;
+        }
         for item in items {
             let mut out = |d| {
                 reply.send(Ok(R::discrepancy(d)));
@@ -326,6 +343,8 @@ impl Run for CaseFlowRun {
     type In = pb::ReconcileCaseFlowRequest;
     type Out = pb::ReconcileCaseFlowResponse;
     type Item = pb::CaseFlowRow;
+    /// A province's cases, many times over.
+    const ROWS_MAX: u64 = CASE_FLOW_ROWS_MAX;
 
     fn rows(msg: Self::In) -> Result<Option<Vec<Self::Item>>, Status> {
         use pb::reconcile_case_flow_request::Message as M;
@@ -362,6 +381,8 @@ impl Run for BankRun {
     type In = pb::ReconcileBankStatementRequest;
     type Out = pb::ReconcileBankStatementResponse;
     type Item = pb::BankStatementRow;
+    /// A statement's lines are kept for the run (references, matches): bounded here.
+    const ROWS_MAX: u64 = BANK_STATEMENT_LINES_MAX;
 
     fn rows(msg: Self::In) -> Result<Option<Vec<Self::Item>>, Status> {
         use pb::reconcile_bank_statement_request::Message as M;
@@ -468,9 +489,13 @@ impl Reconciliation for ReconciliationService {
             None => return Err(invalid("header", "is required: the stream was empty")),
         };
         let special_id = cv::id("header.special_account_id", &header.special_account_id)?;
+        let what = format!("special account {special_id}");
         let court = match self.store.reads.special(special_id)? {
-            Some(s) => authz::Scope::Court(s.court),
-            None => authz::Scope::Missing(format!("special account {special_id}")),
+            Some(s) => authz::Scope::Found {
+                court: s.court,
+                what,
+            },
+            None => authz::Scope::Missing(what),
         };
         authz::within(&caller, &[court])?;
         let from = cv::date("header.period_from", &header.period_from)?;
