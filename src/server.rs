@@ -187,12 +187,13 @@ impl Server {
             .register_encoded_file_descriptor_set(api::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
-        let auth = |service| Authenticated::new(service, self.directory.clone());
-        let specials = auth(
+        // Every service but health checking is behind authentication.
+        let specials = Authenticated::new(
             SpecialAccountsServer::new(SpecialAccountsService {
                 store: handle.clone(),
             })
             .max_decoding_message_size(MESSAGE_BYTES_MAX),
+            self.directory.clone(),
         );
         let cases = Authenticated::new(
             api::limits::CaseLedgerWithLimits::new(
