@@ -336,3 +336,77 @@ async fn the_administrator_is_created_once_and_its_file_is_kept() {
     assert_eq!(admins, 1);
     server.stop().await;
 }
+
+/// A supervisor of a higher court reads the courts below it and writes nowhere there;
+/// a principal acting in a higher court writes below it too.
+#[tokio::test]
+async fn supervisors_read_below_and_do_not_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    ledger(&server).await;
+    let mut admin =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await);
+    let add = |name: &str, courts: Vec<String>, supervises: Vec<String>| {
+        let request = pb::AddPrincipalRequest {
+            request_id: rid(),
+            name: name.into(),
+            roles: vec![pb::Role::Clerk as i32],
+            court_scopes: courts,
+            supervised_scopes: supervises,
+            ..Default::default()
+        };
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .add_principal(request)
+                .await
+                .expect("added")
+                .into_inner()
+                .token
+        }
+    };
+    let supervisor = add("云高院监督", vec![], vec!["云".into()]).await;
+    let provincial = add("云高院书记员", vec!["云".into()], vec![]).await;
+    let mut s = as_(&server, &supervisor).await;
+    let read = s
+        .get_case_account(pb::GetCaseAccountRequest {
+            account: Some(pb::get_case_account_request::Account::CaseNumber(
+                CASE.into(),
+            )),
+            as_of: None,
+        })
+        .await
+        .expect("a supervisor reads below");
+    assert_eq!(read.into_inner().case_number, CASE);
+    let refused = s
+        .record_receipt(receipt_request(CASE, "1.00", "SUPERVISOR1"))
+        .await
+        .expect_err("a supervisor does not write");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    as_(&server, &provincial)
+        .await
+        .record_receipt(receipt_request(CASE, "1.00", "PROVINCIAL1"))
+        .await
+        .expect("a higher court's own principal acts below it");
+    // Listing principals pages through all of them, a page at a time.
+    let mut seen = 0;
+    let mut token = String::new();
+    loop {
+        let page = admin
+            .list_principals(pb::ListPrincipalsRequest {
+                page_size: 2,
+                page_token: token.clone(),
+            })
+            .await
+            .expect("a page")
+            .into_inner();
+        seen += page.principals.len();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    // The administrator, the harness's three, and the two added here.
+    assert_eq!(seen, 6);
+    server.stop().await;
+}

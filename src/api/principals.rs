@@ -359,25 +359,19 @@ impl Principals for PrincipalsService {
             "" => None,
             t => Some(cv::id("page_token", t)?),
         };
-        // Sled keeps principals in id order (UUIDv7: the order they were added).
-        let mut principals: Vec<pb::Principal> = Vec::new();
-        let mut last = None;
-        for p in self.store.reads.principals()? {
-            if after.is_some_and(|a| p.id <= a) {
-                continue;
-            }
-            if principals.len() == limit {
-                break;
-            }
-            last = Some(p.id);
-            if authz::may_manage(&caller, &p) {
-                principals.push(principal_pb(&p));
-            }
-        }
-        let next_page_token = match last {
-            Some(id) if principals.len() == limit => id.to_string(),
+        // Principals lie in id order (UUIDv7: the order they were added). The page is
+        // filtered to those the caller may manage, so it may come back short; the token
+        // continues after the last one scanned.
+        let page = self.store.reads.principals_after(after, limit)?;
+        let next_page_token = match page.last() {
+            Some(p) if page.len() == limit => p.id.to_string(),
             _ => String::new(),
         };
+        let principals = page
+            .iter()
+            .filter(|p| authz::may_manage(&caller, p))
+            .map(principal_pb)
+            .collect();
         Ok(Response::new(pb::ListPrincipalsResponse {
             principals,
             next_page_token,

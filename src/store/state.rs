@@ -442,4 +442,26 @@ impl SledState {
             .map(|kv| kv.map_err(fault).and_then(|(_, v)| decode(&v)))
             .collect()
     }
+
+    /// Up to `limit` principals after `after`, in id order: a page costs its own size.
+    pub fn principals_after(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<PrincipalState>, Fault> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(id) => Bound::Excluded(keys::principal(id)),
+            None => Bound::Included(keys::PRINCIPALS_PREFIX.to_vec()),
+        };
+        self.tree
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .take_while(|kv| {
+                kv.as_ref()
+                    .map_or(true, |(k, _)| k.starts_with(keys::PRINCIPALS_PREFIX))
+            })
+            .take(limit)
+            .map(|kv| kv.map_err(fault).and_then(|(_, v)| decode(&v)))
+            .collect()
+    }
 }
