@@ -577,8 +577,11 @@ scoped!(pb::ListSpecialAccountsRequest, |r, reads| Ok(
         c => vec![court(&cv::court_code("court_code", c)?)],
     }
 ));
+// The case's court, and the special account it is opened under: a clerk opens case
+// accounts only under its own courts' special accounts.
 scoped!(pb::OpenCaseAccountRequest, |r, reads| Ok(vec![
-    case_number("case_number", &r.case_number)?
+    case_number("case_number", &r.case_number)?,
+    special(reads, "special_account_id", &r.special_account_id)?,
 ]));
 scoped!(pb::GetCaseAccountRequest, |r, reads| {
     use pb::get_case_account_request::Account as A;
