@@ -94,9 +94,10 @@ fn rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
                 Fault(format!("special account {special_id} has no registration"))
             })?;
             if change.applied_to(latest) == *latest {
-                return Err(DomainError::invalid(
-                    "bank_name",
-                    "a change registration must change at least one of bank_name, bank_branch, account_number, account_name",
+                // Whether it changes anything depends on what is registered now: a rule
+                // of the state, not a malformed field.
+                return Err(DomainError::Rule(
+                    "the change registration changes nothing: bank_name, bank_branch, account_number and account_name already hold these values".into(),
                 )
                 .into());
             }
