@@ -345,6 +345,24 @@ pub(crate) fn replay(
                 "the state says it reaches byte {from} of the journal, which is not where its last entry {last} ends; the state is damaged and must be rebuilt from the journal"
             )));
         }
+        // The journal must still hold that entry, unchanged: a journal swapped for
+        // another, or altered where the state meets it, is refused here. Checking the
+        // whole chain would make start-up grow with the ledger; `case-escrow verify`
+        // and Journal.VerifyJournal do that.
+        if let Some(loc) = loc {
+            let (frame, _) = state
+                .journal
+                .read_raw(loc)
+                .map_err(|e| StoreError::Replay(format!("the state's last entry {last}: {e}")))?;
+            if frame.entry.sequence != last
+                || frame.entry_hash != loc.entry_hash
+                || frame.chain != loc.chain
+            {
+                return Err(StoreError::Replay(format!(
+                    "entry {last} in the journal is not the entry the state was built from (its hash differs); the journal was altered or replaced: run `case-escrow verify`"
+                )));
+            }
+        }
         head = loc.map_or(head, |l| l.chain);
     } else if from != 0 {
         return Err(StoreError::Replay(format!(
