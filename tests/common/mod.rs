@@ -46,6 +46,7 @@ impl TestServer {
             data_dir: data_dir.to_owned(),
             shutdown_grace: Duration::from_secs(5),
             store: Default::default(),
+            ..Default::default()
         })
         .await
         .expect("server starts");
