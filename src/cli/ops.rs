@@ -183,7 +183,7 @@ pub enum CaseCmd {
         #[arg(long = "applicant", required = true)]
         applicants: Vec<String>,
         /// A respondent (被执行人) by name. Repeat for several.
-        #[arg(long = "respondent")]
+        #[arg(long = "respondent", required = true)]
         respondents: Vec<String>,
         #[command(flatten)]
         write: WriteArgs,
