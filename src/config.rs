@@ -438,8 +438,7 @@ mod tests {
             #[command(flatten)]
             o: ServerOverrides,
         }
-        // SAFETY-free alternative to set_var: clap reads env through std::env, so the
-        // test uses a variable no other test reads.
+        // No other test reads this variable, so setting it races with none.
         std::env::set_var("CASE_ESCROW_AFTER_DEFERRAL_DAYS", "12");
         let f = file("[server]\nafter_deferral_days = 11\n");
         let from_env = Cmd::parse_from(["x"]).o.effective_with(&f).expect("valid");
@@ -480,6 +479,16 @@ mod tests {
                 .expect_err(text);
             assert!(e.to_string().starts_with(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let f = file(include_str!("../case-escrow.example.toml"));
+        let e = ServerOverrides::default()
+            .effective_with(&f)
+            .expect("valid");
+        assert_eq!(e.server.metrics_listen.map(|a| a.port()), Some(9464));
+        assert_eq!(f.client.server.as_deref(), Some("http://127.0.0.1:50051"));
     }
 
     #[test]

@@ -82,12 +82,16 @@ pub enum SpecialCmd {
     Change {
         /// The special account's id (as `special-account list` shows it).
         special_account: String,
+        /// The new bank.
         #[arg(long)]
         bank: Option<String>,
+        /// The new branch.
         #[arg(long)]
         branch: Option<String>,
+        /// The new account number.
         #[arg(long)]
         account_number: Option<String>,
+        /// The new account name.
         #[arg(long)]
         account_name: Option<String>,
         /// Why it changes.
@@ -102,16 +106,22 @@ pub enum SpecialCmd {
     /// Close a special account: only when all its case accounts and its suspense are
     /// zero.
     Close {
+        /// The special account's id.
         special_account: String,
+        /// Why it closes.
         #[arg(long)]
         reason: String,
+        /// The document that approved the closing.
         #[arg(long)]
         document: String,
         #[command(flatten)]
         write: WriteArgs,
     },
     /// Show a special account: bank details, money held, every registration.
-    Show { special_account: String },
+    Show {
+        /// The special account's id.
+        special_account: String,
+    },
     /// List special accounts, optionally of one court and the courts under it.
     List {
         /// A court code or its beginning: 云 lists every court of the province.
@@ -237,19 +247,24 @@ pub enum CaseCmd {
     /// Request a disbursement (发放): reserves the money until it is approved and paid,
     /// rejected or cancelled.
     Disburse {
+        /// The case number.
         case: String,
         /// Yuan, up to 2 decimals.
         #[arg(long)]
         amount: String,
+        /// Who is paid (normally the applicant, as registered).
         #[arg(long)]
         payee: String,
         /// The payee's bank account.
         #[arg(long)]
         payee_account: String,
+        /// The payee's bank.
         #[arg(long)]
         payee_bank: String,
+        /// What the money is for.
         #[arg(long, value_enum, default_value = "applicant")]
         purpose: Purpose,
+        /// A note for the statement.
         #[arg(long, default_value = "")]
         memo: String,
         /// Required when the payee is not an applicant's confirmed account: why.
@@ -270,7 +285,9 @@ pub enum CaseCmd {
     },
     /// Reject a requested disbursement; its money is available again.
     Reject {
+        /// The disbursement's id.
         disbursement: String,
+        /// Why it is rejected.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -278,6 +295,7 @@ pub enum CaseCmd {
     },
     /// Confirm that the bank paid an approved disbursement: the money leaves the case.
     Confirm {
+        /// The disbursement's id.
         disbursement: String,
         /// The bank's reference of the payment.
         #[arg(long)]
@@ -288,7 +306,9 @@ pub enum CaseCmd {
     /// Record that the bank could not pay an approved disbursement; its money is
     /// available again.
     Fail {
+        /// The disbursement's id.
         disbursement: String,
+        /// What the bank said.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -296,7 +316,9 @@ pub enum CaseCmd {
     },
     /// Withdraw a disbursement not yet paid.
     Cancel {
+        /// The disbursement's id.
         disbursement: String,
+        /// Why it is withdrawn.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -304,17 +326,22 @@ pub enum CaseCmd {
     },
     /// Record that the bank returned a paid disbursement: the money is back in the case.
     Returned {
+        /// The disbursement's id.
         disbursement: String,
         /// The bank's reference of the returned money.
         #[arg(long)]
         bank_ref: String,
+        /// Why the bank returned it.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
         write: WriteArgs,
     },
     /// Show one disbursement.
-    Disbursement { disbursement: String },
+    Disbursement {
+        /// The disbursement's id.
+        disbursement: String,
+    },
     /// Move money from one case to another of the same special account.
     Transfer {
         /// The case the money leaves.
@@ -326,8 +353,10 @@ pub enum CaseCmd {
         /// Yuan, up to 2 decimals.
         #[arg(long)]
         amount: String,
+        /// Why the money moves.
         #[arg(long)]
         reason: String,
+        /// The document that orders it.
         #[arg(long, default_value = "")]
         document: String,
         #[command(flatten)]
@@ -337,6 +366,7 @@ pub enum CaseCmd {
     Reverse {
         /// The journal entry to reverse (its number in the statement).
         entry: u64,
+        /// Why it is corrected.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -344,12 +374,15 @@ pub enum CaseCmd {
     },
     /// Record an approved reason to hold the case's money past the limit (暂缓发放).
     Defer {
+        /// The case number.
         case: String,
+        /// Why the money may wait.
         #[arg(long, value_enum)]
         reason: DeferReason,
         /// The approval's reference.
         #[arg(long)]
         approval_ref: String,
+        /// Details, e.g. the other matter's case number.
         #[arg(long, default_value = "")]
         note: String,
         #[command(flatten)]
@@ -364,10 +397,12 @@ pub enum CaseCmd {
     },
     /// Close a case account: only when its balance and reservations are zero.
     Close {
+        /// The case number.
         case: String,
         /// How the case ended (结案方式).
         #[arg(long, value_enum)]
         method: Closure,
+        /// A note for the record.
         #[arg(long, default_value = "")]
         reason: String,
         #[command(flatten)]
@@ -379,20 +414,25 @@ pub enum CaseCmd {
 pub enum SuspenseCmd {
     /// Record money at the special account that matches no case (不明款).
     Record {
+        /// The special account the money arrived at.
         #[arg(long)]
         special_account: String,
         /// Yuan, up to 2 decimals.
         #[arg(long)]
         amount: String,
+        /// Who paid, as the bank shows it.
         #[arg(long)]
         payer: String,
+        /// The payer's bank account, if the bank gave it.
         #[arg(long, default_value = "")]
         payer_account: String,
+        /// The bank's reference of the transfer.
         #[arg(long)]
         bank_ref: String,
         /// The day the money arrived (YYYY-MM-DD).
         #[arg(long)]
         value_date: String,
+        /// What the bank's memo line said.
         #[arg(long, default_value = "")]
         memo: String,
         #[command(flatten)]
@@ -410,7 +450,9 @@ pub enum SuspenseCmd {
     },
     /// Pay an unidentified receipt back to whoever sent it.
     Return {
+        /// The unidentified receipt's id.
         receipt: String,
+        /// Why it goes back.
         #[arg(long)]
         reason: String,
         /// The bank's reference of the payment back.
@@ -420,9 +462,13 @@ pub enum SuspenseCmd {
         write: WriteArgs,
     },
     /// Show one unidentified receipt.
-    Show { receipt: String },
+    Show {
+        /// The unidentified receipt's id.
+        receipt: String,
+    },
     /// List a special account's unidentified receipts.
     List {
+        /// The special account.
         #[arg(long)]
         special_account: String,
         /// Only those still waiting in suspense.
@@ -437,8 +483,10 @@ pub enum JournalCmd {
     Digest,
     /// Have the server recheck the hash chain (all of it, or a range of entries).
     Verify {
+        /// The first entry to check (0: the first of the journal).
         #[arg(long, default_value_t = 0)]
         from: u64,
+        /// The last entry to check (0: the last of the journal).
         #[arg(long, default_value_t = 0)]
         to: u64,
     },
