@@ -138,8 +138,7 @@ pub struct LedgerTotals {
 
 impl SledState {
     /// One pass over every case and special account record. Its cost grows with the
-    /// number of cases (a million cases is about a second), so callers compute it at an
-    /// interval, never per scrape.
+    /// number of cases, so callers compute it at an interval, never per scrape.
     pub fn ledger_totals(&self) -> Result<LedgerTotals, Fault> {
         let mut t = LedgerTotals::default();
         for item in self.tree.scan_prefix(b"c") {
