@@ -382,7 +382,8 @@ fn config_check_prints_the_effective_settings_and_names_a_bad_key() {
         for (k, v) in env {
             c.env(k, v);
         }
-        let out = c.output().expect("runs");
+        // Other tests of this file hold stores open: children start under their lock.
+        let out = run_child(&mut c);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -631,19 +632,25 @@ async fn json_log_lines_carry_the_request_id_and_no_party_accounts() {
     .await;
     assert_eq!(refused.status.code(), Some(3));
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("piped")
-        .read_to_string(&mut stderr)
-        .expect("log");
-    assert!(child.wait().expect("exits").success());
+    let pid = child.id().to_string();
+    let killed =
+        tokio::task::spawn_blocking(move || run_child(Command::new("kill").args(["-TERM", &pid])))
+            .await
+            .expect("kill's thread");
+    assert!(killed.status.success());
+    let (stderr, status) = tokio::task::spawn_blocking(move || {
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .expect("piped")
+            .read_to_string(&mut stderr)
+            .expect("log");
+        (stderr, child.wait().expect("exits"))
+    })
+    .await
+    .expect("the server's thread");
+    assert!(status.success());
 
     let lines: Vec<Value> = stderr
         .lines()
