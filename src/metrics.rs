@@ -9,6 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -62,6 +63,8 @@ pub struct Metrics {
     special_accounts: Gauge,
     suspense_yuan: Gauge<f64, std::sync::atomic::AtomicU64>,
     totals: Mutex<Option<(Instant, crate::store::reads::LedgerTotals)>>,
+    /// Set while a pass over the ledger runs, so that scrapes never start two.
+    totalling: std::sync::atomic::AtomicBool,
     /// The `rpc` label values in use, bounded by [`RPC_LABELS_MAX`].
     rpcs: std::sync::RwLock<std::collections::HashSet<String>>,
 }
@@ -163,6 +166,7 @@ impl Metrics {
             special_accounts,
             suspense_yuan,
             totals: Mutex::new(None),
+            totalling: Default::default(),
             rpcs: Default::default(),
         })
     }
@@ -217,37 +221,44 @@ impl Metrics {
     }
 
     /// Brings the gauges up to date and encodes everything.
-    pub async fn render(&self, store: &StoreHandle, data_dir: &Path) -> String {
+    ///
+    /// The ledger totals need a pass over every case record: when they are older than
+    /// [`LEDGER_TOTALS_EVERY`] a new pass starts in the background and this scrape shows
+    /// the previous totals, so a scrape never waits for a pass but the very first.
+    pub async fn render(self: &Arc<Self>, store: &StoreHandle, data_dir: &Path) -> String {
         let last = *store.committed.borrow();
         self.journal_last_sequence.set(last as i64);
         let journal = std::fs::metadata(data_dir.join("journal.log")).map_or(0, |m| m.len());
         self.journal_bytes.set(journal as i64);
         let dir = data_dir.to_owned();
-        let reads = store.reads.clone();
-        let stale = match self.totals.lock() {
-            Ok(t) => t.is_none_or(|(at, _)| at.elapsed() >= LEDGER_TOTALS_EVERY),
-            Err(_) => true,
-        };
-        let computed = tokio::task::spawn_blocking(move || {
-            let size = dir_bytes(&dir);
-            let totals = if stale {
-                Some(reads.ledger_totals())
-            } else {
-                None
-            };
-            (size, totals)
-        })
-        .await;
-        if let Ok((size, totals)) = computed {
+        if let Ok(size) = tokio::task::spawn_blocking(move || dir_bytes(&dir)).await {
             self.store_bytes.set(size as i64);
-            match totals {
-                Some(Ok(t)) => {
-                    if let Ok(mut slot) = self.totals.lock() {
-                        *slot = Some((Instant::now(), t));
+        }
+        let (have, stale) = match self.totals.lock() {
+            Ok(t) => (
+                t.is_some(),
+                t.is_none_or(|(at, _)| at.elapsed() >= LEDGER_TOTALS_EVERY),
+            ),
+            Err(_) => (false, true),
+        };
+        if stale && !self.totalling.swap(true, Ordering::AcqRel) {
+            let me = self.clone();
+            let reads = store.reads.clone();
+            let pass = tokio::spawn(async move {
+                let totals = tokio::task::spawn_blocking(move || reads.ledger_totals()).await;
+                match totals {
+                    Ok(Ok(t)) => {
+                        if let Ok(mut slot) = me.totals.lock() {
+                            *slot = Some((Instant::now(), t));
+                        }
                     }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot total the ledger for metrics"),
+                    Err(e) => tracing::warn!(error = %e, "the ledger totals' pass failed"),
                 }
-                Some(Err(e)) => tracing::warn!(error = %e, "cannot total the ledger for metrics"),
-                None => {}
+                me.totalling.store(false, Ordering::Release);
+            });
+            if !have {
+                let _ = pass.await;
             }
         }
         if let Ok(Some((_, t))) = self.totals.lock().map(|t| *t) {
