@@ -420,7 +420,21 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let metrics = self.metrics.clone();
-        let rpc = req.uri().path().trim_start_matches('/').to_owned();
+        // Our RPC names are `package.Service/Method`: anything else a client sends is
+        // kept to those characters, so a label can never break the text format.
+        let rpc: String = req
+            .uri()
+            .path()
+            .trim_start_matches('/')
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._/".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let request_id = req
             .headers()
             .get("x-request-id")
