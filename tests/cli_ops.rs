@@ -425,6 +425,18 @@ fn config_check_prints_the_effective_settings_and_names_a_bad_key() {
         err.contains("server.metrics_listen") && err.contains("everywhere"),
         "{err}"
     );
+    // `serve` refuses the same file before it opens anything.
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_case-escrow"));
+    serve
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("never-created"))
+        .arg("--config")
+        .arg(&file)
+        .env_remove("CASE_ESCROW_METRICS_LISTEN");
+    let out = run_child(&mut serve);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.metrics_listen"));
+    assert!(!dir.path().join("never-created").exists());
     std::fs::write(&file, "[server]\nlisen = \"127.0.0.1:6000\"\n").expect("write");
     let (code, _, err) = check(&[], &[]);
     assert_eq!(code, Some(1));

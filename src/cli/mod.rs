@@ -215,7 +215,7 @@ pub fn main() -> ExitCode {
             Ok(e) => e.server.log,
             Err(e) => {
                 eprintln!("case-escrow: {e}");
-                return ExitCode::from(exit::USAGE);
+                return ExitCode::from(exit::FAILED);
             }
         },
         _ => LogSettings {
