@@ -562,6 +562,10 @@ pub fn entry(e: &Entry, case: Option<(&CaseNumber, Balances)>) -> pb::Entry {
             out.case_number = case_number.to_string();
             K::DeferralEnded
         }
+        Op::AlreadyRecorded { original, .. } => {
+            out.original_sequence = *original;
+            K::AlreadyRecorded
+        }
     };
     out.kind = kind as i32;
     out

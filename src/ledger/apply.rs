@@ -155,7 +155,7 @@ pub fn apply(state: &mut impl StateMut, entry: &Entry) -> Result<(), Fault> {
         entry.request_id.clone(),
         RequestRecord {
             hash: entry.request_hash,
-            sequence: entry.sequence,
+            sequence: entry.answer(),
         },
     );
     state.put_entry(entry);
@@ -545,6 +545,14 @@ fn apply_op(
                 })?;
             c.clock.deferral_ended_on = Some(today);
             t.deferral = Some(d);
+        }
+        Op::AlreadyRecorded { original, .. } => {
+            if *original == 0 || *original >= entry.sequence {
+                return Err(Fault(format!(
+                    "entry {} names entry {original} as already recorded, which is not before it",
+                    entry.sequence
+                )));
+            }
         }
     }
     // A statement lists every entry of its case, even one that moves no money.

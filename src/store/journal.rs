@@ -58,6 +58,17 @@ impl JournalError {
             JournalError::Corrupt { .. } => false,
         }
     }
+
+    /// EROFS: the filesystem went read-only under us (ext4 does so on an error, with
+    /// `errors=remount-ro`); only an operator can make it writable again.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            JournalError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::ReadOnlyFilesystem
+            }
+            JournalError::Corrupt { .. } => false,
+        }
+    }
 }
 
 /// Where an entry's frame lies in the file, and its hashes: what a proof needs.

@@ -454,8 +454,15 @@ impl Writer {
             }
         };
         if let Err(e) = self.journal.append(&frames) {
-            let why = format!("journal write failed: {e}");
-            if self.journal.is_broken() {
+            let why = if e.is_read_only() {
+                format!("the data directory is read-only; the request was not recorded ({e})")
+            } else {
+                format!("journal write failed: {e}")
+            };
+            if e.is_read_only() {
+                tracing::error!(error = %e, "the data directory is read-only; refusing writes until it is writable and the server restarted");
+                poison(&self.poisoned, &why);
+            } else if self.journal.is_broken() {
                 tracing::error!(error = %e, "journal write failed and could not be undone; refusing writes until restart");
                 poison(&self.poisoned, &why);
             } else {
