@@ -258,6 +258,7 @@ pub fn entry_json(e: &pb::Entry) -> Value {
         "bank_ref": e.bank_ref,
         "disbursement_id": e.disbursement_id,
         "reversed_sequence": e.reversed_sequence,
+        "original_sequence": e.original_sequence,
         "request_id": e.request_id,
         "recorded_at": time_json(e.recorded_at.as_ref()),
         "value_date": e.value_date,
