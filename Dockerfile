@@ -4,13 +4,12 @@
 #   docker build -t case-escrow .
 #   docker run -d --name case-escrow -p 127.0.0.1:50051:50051 -p 127.0.0.1:9464:9464 \
 #       -v case-escrow-data:/data case-escrow
-#   docker exec case-escrow cat /data/admin.token     # the administrator's token
+#   docker exec case-escrow cat /data/admin.token     # with tokens (issue 5): the admin's
 #
 # SIGTERM (docker stop) stops it gracefully: open calls finish, queued writes commit.
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# The manifest first, so the dependencies are a layer of their own.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto proto
 COPY benches benches
