@@ -26,9 +26,6 @@ use tracing::Instrument;
 
 use crate::store::{StoreHandle, WriterEvent, WriterHook};
 
-/// Distinct `rpc` label values kept; calls to further names (only a client inventing
-/// method names gets there) count under "other", so a client cannot grow the registry.
-pub const RPC_LABELS_MAX: usize = 256;
 /// How often the gauges that need a pass over the ledger are recomputed at most.
 pub const LEDGER_TOTALS_EVERY: Duration = Duration::from_secs(30);
 /// The longest request head the metrics endpoint reads.
@@ -61,12 +58,43 @@ pub struct Metrics {
     store_bytes: Gauge,
     open_case_accounts: Gauge,
     special_accounts: Gauge,
-    suspense_yuan: Gauge<f64, std::sync::atomic::AtomicU64>,
+    suspense_fen: Gauge,
     totals: Mutex<Option<(Instant, crate::store::reads::LedgerTotals)>>,
     /// Set while a pass over the ledger runs, so that scrapes never start two.
     totalling: std::sync::atomic::AtomicBool,
-    /// The `rpc` label values in use, bounded by [`RPC_LABELS_MAX`].
-    rpcs: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// The RPCs the server offers (`package.Service/Method`); any other path a client
+    /// sends is counted as "other", so no client can grow or crowd the label set.
+    rpcs: std::collections::HashSet<String>,
+}
+
+/// Every method of every service the server registers, from the descriptor sets it
+/// serves for reflection.
+fn known_rpcs() -> std::collections::HashSet<String> {
+    use prost::Message as _;
+    let mut names = std::collections::HashSet::new();
+    for set in [
+        crate::api::pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+    ] {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+            continue;
+        };
+        for file in set.file {
+            let package = file.package.unwrap_or_default();
+            for service in file.service {
+                let service_name = service.name.unwrap_or_default();
+                for method in service.method {
+                    names.insert(format!(
+                        "{package}.{service_name}/{}",
+                        method.name.unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+    // Reflection's own descriptor set is not exported; its one method is named here.
+    names.insert("grpc.reflection.v1.ServerReflection/ServerReflectionInfo".into());
+    names
 }
 
 fn latency_histogram() -> Histogram {
@@ -88,7 +116,7 @@ impl Metrics {
         );
         registry.register(
             "grpc_request_duration_seconds",
-            "Time from a call's arrival to its answer (streams: to their first message)",
+            "Time from a call's arrival to its response headers (for a stream: its start)",
             latency.clone(),
         );
         let batch_requests = Histogram::new(exponential_buckets(1.0, 2.0, 15));
@@ -145,11 +173,11 @@ impl Metrics {
             "Special accounts, open or closed (recomputed at most every 30 s)",
             special_accounts.clone(),
         );
-        let suspense_yuan = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let suspense_fen = Gauge::default();
         registry.register(
-            "suspense_yuan",
-            "Unidentified receipts waiting in suspense, all special accounts (recomputed at most every 30 s)",
-            suspense_yuan.clone(),
+            "suspense_fen",
+            "Unidentified receipts waiting in suspense, all special accounts, in fen (recomputed at most every 30 s)",
+            suspense_fen.clone(),
         );
         Arc::new(Metrics {
             registry,
@@ -164,10 +192,10 @@ impl Metrics {
             store_bytes,
             open_case_accounts,
             special_accounts,
-            suspense_yuan,
+            suspense_fen,
             totals: Mutex::new(None),
             totalling: Default::default(),
-            rpcs: Default::default(),
+            rpcs: known_rpcs(),
         })
     }
 
@@ -195,17 +223,10 @@ impl Metrics {
     }
 
     fn record_call(&self, rpc: &str, code: &'static str, took: Duration) {
-        let known = self.rpcs.read().is_ok_and(|r| r.contains(rpc));
-        let rpc = if known {
+        let rpc = if self.rpcs.contains(rpc) {
             rpc
         } else {
-            match self.rpcs.write() {
-                Ok(mut r) if r.len() < RPC_LABELS_MAX => {
-                    r.insert(rpc.to_owned());
-                    rpc
-                }
-                _ => "other",
-            }
+            "other"
         };
         self.calls
             .get_or_create(&CallLabels {
@@ -264,7 +285,7 @@ impl Metrics {
         if let Ok(Some((_, t))) = self.totals.lock().map(|t| *t) {
             self.open_case_accounts.set(t.open_case_accounts as i64);
             self.special_accounts.set(t.special_accounts as i64);
-            self.suspense_yuan.set(t.suspense.0 as f64 / 100.0);
+            self.suspense_fen.set(t.suspense.0);
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {

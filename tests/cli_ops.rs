@@ -336,8 +336,27 @@ async fn a_refused_call_prints_the_servers_reason_and_exits_3() {
         assert!(out.is_empty(), "nothing on stdout for a refusal: {out}");
     }
     // A mistake on the command line itself is clap's exit code 2, before any call.
-    let (code, _, err) = cli(&server, &["case", "disburse", CASE, "--purpose", "lunch"]).await;
+    let (code, _, err) = cli(
+        &server,
+        &[
+            "case",
+            "disburse",
+            CASE,
+            "--amount",
+            "1.00",
+            "--payee",
+            "张三",
+            "--payee-account",
+            APPLICANT_ACCOUNT,
+            "--payee-bank",
+            "建行",
+            "--purpose",
+            "lunch",
+        ],
+    )
+    .await;
     assert_eq!(code, 2, "{err}");
+    assert!(err.contains("lunch"), "{err}");
     let port = server.addr.port();
     server.stop().await;
     // Nobody listens any more: unreachable is 4.
@@ -443,6 +462,25 @@ fn config_check_prints_the_effective_settings_and_names_a_bad_key() {
     assert!(err.contains("lisen"), "{err}");
 }
 
+/// Kills the child process when the test ends early (a failed assertion), so no
+/// server outlives its test.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    fn get(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("the child is held")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// One GET over a plain socket: the endpoint is for scrapers, so a scraper's request.
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -521,7 +559,7 @@ async fn metrics_count_calls_by_rpc_and_code_and_show_the_ledger() {
         "case_escrow_writer_flush_duration_seconds_bucket{le=",
         "case_escrow_journal_last_sequence 4",
         "case_escrow_open_case_accounts 1",
-        "case_escrow_suspense_yuan 7.5",
+        "case_escrow_suspense_fen 750",
         "case_escrow_store_bytes ",
         "case_escrow_journal_bytes ",
         "# EOF",
@@ -545,7 +583,7 @@ async fn json_log_lines_carry_the_request_id_and_no_party_accounts() {
     let data = dir.path().join("data");
     // The server as an operator runs it: its own process, JSON logs on stderr.
     let guard = SPAWN_OR_OPEN.lock().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_case-escrow"))
+    let child = Command::new(env!("CARGO_BIN_EXE_case-escrow"))
         .args([
             "serve",
             "--listen",
@@ -563,9 +601,10 @@ async fn json_log_lines_carry_the_request_id_and_no_party_accounts() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("server starts");
+    let mut child = KillOnDrop(Some(child));
     let mut line = String::new();
     // Its first line comes after its exec: from then on it holds no copy of our files.
-    BufReader::new(child.stdout.take().expect("piped"))
+    BufReader::new(child.get().stdout.take().expect("piped"))
         .read_line(&mut line)
         .expect("address line");
     drop(guard);
@@ -644,24 +683,32 @@ async fn json_log_lines_carry_the_request_id_and_no_party_accounts() {
     .await;
     assert_eq!(refused.status.code(), Some(3));
 
-    let pid = child.id().to_string();
+    let mut server_process = child.0.take().expect("still running");
+    let pid = server_process.id().to_string();
     let killed =
         tokio::task::spawn_blocking(move || run_child(Command::new("kill").args(["-TERM", &pid])))
             .await
             .expect("kill's thread");
     assert!(killed.status.success());
-    let (stderr, status) = tokio::task::spawn_blocking(move || {
+    // Bounded: a server that does not stop within the time is killed and the test fails.
+    let (done, stopped) = std::sync::mpsc::channel();
+    let mut stderr_pipe = server_process.stderr.take().expect("piped");
+    std::thread::spawn(move || {
         let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .expect("piped")
-            .read_to_string(&mut stderr)
-            .expect("log");
-        (stderr, child.wait().expect("exits"))
+        let read = stderr_pipe.read_to_string(&mut stderr);
+        let _ = done.send((stderr, read.is_ok()));
+    });
+    let waited = tokio::task::spawn_blocking(move || {
+        let got = stopped.recv_timeout(std::time::Duration::from_secs(30));
+        let mut guard = KillOnDrop(Some(server_process));
+        let status = got.is_ok().then(|| guard.get().wait().ok()).flatten();
+        (got, status)
     })
     .await
     .expect("the server's thread");
+    let (Ok((stderr, true)), Some(status)) = waited else {
+        panic!("the server did not stop within 30 s of SIGTERM");
+    };
     assert!(status.success());
 
     let lines: Vec<Value> = stderr
@@ -686,12 +733,18 @@ async fn json_log_lines_carry_the_request_id_and_no_party_accounts() {
             .any(|l| l["level"] == "INFO" && l["fields"]["code"] == "FAILED_PRECONDITION"),
         "{stderr}"
     );
-    // Every line written within a call names the call's request id.
-    for l in &lines {
-        if l["span"]["rpc"].is_string() {
-            assert!(l["span"]["request_id"].is_string(), "{l}");
-        }
-    }
+    // Every line of the refused call, and only those, name its request id.
+    let refused_rpc: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["span"]["rpc"] == "case_escrow.v1.CaseLedger/RequestDisbursement")
+        .collect();
+    assert!(!refused_rpc.is_empty());
+    assert!(
+        refused_rpc
+            .iter()
+            .all(|l| l["span"]["request_id"] == "log-refused-1"),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains(APPLICANT_ACCOUNT),
         "a party's account number reached the log:\n{stderr}"
