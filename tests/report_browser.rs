@@ -66,7 +66,9 @@ fn summary() -> pb::CaseFlowSummary {
     }
 }
 
-/// Renders `html` in headless chromium and returns the page's verdict.
+/// Renders `html` in headless chromium and returns the page's verdict, with the
+/// renderer's own complaints about the markup (chromium logs an SVG attribute it
+/// cannot read as `Error: <rect> attribute …`) added to it.
 fn render(dir: &Path, name: &str, html: &str) -> String {
     let page = dir.join(name);
     std::fs::write(&page, html).expect("page written");
@@ -82,6 +84,8 @@ fn render(dir: &Path, name: &str, html: &str) -> String {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("--dump-dom")
@@ -101,13 +105,20 @@ fn render(dir: &Path, name: &str, html: &str) -> String {
         .unwrap_or_else(|| panic!("the page's self-check did not run:\n{dom}"))
         + marker.len();
     let end = dom[start..].find('"').expect("attribute ends") + start;
-    dom[start..end].to_owned()
+    let verdict = dom[start..end].to_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let markup: Vec<&str> = stderr.lines().filter(|l| l.contains("Error: <")).collect();
+    if markup.is_empty() {
+        verdict
+    } else {
+        format!("fail: markup: {}; {verdict}", markup.join("; "))
+    }
 }
 
 #[test]
 fn the_reconciliation_summary_renders_its_charts_without_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let html = report_html::case_flow(&summary());
+    let html = report_html::case_flow(&summary()).expect("renders");
     assert!(
         !html.contains("<script>window.__renderErrors.push('injected')"),
         "escaped"
@@ -124,7 +135,7 @@ fn the_reconciliation_summary_renders_its_charts_without_errors() {
     });
     assert_eq!(render(dir.path(), "bank.html", &bank), "ok");
     // A run without discrepancies still draws its (empty) charts.
-    let empty = report_html::case_flow(&pb::CaseFlowSummary::default());
+    let empty = report_html::case_flow(&pb::CaseFlowSummary::default()).expect("renders");
     assert_eq!(render(dir.path(), "empty.html", &empty), "ok");
 
     // The check fails when a script fails…
@@ -143,6 +154,20 @@ fn the_reconciliation_summary_renders_its_charts_without_errors() {
     let verdict = render(dir.path(), "hidden-chart.html", &hidden);
     assert!(
         verdict.starts_with("fail") && verdict.contains("by-court: no size"),
+        "{verdict}"
+    );
+    // …and when a chart lost a mark…
+    let first_mark = html.find("<rect class=\"mark\"").expect("a mark");
+    let mark_end =
+        html[first_mark..].find("</rect>").expect("mark ends") + first_mark + "</rect>".len();
+    let lost = format!("{}{}", &html[..first_mark], &html[mark_end..]);
+    let verdict = render(dir.path(), "lost-mark.html", &lost);
+    assert!(verdict.contains("by-kind: 2 marks of 3"), "{verdict}");
+    // …and when the markup says something the renderer cannot draw…
+    let garbled = html.replacen("height=\"16\"", "height=\"sixteen\"", 1);
+    let verdict = render(dir.path(), "garbled.html", &garbled);
+    assert!(
+        verdict.contains("markup") && verdict.contains("height"),
         "{verdict}"
     );
     // …and when a chart is missing.

@@ -339,7 +339,7 @@ async fn run_reconcile(args: ReconcileArgs) -> CliResult<()> {
                 reconcile::case_flow(&mut client, &file, header, &report, args.quiet).await?;
             print!("{}", reconcile::case_flow_table(&summary));
             let html = with_suffix(&report, ".html");
-            statement::write_atomically(&html, report_html::case_flow(&summary).as_bytes())?;
+            statement::write_atomically(&html, report_html::case_flow(&summary)?.as_bytes())?;
             println!(
                 "Full report: {r}.csv and {r}.jsonl; printable summary: {r}.html",
                 r = report.display()

@@ -9,7 +9,8 @@
 use std::fmt::Write as _;
 
 use crate::api::pb;
-use crate::domain::money::parse_fen;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
 
 use super::statement::esc;
 
@@ -57,7 +58,13 @@ const SELF_CHECK: &str = r#"<script>
   charts.forEach(function (c) {
     var box = c.getBoundingClientRect();
     if (!(box.width > 0 && box.height > 0)) problems.push(c.id + ": no size");
-    if (c.querySelectorAll("rect.mark").length === 0) problems.push(c.id + ": no marks");
+    var marks = c.querySelectorAll("rect.mark");
+    var want = Number(c.getAttribute("data-marks"));
+    if (marks.length === 0 || marks.length !== want) problems.push(c.id + ": " + marks.length + " marks of " + want);
+    marks.forEach(function (m, i) {
+      var b = m.getBBox();
+      if (!(isFinite(b.width) && isFinite(b.height) && b.width > 0 && b.height > 0)) problems.push(c.id + ": mark " + i + " has no area");
+    });
   });
   document.documentElement.setAttribute("data-render-check", problems.length ? "fail: " + problems.join("; ") : "ok");
 })();
@@ -65,11 +72,13 @@ const SELF_CHECK: &str = r#"<script>
 
 /// A horizontal bar chart: one bar a label, bars scaled to the largest value.
 fn bar_chart(id: &str, title: &str, bars: &[(String, f64, String)], color: &str) -> String {
+    // The marks drawn: one a bar, or the empty chart's axis.
+    let marks = bars.len().max(1);
     let max = bars.iter().map(|b| b.1).fold(0.0_f64, f64::max).max(1e-9);
     let height = BAR_HEIGHT * (bars.len().max(1) as u32) + 10;
     let plot = f64::from(CHART_WIDTH - LABEL_WIDTH - 90);
     let mut s = format!(
-        "<svg class=\"chart\" id=\"{id}\" role=\"img\" aria-label=\"{t}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{CHART_WIDTH}\" height=\"{height}\" viewBox=\"0 0 {CHART_WIDTH} {height}\"><title>{t}</title>",
+        "<svg class=\"chart\" id=\"{id}\" data-marks=\"{marks}\" role=\"img\" aria-label=\"{t}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{CHART_WIDTH}\" height=\"{height}\" viewBox=\"0 0 {CHART_WIDTH} {height}\"><title>{t}</title>",
         t = esc(title)
     );
     if bars.is_empty() {
@@ -103,6 +112,11 @@ fn bar_chart(id: &str, title: &str, bars: &[(String, f64, String)], color: &str)
 
 /// Discrepancies per court, each bar split by kind.
 fn stacked_chart(id: &str, title: &str, courts: &[pb::CourtSummary], kinds: &[i32]) -> String {
+    let marks = courts
+        .iter()
+        .map(|c| c.counts_by_kind.len().max(1))
+        .sum::<usize>()
+        .max(1);
     let max = courts
         .iter()
         .map(|c| c.discrepancies)
@@ -112,7 +126,7 @@ fn stacked_chart(id: &str, title: &str, courts: &[pb::CourtSummary], kinds: &[i3
     let height = BAR_HEIGHT * (courts.len().max(1) as u32) + 10;
     let plot = f64::from(CHART_WIDTH - LABEL_WIDTH - 90);
     let mut s = format!(
-        "<svg class=\"chart\" id=\"{id}\" role=\"img\" aria-label=\"{t}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{CHART_WIDTH}\" height=\"{height}\" viewBox=\"0 0 {CHART_WIDTH} {height}\"><title>{t}</title>",
+        "<svg class=\"chart\" id=\"{id}\" data-marks=\"{marks}\" role=\"img\" aria-label=\"{t}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{CHART_WIDTH}\" height=\"{height}\" viewBox=\"0 0 {CHART_WIDTH} {height}\"><title>{t}</title>",
         t = esc(title)
     );
     if courts.is_empty() {
@@ -138,7 +152,7 @@ fn stacked_chart(id: &str, title: &str, courts: &[pb::CourtSummary], kinds: &[i3
         );
         let mut x = f64::from(LABEL_WIDTH);
         for kc in &c.counts_by_kind {
-            let w = kc.count as f64 / max * plot;
+            let w = (kc.count as f64 / max * plot).max(0.5);
             let color = kinds
                 .iter()
                 .position(|k| *k == kc.kind)
@@ -172,12 +186,27 @@ fn stacked_chart(id: &str, title: &str, courts: &[pb::CourtSummary], kinds: &[i3
     s
 }
 
-fn rate_percent(rate: &str) -> Option<f64> {
-    rate.parse::<f64>().ok().map(|r| r * 100.0)
+/// A money or rate figure of the summary, exactly; totals have no per-amount cap.
+fn dec(field: &str, text: &str) -> Result<Decimal, String> {
+    if text.is_empty() {
+        return Ok(Decimal::ZERO);
+    }
+    text.parse::<Decimal>()
+        .map_err(|e| format!("the summary's {field} {text:?} is not a number: {e}"))
+}
+
+/// A recovery rate ("0.4133") as a percentage with 2 places ("41.33"); `None` without
+/// a target.
+fn rate_percent(rate: &str) -> Result<Option<Decimal>, String> {
+    if rate.is_empty() {
+        return Ok(None);
+    }
+    let r = dec("recovery_rate", rate)?;
+    Ok(Some((r * Decimal::ONE_HUNDRED).round_dp(2)))
 }
 
 /// The case-flow reconciliation summary as a printable page.
-pub fn case_flow(s: &pb::CaseFlowSummary) -> String {
+pub fn case_flow(s: &pb::CaseFlowSummary) -> Result<String, String> {
     let total = s.total.clone().unwrap_or_default();
     let kinds: Vec<i32> = total.counts_by_kind.iter().map(|k| k.kind).collect();
     let by_kind: Vec<(String, f64, String)> = total
@@ -185,20 +214,22 @@ pub fn case_flow(s: &pb::CaseFlowSummary) -> String {
         .iter()
         .map(|k| (kind_name(k.kind), k.count as f64, k.count.to_string()))
         .collect();
-    let rates: Vec<(String, f64, String)> = s
-        .courts
-        .iter()
-        .filter_map(|c| {
-            rate_percent(&c.recovery_rate).map(|p| {
-                let name = if c.court_code.is_empty() {
-                    "(no court)"
-                } else {
-                    &c.court_code
-                };
-                (name.to_owned(), p, format!("{p:.2}%"))
-            })
-        })
-        .collect();
+    let mut rates: Vec<(String, f64, String)> = Vec::new();
+    for c in &s.courts {
+        if let Some(p) = rate_percent(&c.recovery_rate)? {
+            let name = if c.court_code.is_empty() {
+                "(no court)"
+            } else {
+                &c.court_code
+            };
+            // The bar's length is geometry; the figure shown is the exact decimal.
+            rates.push((
+                name.to_owned(),
+                p.to_f64().unwrap_or(0.0),
+                format!("{p:.2}%"),
+            ));
+        }
+    }
     let mut h = String::new();
     let _ = write!(
         h,
@@ -255,8 +286,9 @@ pub fn case_flow(s: &pb::CaseFlowSummary) -> String {
         } else {
             c.court_code.as_str()
         };
-        let recovered = parse_fen(&c.received_total).unwrap_or(0)
-            + parse_fen(&c.paid_outside_court_total).unwrap_or(0);
+        let recovered = dec("received_total", &c.received_total)?
+            + dec("paid_outside_court_total", &c.paid_outside_court_total)?;
+        let rate = rate_percent(&c.recovery_rate)?;
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
@@ -265,14 +297,14 @@ pub fn case_flow(s: &pb::CaseFlowSummary) -> String {
             c.rows,
             c.discrepancies,
             esc(&c.target_total),
-            crate::domain::Fen(recovered),
-            rate_percent(&c.recovery_rate).map_or("-".to_owned(), |p| format!("{p:.2}%")),
+            recovered.round_dp(2),
+            rate.map_or("-".to_owned(), |p| format!("{p:.2}%")),
         );
     }
     h.push_str("</tbody></table>\n");
     h.push_str(SELF_CHECK);
     h.push_str("\n</body></html>\n");
-    h
+    Ok(h)
 }
 
 /// The bank reconciliation summary as a printable page (one chart: by kind).
