@@ -541,7 +541,7 @@ fn show(json: bool, v: Value, text: String) {
     if json {
         out::print_json(&v);
     } else {
-        print!("{text}");
+        out::print_text(&text);
     }
 }
 
@@ -740,7 +740,9 @@ pub async fn case(common: Common, cmd: CaseCmd) -> CliResult<()> {
                 .await?
                 .get_special_account(pb::GetSpecialAccountRequest {
                     special_account_id: c.special_account_id.clone(),
-                    as_of: None,
+                    // The bank details in force when the statement's last entry was
+                    // recorded, like the rest of the page.
+                    as_of: entries.last().and_then(|e| e.recorded_at),
                 })
                 .await?
                 .into_inner();
@@ -1279,7 +1281,17 @@ pub async fn journal(common: Common, cmd: JournalCmd) -> CliResult<()> {
             let stdout = std::io::stdout();
             while limit.is_none_or(|l| seen < l) {
                 let Some(item) = stream.next().await else {
-                    break;
+                    if limit.is_some() {
+                        // Fewer entries than asked for, and the server is gone.
+                        return Err(tonic::Status::unavailable(format!(
+                            "the server ended the journal after {seen} entries"
+                        ))
+                        .into());
+                    }
+                    return Err(tonic::Status::unavailable(
+                        "the server ended the journal's stream (stopping?); resume with --from the last entry + 1",
+                    )
+                    .into());
                 };
                 let je = item?;
                 let Some(e) = je.entry.as_ref() else { continue };

@@ -21,7 +21,7 @@ impl Table {
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.iter().map(|c| clean(c)).collect());
     }
 
     pub fn render(&self) -> String {
@@ -67,7 +67,7 @@ pub fn fields(pairs: &[(&str, String)]) -> String {
         out.push_str(label);
         out.push(':');
         out.push_str(&" ".repeat(width - label.width() + 1));
-        out.push_str(value);
+        out.push_str(&clean(value));
         out.push('\n');
     }
     out
@@ -75,9 +75,28 @@ pub fn fields(pairs: &[(&str, String)]) -> String {
 
 pub fn print_json(v: &Value) {
     match serde_json::to_string_pretty(v) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => print_text(&format!("{s}\n")),
         Err(e) => eprintln!("case-escrow: cannot write JSON: {e}"),
     }
+}
+
+/// Writes to stdout; a reader that went away (`| head -1`) is no error of ours.
+pub fn print_text(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("case-escrow: cannot write the output: {e}");
+        }
+    }
+}
+
+/// Text from clients (names, memos) with control characters made visible, so that it
+/// cannot move the cursor or recolour the clerk's terminal.
+pub fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
 }
 
 const CST_SECONDS: i64 = 8 * 3600;
@@ -464,6 +483,14 @@ pub fn entry_text(e: &pb::Entry) -> String {
         ("Value date", e.value_date.clone()),
         ("Recorded", time(e.recorded_at.as_ref())),
         ("Request id", e.request_id.clone()),
+        (
+            "Same as entry",
+            if e.original_sequence == 0 {
+                String::new()
+            } else {
+                e.original_sequence.to_string()
+            },
+        ),
     ])
 }
 

@@ -31,17 +31,31 @@ pub fn esc(s: &str) -> String {
 /// file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> CliResult<()> {
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
+    // A fresh name, created only if absent: never someone's file or symlink.
+    tmp.push(format!(".{}.partial", uuid::Uuid::new_v4().simple()));
     let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("{}: {e}", path.display()).into());
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // The rename is durable once the directory is.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(())
 }
 
-pub const CSV_COLUMNS: [&str; 14] = [
+pub const CSV_COLUMNS: [&str; 15] = [
     "case_number",
     "sequence",
     "recorded_at",
@@ -56,27 +70,43 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "counterparty_case_number",
     "disbursement_id",
     "memo",
+    "original_sequence",
 ];
+
+/// A text cell a spreadsheet would take for a formula (`=`, `+`, `-`, `@`, tab, CR
+/// first) gets a leading `'`: names and memos come from clients. Amounts never pass
+/// here, so a negative amount stays a number.
+pub fn text_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}").into(),
+        _ => s.into(),
+    }
+}
 
 pub fn write_csv(path: &Path, case: &pb::CaseAccount, entries: &[pb::Entry]) -> CliResult<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(CSV_COLUMNS)?;
     for e in entries {
         w.write_record([
-            case.case_number.as_str(),
+            text_cell(&case.case_number).as_ref(),
             &e.sequence.to_string(),
             &out::time(e.recorded_at.as_ref()),
-            &e.value_date,
+            &text_cell(&e.value_date),
             &out::entry_kind(e.kind),
             &e.amount,
             &e.running_balance,
             &e.running_available,
-            &e.bank_ref,
-            &e.counterparty_name,
-            &e.counterparty_account,
-            &e.counterparty_case_number,
-            &e.disbursement_id,
-            &e.memo,
+            &text_cell(&e.bank_ref),
+            &text_cell(&e.counterparty_name),
+            &text_cell(&e.counterparty_account),
+            &text_cell(&e.counterparty_case_number),
+            &text_cell(&e.disbursement_id),
+            &text_cell(&e.memo),
+            &(if e.original_sequence == 0 {
+                String::new()
+            } else {
+                e.original_sequence.to_string()
+            }),
         ])?;
     }
     let bytes = w.into_inner().map_err(|e| e.to_string())?;
@@ -185,7 +215,13 @@ pub fn html(case: &pb::CaseAccount, special: &pb::SpecialAccount, entries: &[pb:
             esc(&e.running_available),
             esc(&e.bank_ref),
             esc(counterparty.trim()),
-            esc(&e.memo),
+            esc(&if e.original_sequence == 0 {
+                e.memo.clone()
+            } else {
+                format!("{} (same as entry {})", e.memo, e.original_sequence)
+                    .trim()
+                    .to_owned()
+            }),
         );
     }
     let _ = write!(
@@ -202,6 +238,21 @@ pub fn html(case: &pb::CaseAccount, special: &pb::SpecialAccount, entries: &[pb:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_cells_cannot_become_formulas() {
+        for (given, written) in [
+            ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"),
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("张三", "张三"),
+            ("", ""),
+        ] {
+            assert_eq!(text_cell(given), written);
+        }
+    }
 
     #[test]
     fn text_from_clients_cannot_become_markup() {
