@@ -392,14 +392,13 @@ async fn backup_restore_round_trip_keeps_every_balance() {
     let server = TestServer::start(dir.path()).await;
     let before = all_balances(&server).await;
     let file = dir.path().join("backup.cebk");
-    let out = run_cli(vec![
+    let mut args: Vec<std::ffi::OsString> = vec![
         "backup".into(),
         "--to".into(),
         std::ffi::OsString::from(&file),
-        "--server".into(),
-        format!("http://{}", server.addr).into(),
-    ])
-    .await;
+    ];
+    args.extend(server.cli_args().into_iter().map(Into::into));
+    let out = run_cli(args).await;
     assert!(
         out.status.success(),
         "{}",

@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::client::{ClientArgs, Conn, Target};
 use hdrhistogram::Histogram;
-use tonic::transport::Channel;
 
 use crate::api::pb::{
     self, case_ledger_client::CaseLedgerClient, special_accounts_client::SpecialAccountsClient,
@@ -83,6 +83,9 @@ pub struct BenchArgs {
     /// A running server to load instead of starting one.
     #[arg(long)]
     pub addr: Option<SocketAddr>,
+    /// The token for --addr's server (the server started here needs none of these).
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// Data directory of the server started here (kept afterwards); default: a
     /// temporary directory, removed afterwards.
     #[arg(long)]
@@ -287,6 +290,7 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
                 data_dir: data_dir.clone(),
                 shutdown_grace: Duration::from_secs(30),
                 store: Default::default(),
+                ..Default::default()
             }))?;
             let took = started.elapsed();
             let addr = server.local_addr();
@@ -307,7 +311,20 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
         }
     };
     let stats = server.as_ref().map(|(_, _, s)| s.clone());
-    let result = client_rt.block_on(drive(&args, addr, stats.clone()));
+    let target = match args.addr {
+        Some(_) => Target {
+            server: format!("http://{addr}"),
+            token: args.client.resolve()?.token,
+        },
+        // The server started here wrote its administrator's token, if it has tokens.
+        None => Target {
+            server: format!("http://{addr}"),
+            token: std::fs::read_to_string(data_dir.join(crate::config::ADMIN_TOKEN_FILE))
+                .ok()
+                .map(|t| t.trim().to_owned()),
+        },
+    };
+    let result = client_rt.block_on(drive(&args, &target, stats.clone()));
     if let Some((stop, task, _)) = server {
         let _ = stop.send(());
         match server_rt.block_on(task) {
@@ -360,25 +377,22 @@ fn journal_len(data_dir: &Path) -> u64 {
     std::fs::metadata(data_dir.join("journal.log")).map_or(0, |m| m.len())
 }
 
-async fn connect(addr: SocketAddr) -> Result<Channel, BoxError> {
-    Ok(Channel::from_shared(format!("http://{addr}"))?
-        .tcp_nodelay(true)
-        .connect()
-        .await?)
+async fn connect(target: &Target) -> Result<Conn, BoxError> {
+    target.connect(None).await
 }
 
-fn client(channel: Channel) -> CaseLedgerClient<Channel> {
+fn client(channel: Conn) -> CaseLedgerClient<Conn> {
     CaseLedgerClient::new(channel).max_decoding_message_size(64 << 20)
 }
 
 /// Opens the special account and the cases, then runs the workload and reports.
 async fn drive(
     args: &BenchArgs,
-    addr: SocketAddr,
+    target: &Target,
     stats: Option<Arc<WriterStats>>,
 ) -> Result<(Tally, u64), BoxError> {
     let run_tag = format!("{:08x}", Rng(crate::api::now().0 as u64).next() as u32);
-    let setup = connect(addr).await?;
+    let setup = connect(target).await?;
     let mut specials = SpecialAccountsClient::new(setup.clone());
     let special = specials
         .open_special_account(pb::OpenSpecialAccountRequest {
@@ -433,7 +447,7 @@ async fn drive(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        let channel = connect(addr).await?;
+        let channel = connect(target).await?;
         let ctx = ClientCtx {
             id: c,
             clients: args.clients,
@@ -476,7 +490,7 @@ async fn drive(
 
 /// The first case number free for this run: one past the highest any earlier run
 /// opened under the court, found by probing, so runs can share a data directory.
-async fn first_free_case(channel: &Channel) -> Result<u32, BoxError> {
+async fn first_free_case(channel: &Conn) -> Result<u32, BoxError> {
     let c = client(channel.clone());
     let exists = |n: u32| {
         let mut c = c.clone();
@@ -579,7 +593,7 @@ impl ClientCtx {
     }
 }
 
-async fn receipts(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally {
+async fn receipts(rpc: &mut CaseLedgerClient<Conn>, ctx: ClientCtx) -> Tally {
     let mut tally = Tally::new();
     let mut rng = Rng(ctx.id as u64 + 1);
     let mut k = 0u64;
@@ -600,7 +614,7 @@ async fn receipts(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally 
     tally
 }
 
-async fn batch(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally {
+async fn batch(rpc: &mut CaseLedgerClient<Conn>, ctx: ClientCtx) -> Tally {
     let mut tally = Tally::new();
     let mut rng = Rng(ctx.id as u64 + 1);
     let mut k = 0u64;
@@ -646,7 +660,7 @@ async fn batch(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally {
 /// Each client works on its own cases (those whose index is its id modulo the number
 /// of clients), so it knows what they hold and never asks to pay out money that is
 /// not there.
-async fn mixed(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally {
+async fn mixed(rpc: &mut CaseLedgerClient<Conn>, ctx: ClientCtx) -> Tally {
     let mut tally = Tally::new();
     let mut rng = Rng(ctx.id as u64 + 1);
     let mut own: Vec<(u32, i64)> = (0..ctx.cases)
@@ -711,7 +725,7 @@ async fn mixed(rpc: &mut CaseLedgerClient<Channel>, ctx: ClientCtx) -> Tally {
 
 /// Request, approve and confirm one disbursement; each call is measured on its own.
 async fn disbursement(
-    rpc: &mut CaseLedgerClient<Channel>,
+    rpc: &mut CaseLedgerClient<Conn>,
     ctx: &ClientCtx,
     n: u32,
     fen: i64,
@@ -941,7 +955,7 @@ fn report(
 }
 
 /// Every case's balances over gRPC agree with what the clients had acknowledged.
-async fn verify_grpc(channel: &Channel, tally: &Tally) -> Result<(), BoxError> {
+async fn verify_grpc(channel: &Conn, tally: &Tally) -> Result<(), BoxError> {
     let mut c = client(channel.clone());
     let mut checked = 0;
     let mut cases: Vec<u32> = tally

@@ -371,6 +371,7 @@ pub async fn run(args: BenchArgs) -> CliResult<()> {
         data_dir: ledger_dir.clone(),
         shutdown_grace: Duration::from_secs(5),
         store: Default::default(),
+        ..Default::default()
     })
     .await?;
     let addr = server.local_addr();
@@ -378,7 +379,13 @@ pub async fn run(args: BenchArgs) -> CliResult<()> {
     let serving = tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
-    let mut client = rc::connect(&format!("http://{addr}")).await?;
+    let mut client = rc::connect(&super::client::Target {
+        server: format!("http://{addr}"),
+        token: std::fs::read_to_string(ledger_dir.join(crate::config::ADMIN_TOKEN_FILE))
+            .ok()
+            .map(|t| t.trim().to_owned()),
+    })
+    .await?;
     let rss_before = proc_status_kib("VmRSS:");
     let hwm_before = proc_status_kib("VmHWM:");
     let sampling = Arc::new(AtomicBool::new(true));

@@ -8,7 +8,7 @@ use crate::api::pb::{backup_chunk::Part, journal_client::JournalClient, BackupRe
 use crate::store::backup::{self, Header};
 use crate::store::{journal, Store};
 
-pub type Failure = Box<dyn std::error::Error>;
+pub type Failure = super::client::CliError;
 
 /// Checks the whole journal offline; fails if any link is broken.
 pub fn verify(data_dir: &Path) -> Result<(), Failure> {
@@ -33,8 +33,8 @@ pub fn verify(data_dir: &Path) -> Result<(), Failure> {
 
 /// Streams an online backup from a running server into `to`, written under a temporary
 /// name, synced, then renamed: a backup file either exists whole or not at all.
-pub async fn backup(server: &str, to: &Path) -> Result<(), Failure> {
-    let mut client = JournalClient::connect(server.to_owned()).await?;
+pub async fn backup(target: &super::client::Target, to: &Path) -> Result<(), Failure> {
+    let mut client = JournalClient::new(target.connect(None).await?);
     let mut stream = client.backup(BackupRequest {}).await?.into_inner();
     let header = match stream.message().await?.and_then(|c| c.part) {
         Some(Part::Header(h)) => Header {

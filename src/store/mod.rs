@@ -87,6 +87,31 @@ pub struct WriterStats {
     /// Parts of `commit_micros`: the journal's write + fdatasync, and sled's apply.
     pub sync_micros: AtomicU64,
     pub apply_micros: AtomicU64,
+    /// Told of every batch and every sync, for histograms the counters above cannot
+    /// give; set once by whoever serves metrics. The store knows nothing of them.
+    pub hook: std::sync::OnceLock<WriterHook>,
+}
+
+/// What the writer reports as it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum WriterEvent {
+    /// A batch was answered: how many requests and entries, and how long from its
+    /// first request's arrival to its answer.
+    Batch {
+        requests: usize,
+        entries: usize,
+        commit: Duration,
+    },
+    /// One journal write + fdatasync.
+    Sync(Duration),
+}
+
+pub struct WriterHook(pub Box<dyn Fn(WriterEvent) + Send + Sync>);
+
+impl std::fmt::Debug for WriterHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriterHook")
+    }
 }
 
 impl WriterStats {
@@ -96,6 +121,17 @@ impl WriterStats {
         self.entries.fetch_add(entries as u64, Ordering::Relaxed);
         self.commit_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.tell(WriterEvent::Batch {
+            requests,
+            entries,
+            commit: took,
+        });
+    }
+
+    pub(crate) fn tell(&self, event: WriterEvent) {
+        if let Some(hook) = self.hook.get() {
+            (hook.0)(event);
+        }
     }
 }
 

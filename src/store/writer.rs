@@ -539,6 +539,7 @@ impl Committer {
         let applied = self.tree.apply_batch(state);
         let micros = |d: std::time::Duration| d.as_micros() as u64;
         (self.metrics.sync_micros).fetch_add(micros(sync_took), Ordering::Relaxed);
+        self.metrics.tell(super::WriterEvent::Sync(sync_took));
         (self.metrics.apply_micros).fetch_add(micros(started.elapsed()), Ordering::Relaxed);
         if let Err(e) = applied {
             let why = format!("applying the state failed: {e}; the request may be recorded: restart the server, then retry with the same request_id");
