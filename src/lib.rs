@@ -10,14 +10,19 @@
 //!   with group commit, and replay.
 //! - [`api`]: tonic services; the only module that knows protobuf and gRPC.
 //! - [`reconcile`]: the ledger against case-flow data and bank statements.
-//! - [`cli`]: the command line; `serve` starts the server, `reconcile` runs a job.
+//! - [`cli`]: the command line; `serve` starts the server, the other commands are its
+//!   clients and tools.
+//! - [`config`]: the TOML configuration with its environment and flag overrides;
+//!   [`metrics`]: Prometheus metrics and the per-call layer (span, count, latency).
 //!
 //! See ARCHITECTURE.md for how a request flows through them.
 
 pub mod api;
 pub mod cli;
+pub mod config;
 pub mod domain;
 pub mod ledger;
+pub mod metrics;
 pub mod reconcile;
 pub mod server;
 pub mod store;

@@ -34,12 +34,34 @@ pub const RECONCILE_MESSAGE_BYTES_MAX: usize = 8 << 20;
 /// How long shutdown waits for open calls before it stops anyway.
 pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(10);
 
+/// What a server runs with; `config.rs` fills it from the TOML file, the environment
+/// and the flags.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub shutdown_grace: Duration,
     pub store: crate::store::StoreOptions,
+    /// Where Prometheus metrics are served over HTTP; `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The limits on holding money that reconciliation checks.
+    pub limits: Limits,
+    /// Read by `main` before the server starts (the subscriber is process-wide).
+    pub log: crate::config::LogSettings,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("./data"),
+            shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
+            store: Default::default(),
+            metrics_listen: None,
+            limits: Limits::default(),
+            log: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +79,11 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("principals: {0}")]
     Principals(String),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Server TLS, and mutual TLS when `client_ca_pem` is given: a client then presents a
@@ -110,6 +137,9 @@ pub struct Server {
     limits: Limits,
     directory: Arc<Directory>,
     tls: Option<TlsConfig>,
+    data_dir: PathBuf,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Server {
@@ -145,14 +175,27 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                crate::metrics::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Metrics { addr, source })?,
+            ),
+            None => None,
+        };
+        let metrics = crate::metrics::Metrics::new();
+        metrics.watch_writer(&store.handle());
         Ok(Server {
             store,
             listener,
             addr,
             shutdown_grace: config.shutdown_grace,
-            limits: Limits::default(),
             directory,
             tls: None,
+            limits: config.limits,
+            data_dir: config.data_dir,
+            metrics,
+            metrics_listener,
         })
     }
 
@@ -170,6 +213,13 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where metrics are served, if anywhere (the port is known once bound).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The writer's counters: batches, requests, entries, commit time.
@@ -234,11 +284,26 @@ impl Server {
         // Without TCP_NODELAY a client that waits for each answer before its next call
         // meets Nagle's algorithm and delayed ACKs: about 40 ms a call.
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_task = self.metrics_listener.map(|listener| {
+            tokio::spawn(crate::metrics::serve_http(
+                listener,
+                self.metrics.clone(),
+                self.store.handle(),
+                self.data_dir.clone(),
+                async move {
+                    let _ = metrics_stopped.await;
+                },
+            ))
+        });
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = &self.tls {
             builder = builder.tls_config(tls.server_config())?;
         }
         let serve = builder
+            .layer(crate::metrics::CallLayer {
+                metrics: self.metrics.clone(),
+            })
             .add_service(health_service)
             .add_service(reflection)
             .add_service(specials)
@@ -269,6 +334,11 @@ impl Server {
             }
         }
         drop(serve);
+        let _ = metrics_stop.send(());
+        if let Some(task) = metrics_task {
+            // It holds a store handle; closing the store waits for every handle.
+            let _ = task.await;
+        }
         self.store.close().await;
         tracing::info!("stopped; the store is flushed");
         Ok(())

@@ -41,7 +41,7 @@ async fn a_case_flow_file_is_reconciled_line_by_line_into_both_reports() {
     f.write_all("云0102,（2024）云0102执102号,2024-01-02,open,,,,5.00,0,,\n".as_bytes())
         .expect("write");
     drop(f);
-    let mut client = rc::connect(&format!("http://{}", server.addr), finance(&server).await)
+    let mut client = rc::connect(&finance_target(&server).await)
         .await
         .expect("connects");
     let report = dir.path().join("out");
@@ -152,7 +152,7 @@ async fn a_bank_statement_file_takes_its_period_from_its_dates() {
     .expect("write");
     let (from, to) = rc::statement_period(&file).expect("period");
     assert_eq!((from.clone(), to.clone()), (day(-1), day(0)));
-    let mut client = rc::connect(&format!("http://{}", server.addr), finance(&server).await)
+    let mut client = rc::connect(&finance_target(&server).await)
         .await
         .expect("connects");
     let summary = rc::bank(

@@ -139,6 +139,93 @@ async fn a_bank_reference_is_recorded_once() {
 }
 
 #[tokio::test]
+async fn a_request_id_answered_by_its_bank_reference_is_bound_for_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, resent_request, resent) = {
+        let server = TestServer::start(dir.path()).await;
+        let mut specials = server.specials().await;
+        let mut cases = server.cases().await;
+        let special = open_special(&mut specials, "云0102").await;
+        open_case(&mut cases, &special.special_account_id, CASE).await;
+        let first = cases
+            .record_receipt(receipt_request(CASE, "100.00", "ICBC-20240301-0002"))
+            .await
+            .expect("first")
+            .into_inner();
+        let resent_request = receipt_request(CASE, "100.00", "ICBC-20240301-0002");
+        let resent = cases
+            .record_receipt(resent_request.clone())
+            .await
+            .expect("resent")
+            .into_inner();
+        drop((specials, cases));
+        server.stop().await;
+        (first, resent_request, resent)
+    };
+    assert_eq!(
+        resent.sequence, first.sequence,
+        "answered with the original"
+    );
+
+    // After a restart, the id that was answered by its bank reference still names that
+    // request: the same content gets the same answer, other content is refused as a
+    // reuse, not recorded as a new receipt.
+    let server = TestServer::start(dir.path()).await;
+    let mut cases = server.cases().await;
+    let again = cases
+        .record_receipt(resent_request.clone())
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(again.sequence, first.sequence);
+    let mut other = receipt_request(CASE, "5.00", "ICBC-20240301-0003");
+    other.request_id = resent_request.request_id.clone();
+    let reused = cases
+        .record_receipt(other)
+        .await
+        .expect_err("the id is taken");
+    assert_eq!(reused.code(), Code::Aborted, "{reused:?}");
+    assert_eq!(balances(&mut cases, CASE).await.received, "100.00");
+
+    // The binding is in the journal, moving nothing, and in no case's statement.
+    let mut journal = pb::journal_client::JournalClient::new(server.channel().await);
+    let digest = journal
+        .get_digest(pb::GetDigestRequest {})
+        .await
+        .expect("digest")
+        .into_inner();
+    let bound = journal
+        .get_entry(pb::GetEntryRequest {
+            sequence: digest.sequence,
+            ..Default::default()
+        })
+        .await
+        .expect("entry")
+        .into_inner()
+        .entry
+        .and_then(|e| e.entry)
+        .expect("an entry");
+    assert_eq!(bound.kind, pb::EntryKind::AlreadyRecorded as i32);
+    assert_eq!(bound.original_sequence, first.sequence);
+    assert_eq!(bound.request_id, resent_request.request_id);
+    assert!(bound.postings.is_empty());
+    let listed = cases
+        .list_entries(pb::ListEntriesRequest {
+            case_number: CASE.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("statement")
+        .into_inner();
+    assert!(listed
+        .entries
+        .iter()
+        .all(|e| e.kind != pb::EntryKind::AlreadyRecorded as i32));
+    drop((cases, journal));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn concurrent_retries_of_one_request_record_it_once() {
     let (_dir, server) = setup().await;
     let request = receipt_request(CASE, "7.00", "REF-CONC");

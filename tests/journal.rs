@@ -94,6 +94,63 @@ async fn a_journal_shorter_than_the_state_stops_start_up() {
     assert!(message.contains("journal"), "{message}");
 }
 
+#[tokio::test]
+async fn a_journal_altered_where_the_state_meets_it_stops_start_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ledger_with_entries(dir.path()).await;
+    let journal = dir.path().join("journal.log");
+    let mut bytes = std::fs::read(&journal).expect("journal");
+    // The last frame: walk the frames by their length headers.
+    let mut offset = 0usize;
+    let mut last = 0usize;
+    while offset < bytes.len() {
+        last = offset;
+        let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes"));
+        offset += 8 + len as usize;
+    }
+    let len = u32::from_le_bytes(bytes[last..last + 4].try_into().expect("4 bytes")) as usize;
+    // A changed byte with its checksum forged to match: only the hash can tell.
+    bytes[last + 8 + 33 + 5] ^= 0x01;
+    let crc = crc32fast::hash(&bytes[last + 8..last + 8 + len]);
+    bytes[last + 4..last + 8].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&journal, &bytes).expect("write");
+    let _guard = SPAWN_OR_OPEN.lock().await;
+    let Err(err) = case_escrow::store::Store::open(dir.path()) else {
+        panic!("a store whose journal was altered must not start");
+    };
+    let message = err.to_string();
+    assert!(message.contains("altered or replaced"), "{message}");
+}
+
+#[tokio::test]
+async fn a_state_of_another_format_is_refused_and_rebuilt_on_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ledger_with_entries(dir.path()).await;
+    let _guard = SPAWN_OR_OPEN.lock().await;
+    {
+        let db = sled::open(dir.path().join("state")).expect("sled opens");
+        let tree = db.open_tree("ledger").expect("tree");
+        let stamp = tree
+            .get(b"V")
+            .expect("reads")
+            .expect("a new state is stamped");
+        assert_eq!(
+            stamp.as_ref(),
+            &case_escrow::store::keys::STATE_FORMAT.to_be_bytes()
+        );
+        tree.insert(b"V", &99u32.to_be_bytes()).expect("writes");
+        db.flush().expect("flushes");
+    }
+    let Err(err) = case_escrow::store::Store::open(dir.path()) else {
+        panic!("a state of another format must not be read");
+    };
+    let message = err.to_string();
+    assert!(message.contains("format 99"), "{message}");
+    assert!(message.contains("case-escrow rebuild"), "{message}");
+    let store = case_escrow::store::Store::rebuild(dir.path()).expect("rebuilds");
+    store.close().await;
+}
+
 use case_escrow::api::pb::{self, journal_client::JournalClient};
 use sha2::{Digest as _, Sha256};
 
@@ -339,16 +396,13 @@ async fn backup_restore_round_trip_keeps_every_balance() {
     let server = TestServer::start(dir.path()).await;
     let before = all_balances(&server).await;
     let file = dir.path().join("backup.cebk");
-    let out = run_cli(vec![
+    let mut args: Vec<std::ffi::OsString> = vec![
         "backup".into(),
         "--to".into(),
         std::ffi::OsString::from(&file),
-        "--server".into(),
-        format!("http://{}", server.addr).into(),
-        "--token-file".into(),
-        dir.path().join("admin.token").into(),
-    ])
-    .await;
+    ];
+    args.extend(server.cli_args().into_iter().map(Into::into));
+    let out = run_cli(args).await;
     assert!(
         out.status.success(),
         "{}",

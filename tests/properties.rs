@@ -170,11 +170,24 @@ impl World {
         let before = self.state.clone();
         match ledger::execute(&mut self.state, &request, &ctx) {
             Ok((outcome, entry)) => {
-                if outcome.existing {
-                    assert_eq!(before, self.state, "an existing outcome changed the state");
-                } else {
-                    assert!(entry.is_some());
-                    self.accepted.push(request);
+                match entry {
+                    None => {
+                        assert!(outcome.existing);
+                        assert_eq!(before, self.state, "an existing outcome changed the state");
+                    }
+                    Some(entry) => {
+                        // Found by its bank reference under a new request id: an entry
+                        // that moves nothing binds the id to the original.
+                        if outcome.existing {
+                            assert!(
+                                matches!(entry.op, case_escrow::domain::Op::AlreadyRecorded { original, .. } if original == outcome.sequence),
+                                "{entry:?}"
+                            );
+                            assert!(entry.postings.is_empty());
+                            assert_eq!(before.cases, self.state.cases, "a repeat moved money");
+                        }
+                        self.accepted.push(request);
+                    }
                 }
                 Ok(outcome.sequence)
             }
@@ -514,6 +527,7 @@ fn random_runs_reach_every_kind_of_entry() {
         "UnidentifiedReceiptReturned",
         "DeferralRecorded",
         "DeferralEnded",
+        "AlreadyRecorded",
     ] {
         assert!(kinds.contains(want), "no {want} in {kinds:?}");
     }

@@ -78,7 +78,7 @@ async fn start(dir: &std::path::Path, tls: TlsConfig) -> Running {
         listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: dir.to_owned(),
         shutdown_grace: Duration::from_secs(5),
-        store: Default::default(),
+        ..Default::default()
     })
     .await
     .expect("server starts")

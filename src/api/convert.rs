@@ -580,6 +580,10 @@ pub fn entry(e: &Entry, case: Option<(&CaseNumber, Balances)>) -> pb::Entry {
             out.memo = principal_id.to_string();
             K::PrincipalTokenRotated
         }
+        Op::AlreadyRecorded { original, .. } => {
+            out.original_sequence = *original;
+            K::AlreadyRecorded
+        }
     };
     if matches!(
         kind,

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::client::ClientArgs;
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;
 
@@ -83,6 +84,12 @@ pub struct BenchArgs {
     /// A running server to load instead of starting one.
     #[arg(long)]
     pub addr: Option<SocketAddr>,
+    /// The administrator's token of the server at `--addr` (a server started here is
+    /// asked with its own data directory's admin.token). The run adds a clerk, an
+    /// approver and a finance principal through it and calls each RPC as the one its
+    /// role needs.
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// Data directory of the server started here (kept afterwards); default: a
     /// temporary directory, removed afterwards.
     #[arg(long)]
@@ -95,12 +102,6 @@ pub struct BenchArgs {
     /// Worker threads of the server's runtime and of the clients' runtime each.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// The administrator's token of the server at `--addr` (a server started here is
-    /// asked with its own data directory's admin.token). The run adds a clerk, an
-    /// approver and a finance principal through it and calls each RPC as the one its
-    /// role needs.
-    #[command(flatten)]
-    pub token: super::auth::TokenArgs,
 }
 
 /// The kinds of call measured, each with its own latency histogram.
@@ -293,6 +294,7 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
                 data_dir: data_dir.clone(),
                 shutdown_grace: Duration::from_secs(30),
                 store: Default::default(),
+                ..Default::default()
             }))?;
             let took = started.elapsed();
             let addr = server.local_addr();
@@ -314,7 +316,11 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
     };
     let stats = server.as_ref().map(|(_, _, s)| s.clone());
     let admin_token = match args.addr {
-        Some(_) => super::auth::token(&args.token)?,
+        Some(_) => args
+            .client
+            .resolve()?
+            .token
+            .ok_or("--addr needs the administrator's token: --token or --token-file")?,
         None => super::auth::admin_token(&data_dir)?,
     };
     let result = client_rt.block_on(drive(&args, addr, &admin_token, stats.clone()));

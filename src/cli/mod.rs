@@ -1,29 +1,40 @@
-//! The command line: `serve` starts the server; `bench` loads one and measures it;
-//! `reconcile` runs a reconciliation against a running server and `bench-reconcile`
-//! measures one; `verify`, `backup`, `restore` and `rebuild` are tools for operators.
+//! The command line. `serve` starts the server; `special-account`, `case`, `suspense`
+//! and `journal` are the daily forms of a finance office (`ops.rs`); `reconcile` runs
+//! a reconciliation; `config check` validates a configuration file; `health` asks a
+//! server whether it serves; `bench` and `bench-reconcile` measure; `verify`,
+//! `backup`, `restore` and `rebuild` are tools for operators. Every command that talks
+//! to a server connects through `client.rs`.
 
 pub mod auth;
 mod bench;
 mod bench_reconcile;
+pub mod client;
+pub mod ops;
+pub mod output;
 pub mod reconcile;
+pub mod report_html;
+pub mod statement;
 mod tools;
 
-use std::net::SocketAddr;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use crate::api::pb;
-use crate::reconcile::Limits;
-use crate::server::{Server, ServerConfig, SHUTDOWN_GRACE_DEFAULT};
+use crate::config::{LogFormat, LogSettings, ServerOverrides};
+use crate::server::Server;
+use client::{exit, CliResult, ClientArgs};
 
 #[derive(Parser)]
 #[command(
     name = "case-escrow",
     version,
-    about = "One case, one account: the ledger of court enforcement money"
+    about = "One case, one account: the ledger of court enforcement money (执行案款)",
+    after_help = "Money is in yuan with up to 2 decimals (e.g. 1234.50). Case numbers look like \
+(2024)云0102执123号. Exit codes: 0 done, 1 failed here, 2 wrong command line, \
+3 refused by the server (its reason is printed), 4 server unreachable."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,6 +45,47 @@ struct Cli {
 enum Command {
     /// Start the gRPC server on a data directory (created if missing).
     Serve(ServeArgs),
+    /// A court's special account (执行款专户): open, change, close, show, list.
+    #[command(name = "special-account")]
+    SpecialAccount {
+        #[command(flatten)]
+        common: ops::Common,
+        #[command(subcommand)]
+        cmd: ops::SpecialCmd,
+    },
+    /// A case account (案款子账户) and its money: open, receipts, disbursements,
+    /// transfers, reversals, deferrals, statement, close.
+    Case {
+        #[command(flatten)]
+        common: ops::Common,
+        #[command(subcommand)]
+        cmd: ops::CaseCmd,
+    },
+    /// Unidentified receipts (不明款) held in a special account's suspense.
+    Suspense {
+        #[command(flatten)]
+        common: ops::Common,
+        #[command(subcommand)]
+        cmd: ops::SuspenseCmd,
+    },
+    /// The journal: its digest, a check of its hash chain, and its entries as they come.
+    Journal {
+        #[command(flatten)]
+        common: ops::Common,
+        #[command(subcommand)]
+        cmd: ops::JournalCmd,
+    },
+    /// The configuration file.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Ask a server whether it is serving (the standard gRPC health check); exits 0 if
+    /// it is. For container health checks.
+    Health {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Check the whole journal offline: checksums, sequence numbers and the hash chain.
     /// Exits non-zero and names the first broken entry if anything was altered.
     Verify {
@@ -45,14 +97,8 @@ enum Command {
         /// The file to write (written whole or not at all).
         #[arg(long)]
         to: PathBuf,
-        #[arg(
-            long,
-            env = "CASE_ESCROW_SERVER",
-            default_value = "http://127.0.0.1:50051"
-        )]
-        server: String,
         #[command(flatten)]
-        token: auth::TokenArgs,
+        client: ClientArgs,
     },
     /// Restore a backup into a new, empty data directory, verifying it first.
     Restore {
@@ -75,18 +121,24 @@ enum Command {
     BenchReconcile(bench_reconcile::BenchArgs),
 }
 
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Check a configuration file and print the settings a server would run with:
+    /// the file's, overridden by environment variables and by any flags given here
+    /// (the same flags as `serve`). Each line says where its value came from.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+        #[command(flatten)]
+        overrides: ServerOverrides,
+    },
+}
+
 #[derive(clap::Args)]
 struct ReconcileArgs {
-    /// The server to ask.
-    #[arg(
-        long,
-        env = "CASE_ESCROW_SERVER",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    server: String,
     #[command(flatten)]
-    token: auth::TokenArgs,
-    /// Where the report goes: OUT.csv and OUT.jsonl (default: FILE.report).
+    client: ClientArgs,
+    /// Where the report goes: OUT.csv, OUT.jsonl and OUT.html (default: FILE.report).
     #[arg(long, global = true)]
     out: Option<PathBuf>,
     /// No progress bar.
@@ -135,73 +187,50 @@ enum ReconcileWhat {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Address to listen on. Use 127.0.0.1:0 for any free port (it is printed).
-    #[arg(long, env = "CASE_ESCROW_LISTEN", default_value = "127.0.0.1:50051")]
-    listen: SocketAddr,
-    /// Directory holding the journal and the state.
-    #[arg(long, env = "CASE_ESCROW_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
-    /// Free space (MiB) to keep on the data directory's disk; below it writes are
-    /// refused with RESOURCE_EXHAUSTED until space is freed.
-    #[arg(long, env = "CASE_ESCROW_DISK_RESERVE_MB", default_value_t = crate::store::DISK_RESERVE_BYTES_DEFAULT >> 20)]
-    disk_reserve_mb: u64,
-    /// Seconds to let open calls finish at shutdown.
-    #[arg(long, env = "CASE_ESCROW_SHUTDOWN_GRACE_S", default_value_t = SHUTDOWN_GRACE_DEFAULT.as_secs())]
-    shutdown_grace_s: u64,
-    /// Days within which received money must be paid out (reconciliation).
-    #[arg(long, env = "CASE_ESCROW_DISBURSE_WITHIN_DAYS", default_value_t = Limits::default().disburse_within_days)]
-    disburse_within_days: u32,
-    /// Days within which money is paid once a deferral ends.
-    #[arg(long, env = "CASE_ESCROW_AFTER_DEFERRAL_DAYS", default_value_t = Limits::default().after_deferral_days)]
-    after_deferral_days: u32,
-    /// Days an unidentified receipt may wait in suspense.
-    #[arg(long, env = "CASE_ESCROW_SUSPENSE_AGE_DAYS", default_value_t = Limits::default().suspense_age_days)]
-    suspense_age_days: u32,
-    /// Approval tiers: rising amounts in yuan, comma-separated; a disbursement above
-    /// the n-th needs an approver of level n + 1.
-    #[arg(
-        long,
-        env = "CASE_ESCROW_APPROVAL_TIERS_YUAN",
-        default_value = "100000"
-    )]
-    approval_tiers_yuan: String,
-    /// PEM certificate (chain) to serve TLS with; needs --tls-key.
-    #[arg(long, env = "CASE_ESCROW_TLS_CERT", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, env = "CASE_ESCROW_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// PEM CA certificate(s) whose client certificates are accepted (mutual TLS); a
-    /// certificate authenticates the principal registered with its SHA-256.
-    #[arg(long, env = "CASE_ESCROW_TLS_CLIENT_CA", requires = "tls_cert")]
-    tls_client_ca: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: ServerOverrides,
 }
 
-/// `--approval-tiers-yuan 100000,1000000` as tiers.
-fn approval_tiers(text: &str) -> Result<crate::domain::ApprovalTiers, String> {
-    let mut fen = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let amount = crate::domain::Amount::parse(part)
-            .map_err(|e| format!("--approval-tiers-yuan: {part}: {e}"))?;
-        fen.push(amount.fen());
+/// Logs go to stderr: human lines (coloured on a terminal) or one JSON object a line.
+fn init_logging(log: &LogSettings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Json => builder
+            .json()
+            // The call's span (rpc, request_id) on every line, flattened into one object.
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
-    crate::domain::ApprovalTiers::new(&fen).ok_or_else(|| {
-        "--approval-tiers-yuan: at most four amounts, each larger than the one before".to_owned()
-    })
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CASE_ESCROW_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let log = match &cli.command {
+        Command::Serve(args) => match args.overrides.effective() {
+            Ok(e) => e.server.log,
+            Err(e) => {
+                eprintln!("case-escrow: {e}");
+                return ExitCode::from(exit::FAILED);
+            }
+        },
+        _ => LogSettings {
+            format: LogFormat::Human,
+            level: std::env::var("CASE_ESCROW_LOG").unwrap_or_else(|_| "warn".into()),
+        },
+    };
+    init_logging(&log);
     let command = match cli.command {
         // The bench builds its own runtimes, one for the server and one for the clients.
         Command::Bench(args) => return bench::main(args),
+        Command::Config {
+            cmd: ConfigCmd::Check { file, overrides },
+        } => return config_check(file, overrides),
         other => other,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -214,60 +243,82 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    let result: CliResult<()> = runtime.block_on(async {
         match command {
             Command::Serve(args) => serve(args).await,
+            Command::SpecialAccount { common, cmd } => ops::special(common, cmd).await,
+            Command::Case { common, cmd } => ops::case(common, cmd).await,
+            Command::Suspense { common, cmd } => ops::suspense(common, cmd).await,
+            Command::Journal { common, cmd } => ops::journal(common, cmd).await,
+            Command::Health { client } => ops::health(client).await,
             Command::Verify { data_dir } => tools::verify(&data_dir),
-            Command::Backup { to, server, token } => {
-                tools::backup(&server, &to, auth::bearer(&token)?).await
-            }
+            Command::Backup { to, client } => tools::backup(&client.resolve()?, &to).await,
             Command::Restore { from, data_dir } => tools::restore(&from, &data_dir).await,
             Command::Rebuild { data_dir } => tools::rebuild(&data_dir).await,
-            Command::Reconcile(args) => run_reconcile(args).await.map_err(|e| e as _),
-            Command::BenchReconcile(args) => bench_reconcile::run(args).await.map_err(|e| e as _),
-            Command::Bench(_) => Ok(()),
+            Command::Reconcile(args) => run_reconcile(args).await,
+            Command::BenchReconcile(args) => bench_reconcile::run(args).await,
+            Command::Bench(_) | Command::Config { .. } => Ok(()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => ExitCode::from(client::report(e.as_ref())),
+    }
+}
+
+fn config_check(file: PathBuf, mut overrides: ServerOverrides) -> ExitCode {
+    overrides.config = Some(file.clone());
+    match overrides.effective() {
+        Ok(e) => {
+            println!(
+                "# {}: valid. The settings a server would run with:",
+                file.display()
+            );
+            print!("{}", e.to_toml());
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("case-escrow: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::FAILED)
         }
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let server = Server::bind(ServerConfig {
-        listen: args.listen,
-        data_dir: args.data_dir.clone(),
-        shutdown_grace: Duration::from_secs(args.shutdown_grace_s),
-        store: crate::store::StoreOptions {
-            disk_reserve_bytes: args.disk_reserve_mb.saturating_mul(1 << 20),
-            approval_tiers: approval_tiers(&args.approval_tiers_yuan)?,
-        },
-    })
-    .await?
-    .with_limits(Limits {
-        disburse_within_days: args.disburse_within_days,
-        after_deferral_days: args.after_deferral_days,
-        suspense_age_days: args.suspense_age_days,
-    });
-    let server = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => server.with_tls(crate::server::TlsConfig::from_files(
-            cert,
-            key,
-            args.tls_client_ca.as_deref(),
+async fn serve(args: ServeArgs) -> CliResult<()> {
+    let effective = args.overrides.effective()?;
+    // The TLS files are read before the store is opened (and before a first start
+    // writes the administrator's token), so a wrong path changes nothing.
+    let tls = match &effective.tls {
+        Some(t) => Some(crate::server::TlsConfig::from_files(
+            &t.cert,
+            &t.key,
+            t.client_ca.as_deref(),
         )?),
-        _ => server,
+        None => None,
+    };
+    let config = effective.server;
+    let data_dir = config.data_dir.clone();
+    let server = Server::bind(config).await?;
+    let server = match tls {
+        Some(tls) => server.with_tls(tls),
+        None => server,
     };
     let addr = server.local_addr();
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), "serving");
+    let metrics = server.metrics_addr();
+    tracing::info!(%addr, data_dir = %data_dir.display(), metrics = ?metrics, "serving");
     // One line on stdout, for scripts and tests that start the server on port 0.
-    println!("case-escrow listening on {addr}");
+    match metrics {
+        Some(m) => println!("case-escrow listening on {addr}; metrics on http://{m}/metrics"),
+        None => println!("case-escrow listening on {addr}"),
+    }
     server.run(shutdown_signal()).await?;
     Ok(())
+}
+
+fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
 }
 
 fn report_path(out: Option<PathBuf>, file: &std::path::Path) -> PathBuf {
@@ -278,13 +329,13 @@ fn report_path(out: Option<PathBuf>, file: &std::path::Path) -> PathBuf {
     })
 }
 
-async fn run_reconcile(args: ReconcileArgs) -> reconcile::CliResult<()> {
+async fn run_reconcile(args: ReconcileArgs) -> CliResult<()> {
     let limits = Some(pb::Limits {
         disburse_within_days: args.disburse_within_days,
         after_deferral_days: args.after_deferral_days,
         suspense_age_days: args.suspense_age_days,
     });
-    let mut client = reconcile::connect(&args.server, auth::bearer(&args.token)?).await?;
+    let mut client = reconcile::connect(&args.client.resolve()?).await?;
     match args.what {
         ReconcileWhat::CaseFlow {
             file,
@@ -303,10 +354,11 @@ async fn run_reconcile(args: ReconcileArgs) -> reconcile::CliResult<()> {
             let (summary, _) =
                 reconcile::case_flow(&mut client, &file, header, &report, args.quiet).await?;
             print!("{}", reconcile::case_flow_table(&summary));
+            let html = with_suffix(&report, ".html");
+            statement::write_atomically(&html, report_html::case_flow(&summary)?.as_bytes())?;
             println!(
-                "Full report: {}.csv and {}.jsonl",
-                report.display(),
-                report.display()
+                "Full report: {r}.csv and {r}.jsonl; printable summary: {r}.html",
+                r = report.display()
             );
         }
         ReconcileWhat::Bank {
@@ -336,10 +388,11 @@ async fn run_reconcile(args: ReconcileArgs) -> reconcile::CliResult<()> {
             };
             let summary = reconcile::bank(&mut client, &file, header, &report, args.quiet).await?;
             print!("{}", reconcile::bank_table(&summary));
+            let html = with_suffix(&report, ".html");
+            statement::write_atomically(&html, report_html::bank(&summary).as_bytes())?;
             println!(
-                "Full report: {}.csv and {}.jsonl",
-                report.display(),
-                report.display()
+                "Full report: {r}.csv and {r}.jsonl; printable summary: {r}.html",
+                r = report.display()
             );
         }
     }

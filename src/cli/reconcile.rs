@@ -9,13 +9,11 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::client::{Conn, Target};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
-
-use super::auth::{AuthChannel, Bearer};
 
 use crate::api::pb::{
     self, reconcile_bank_statement_request as bank_req,
@@ -23,7 +21,7 @@ use crate::api::pb::{
     reconcile_case_flow_response as flow_resp, reconciliation_client::ReconciliationClient,
 };
 
-pub type CliResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+pub use super::client::CliResult;
 
 /// Rows per message: large enough that per-message costs vanish, small enough to stay
 /// far below the message limit.
@@ -526,21 +524,14 @@ pub fn bank_table(s: &pb::BankSummary) -> String {
     )
 }
 
-pub type Client = ReconciliationClient<AuthChannel>;
-
-pub async fn connect(server: &str, bearer: Bearer) -> CliResult<Client> {
-    let channel = Channel::from_shared(server.to_owned())
-        .map_err(|e| format!("--server {server}: {e}"))?
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect to {server}: {e}"))?;
-    Ok(ReconciliationClient::with_interceptor(channel, bearer)
+pub async fn connect(target: &Target) -> CliResult<ReconciliationClient<Conn>> {
+    Ok(ReconciliationClient::new(target.connect(None).await?)
         .max_decoding_message_size(crate::server::RECONCILE_MESSAGE_BYTES_MAX))
 }
 
 /// Runs a case-flow reconciliation of `file`; returns the summary.
 pub async fn case_flow(
-    client: &mut Client,
+    client: &mut ReconciliationClient<Conn>,
     file: &Path,
     header: pb::CaseFlowHeader,
     report: &Path,
@@ -608,7 +599,7 @@ pub fn statement_period(file: &Path) -> CliResult<(String, String)> {
 }
 
 pub async fn bank(
-    client: &mut Client,
+    client: &mut ReconciliationClient<Conn>,
     file: &Path,
     header: pb::BankStatementHeader,
     report: &Path,

@@ -8,7 +8,7 @@ use crate::api::pb::{backup_chunk::Part, journal_client::JournalClient, BackupRe
 use crate::store::backup::{self, Header};
 use crate::store::{journal, Store};
 
-pub type Failure = Box<dyn std::error::Error>;
+pub type Failure = super::client::CliError;
 
 /// Checks the whole journal offline; fails if any link is broken.
 pub fn verify(data_dir: &Path) -> Result<(), Failure> {
@@ -33,11 +33,8 @@ pub fn verify(data_dir: &Path) -> Result<(), Failure> {
 
 /// Streams an online backup from a running server into `to`, written under a temporary
 /// name, synced, then renamed: a backup file either exists whole or not at all.
-pub async fn backup(server: &str, to: &Path, bearer: super::auth::Bearer) -> Result<(), Failure> {
-    let channel = tonic::transport::Channel::from_shared(server.to_owned())?
-        .connect()
-        .await?;
-    let mut client = JournalClient::with_interceptor(channel, bearer);
+pub async fn backup(target: &super::client::Target, to: &Path) -> Result<(), Failure> {
+    let mut client = JournalClient::new(target.connect(None).await?);
     let mut stream = client.backup(BackupRequest {}).await?.into_inner();
     let header = match stream.message().await?.and_then(|c| c.part) {
         Some(Part::Header(h)) => Header {

@@ -287,6 +287,14 @@ pub enum Op {
         special_id: Uuid,
         case_number: CaseNumber,
     },
+    /// A request under a new request id that the ledger had already recorded, found by
+    /// its bank reference (a bank notification sent twice). It moves nothing; it is
+    /// journaled so that the new request id is bound to the original entry for good,
+    /// like any other, and cannot later name a different request.
+    AlreadyRecorded {
+        special_id: Uuid,
+        original: u64,
+    },
     /// A principal is registered. Only its token's hash is journaled.
     PrincipalAdded {
         principal_id: Uuid,
@@ -393,6 +401,7 @@ impl Entry {
             } => vec![(*case_id, case_number)],
             Op::UnidentifiedReceiptRecorded { .. }
             | Op::UnidentifiedReceiptReturned { .. }
+            | Op::AlreadyRecorded { .. }
             | Op::PrincipalAdded { .. }
             | Op::PrincipalDisabled { .. }
             | Op::PrincipalTokenRotated { .. } => Vec::new(),
@@ -404,6 +413,15 @@ impl Entry {
                 ..
             } => vec![(*from_case, from_number), (*to_case, to_number)],
             Op::Reversal { cases, .. } => cases.iter().map(|(id, n)| (*id, n)).collect(),
+        }
+    }
+
+    /// The entry a retry of this entry's request is answered with: its own, or for an
+    /// [`Op::AlreadyRecorded`] the original.
+    pub fn answer(&self) -> u64 {
+        match self.op {
+            Op::AlreadyRecorded { original, .. } => original,
+            _ => self.sequence,
         }
     }
 
@@ -424,7 +442,8 @@ impl Entry {
             | Op::UnidentifiedReceiptAssigned { special_id, .. }
             | Op::UnidentifiedReceiptReturned { special_id, .. }
             | Op::DeferralRecorded { special_id, .. }
-            | Op::DeferralEnded { special_id, .. } => *special_id,
+            | Op::DeferralEnded { special_id, .. }
+            | Op::AlreadyRecorded { special_id, .. } => *special_id,
             // Principals belong to no special account; the nil id matches no account.
             Op::PrincipalAdded { .. }
             | Op::PrincipalDisabled { .. }

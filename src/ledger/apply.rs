@@ -159,7 +159,7 @@ pub fn apply(state: &mut impl StateMut, entry: &Entry) -> Result<(), Fault> {
         entry.request_id.clone(),
         RequestRecord {
             hash: entry.request_hash,
-            sequence: entry.sequence,
+            sequence: entry.answer(),
         },
     );
     state.put_entry(entry);
@@ -558,6 +558,14 @@ fn apply_op(
         Op::PrincipalAdded { .. }
         | Op::PrincipalDisabled { .. }
         | Op::PrincipalTokenRotated { .. } => t.principal = Some(principal(state, entry)?),
+        Op::AlreadyRecorded { original, .. } => {
+            if *original == 0 || *original >= entry.sequence {
+                return Err(Fault(format!(
+                    "entry {} names entry {original} as already recorded, which is not before it",
+                    entry.sequence
+                )));
+            }
+        }
     }
     // A statement lists every entry of its case, even one that moves no money.
     for (case_id, _) in entry.cases() {

@@ -42,7 +42,8 @@ pub struct Context {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Already done: the request id (or the bank reference) was recorded as this entry.
+    /// Already done: the request id was recorded as this entry. (Inside the rules, also
+    /// "the bank reference was"; `decide` turns that into an [`Op::AlreadyRecorded`].)
     Existing(u64),
     New {
         op: Op,
@@ -63,7 +64,21 @@ pub fn decide(state: &impl State, request: &Request, ctx: &Context) -> Decided {
         }
         return Ok(Decision::Existing(record.sequence));
     }
-    rule(state, &request.command, ctx, request.principal)
+    match rule(state, &request.command, ctx, request.principal)? {
+        // Found by its bank reference under a request id never seen: journal that, so the
+        // new id is bound to the original as durably as any other request id.
+        Decision::Existing(original) => {
+            let special_id = recorded(state, original)?.special_id();
+            Ok(Decision::New {
+                op: Op::AlreadyRecorded {
+                    special_id,
+                    original,
+                },
+                postings: Vec::new(),
+            })
+        }
+        new => Ok(new),
+    }
 }
 
 fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>) -> Decided {
@@ -97,9 +112,10 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
                 Fault(format!("special account {special_id} has no registration"))
             })?;
             if change.applied_to(latest) == *latest {
-                return Err(DomainError::invalid(
-                    "bank_name",
-                    "a change registration must change at least one of bank_name, bank_branch, account_number, account_name",
+                // Whether it changes anything depends on what is registered now: a rule
+                // of the state, not a malformed field.
+                return Err(DomainError::Rule(
+                    "the change registration changes nothing: bank_name, bank_branch, account_number and account_name already hold these values".into(),
                 )
                 .into());
             }

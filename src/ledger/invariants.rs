@@ -148,9 +148,18 @@ pub fn check(state: &MemState) -> Result<(), String> {
         }
     }
     // 6. A request id has one entry; a bank reference at most one.
+    // A request found by its bank reference points at the original entry, through the
+    // AlreadyRecorded entry that bound its id.
+    let bound: std::collections::HashMap<_, _> = state
+        .entries
+        .values()
+        .filter(|e| matches!(e.op, crate::domain::Op::AlreadyRecorded { .. }))
+        .map(|e| (&e.request_id, e.answer()))
+        .collect();
     for (id, record) in &state.requests {
         match state.entries.get(&record.sequence) {
             Some(e) if &e.request_id == id => {}
+            Some(_) if bound.get(id) == Some(&record.sequence) => {}
             _ => return Err(format!("request {id} does not point at its entry")),
         }
     }

@@ -57,8 +57,8 @@ pub fn execute(
             apply(state, &entry)?;
             Ok((
                 Outcome {
-                    sequence: entry.sequence,
-                    existing: false,
+                    sequence: entry.answer(),
+                    existing: entry.answer() != entry.sequence,
                 },
                 Some(entry),
             ))

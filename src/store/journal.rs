@@ -61,6 +61,17 @@ impl JournalError {
             JournalError::Corrupt { .. } => false,
         }
     }
+
+    /// EROFS: the filesystem went read-only under us (ext4 does so on an error, with
+    /// `errors=remount-ro`); only an operator can make it writable again.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            JournalError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::ReadOnlyFilesystem
+            }
+            JournalError::Corrupt { .. } => false,
+        }
+    }
 }
 
 /// Where an entry's frame lies in the file, and its hashes: what a proof needs.
@@ -92,6 +103,24 @@ pub fn entry_hash(bytes: &[u8]) -> Hash {
     h.finalize().into()
 }
 
+/// The hash of a stored entry: over its canonical bytes, which for format 2 on are the
+/// format byte followed by the body. Without the format byte in the hash, a frame's
+/// format could be turned from 2 back to 1 (with its CRC recomputed, which is no
+/// secret) and its body read as a format-1 entry, dropping the principal unnoticed.
+fn stored_entry_hash(format: u8, body: &[u8]) -> Hash {
+    entry_hash(&canonical_bytes(format, body))
+}
+
+/// What a client hashes to check an entry (journal.proto's `canonical_bytes`).
+pub fn canonical_bytes(format: u8, body: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(body.len() + 1);
+    if format != FORMAT_V1 {
+        bytes.push(format);
+    }
+    bytes.extend_from_slice(body);
+    bytes
+}
+
 /// One link of the chain. Changing any byte of any entry changes every later link.
 pub fn chain(previous: &Hash, entry_hash: &Hash) -> Hash {
     use sha2::{Digest, Sha256};
@@ -111,7 +140,7 @@ pub fn encode_frame(entry: &Entry, previous: &Hash, out: &mut Vec<u8>) -> Result
     out.extend_from_slice(&[0u8; 32]);
     let body = start + HEADER_BYTES + PREFIX_BYTES;
     *out = postcard::to_extend(entry, std::mem::take(out)).map_err(|e| e.to_string())?;
-    let e_hash = entry_hash(&out[body..]);
+    let e_hash = stored_entry_hash(FORMAT_V2, &out[body..]);
     let c_hash = chain(previous, &e_hash);
     out[start + HEADER_BYTES + 1..body].copy_from_slice(&c_hash);
     let payload_len = out.len() - start - HEADER_BYTES;
@@ -141,16 +170,25 @@ fn decode_payload(payload: &[u8]) -> Result<Frame, String> {
         return Err("frame too short for its chain hash".into());
     }
     let (stored, body) = rest.split_at(32);
-    let entry = match format {
-        FORMAT_V1 => postcard::from_bytes::<EntryV1>(body).map(Entry::from),
-        _ => postcard::from_bytes::<Entry>(body),
+    // Every byte of the body must belong to the entry: postcard would ignore a tail.
+    let (entry, tail) = match format {
+        FORMAT_V1 => {
+            postcard::take_from_bytes::<EntryV1>(body).map(|(e, tail)| (Entry::from(e), tail))
+        }
+        _ => postcard::take_from_bytes::<Entry>(body),
     }
     .map_err(|e| e.to_string())?;
+    if !tail.is_empty() {
+        return Err(format!(
+            "{} bytes after the entry's end in its frame",
+            tail.len()
+        ));
+    }
     let mut chain = [0u8; 32];
     chain.copy_from_slice(stored);
     Ok(Frame {
         entry,
-        entry_hash: entry_hash(body),
+        entry_hash: stored_entry_hash(format, body),
         chain,
     })
 }
@@ -296,8 +334,9 @@ impl JournalReader {
             offset: loc.offset,
             reason,
         })?;
+        let format = buf[HEADER_BYTES];
         let body = buf.split_off(HEADER_BYTES + PREFIX_BYTES);
-        Ok((frame, body))
+        Ok((frame, canonical_bytes(format, &body)))
     }
 
     pub fn read(&self, loc: Location) -> Result<Entry, JournalError> {
@@ -609,6 +648,32 @@ mod format_tests {
         let decoded = decode_frame(&frame).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(decoded.entry, e);
         assert_eq!(decoded.entry_hash, entry_hash(&body));
+    }
+
+    /// Turning a format-2 frame into a format-1 one (CRC recomputed) would drop the
+    /// principal; the entry hash covers the format byte, so the chain no longer holds.
+    #[test]
+    fn a_frame_turned_back_to_format_1_breaks_the_chain() {
+        let e = entry(Some(uuid::Uuid::from_u128(42)));
+        let mut out = Vec::new();
+        let loc = encode_frame(&e, &GENESIS, &mut out).unwrap_or_else(|e| panic!("{e}"));
+        out[HEADER_BYTES] = FORMAT_V1;
+        let crc = crc32fast::hash(&out[HEADER_BYTES..]);
+        out[4..8].copy_from_slice(&crc.to_le_bytes());
+        match decode_frame(&out) {
+            Err(_) => {}
+            Ok(f) => {
+                assert_ne!(
+                    f.entry_hash, loc.entry_hash,
+                    "the altered frame hashes the same"
+                );
+                assert_ne!(
+                    chain(&GENESIS, &f.entry_hash),
+                    f.chain,
+                    "the link still holds"
+                );
+            }
+        }
     }
 
     #[test]

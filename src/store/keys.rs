@@ -9,6 +9,12 @@ use crate::domain::CaseNumber;
 pub const META: &[u8] = b"m";
 /// The journal offset up to which the state has been built.
 pub const JOURNAL_END: &[u8] = b"j";
+/// The layout version of the state (a big-endian u32), [`STATE_FORMAT`].
+pub const STATE_FORMAT_KEY: &[u8] = b"V";
+/// Bumped whenever a record stored in the state changes shape, so that a build never
+/// reads a state written by another as garbage: it refuses, and `rebuild` makes a new
+/// one from the journal (which keeps its own format byte per frame).
+pub const STATE_FORMAT: u32 = 2;
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();

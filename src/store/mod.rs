@@ -90,6 +90,31 @@ pub struct WriterStats {
     /// Parts of `commit_micros`: the journal's write + fdatasync, and sled's apply.
     pub sync_micros: AtomicU64,
     pub apply_micros: AtomicU64,
+    /// Told of every batch and every sync, for histograms the counters above cannot
+    /// give; set once by whoever serves metrics. The store knows nothing of them.
+    pub hook: std::sync::OnceLock<WriterHook>,
+}
+
+/// What the writer reports as it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum WriterEvent {
+    /// A batch was answered: how many requests and entries, and how long from its
+    /// first request's arrival to its answer.
+    Batch {
+        requests: usize,
+        entries: usize,
+        commit: Duration,
+    },
+    /// One journal write + fdatasync.
+    Sync(Duration),
+}
+
+pub struct WriterHook(pub Box<dyn Fn(WriterEvent) + Send + Sync>);
+
+impl std::fmt::Debug for WriterHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriterHook")
+    }
 }
 
 impl WriterStats {
@@ -99,6 +124,17 @@ impl WriterStats {
         self.entries.fetch_add(entries as u64, Ordering::Relaxed);
         self.commit_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.tell(WriterEvent::Batch {
+            requests,
+            entries,
+            commit: took,
+        });
+    }
+
+    pub(crate) fn tell(&self, event: WriterEvent) {
+        if let Some(hook) = self.hook.get() {
+            (hook.0)(event);
+        }
     }
 }
 
@@ -200,6 +236,7 @@ impl Store {
             .cache_capacity(SLED_CACHE_BYTES)
             .open()?;
         let tree = db.open_tree("ledger")?;
+        check_state_format(data_dir, &tree)?;
         let (mut journal, reader) = journal::open(&data_dir.join("journal.log"))?;
         let state = SledState {
             tree,
@@ -331,6 +368,35 @@ fn lock(data_dir: &Path) -> Result<File, StoreError> {
 
 /// Brings sled up to the end of the journal, from where sled last stood.
 /// Returns how many entries were replayed and the chain value at the end.
+/// Refuses a state whose records this build would misread; stamps a new one. A state
+/// without a stamp was written before stamps existed, by the layout of format 1.
+fn check_state_format(data_dir: &Path, tree: &sled::Tree) -> Result<(), StoreError> {
+    let found = match tree.get(keys::STATE_FORMAT_KEY)? {
+        Some(v) => {
+            let bytes: [u8; 4] = v.as_ref().try_into().map_err(|_| StoreError::DataDir {
+                path: data_dir.to_owned(),
+                reason: "the state's format stamp is damaged; run `case-escrow rebuild` to rebuild the state from the journal".into(),
+            })?;
+            u32::from_be_bytes(bytes)
+        }
+        None => {
+            tree.insert(keys::STATE_FORMAT_KEY, &keys::STATE_FORMAT.to_be_bytes())?;
+            return Ok(());
+        }
+    };
+    if found != keys::STATE_FORMAT {
+        return Err(StoreError::DataDir {
+            path: data_dir.to_owned(),
+            reason: format!(
+                "its state was built in format {found}, this build reads format {}; run `case-escrow rebuild --data-dir {}` to rebuild it from the journal (the old state is moved aside, not deleted)",
+                keys::STATE_FORMAT,
+                data_dir.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn replay(
     journal: &mut journal::JournalWriter,
     state: &SledState,
@@ -348,6 +414,24 @@ pub(crate) fn replay(
             return Err(StoreError::Replay(format!(
                 "the state says it reaches byte {from} of the journal, which is not where its last entry {last} ends; the state is damaged and must be rebuilt from the journal"
             )));
+        }
+        // The journal must still hold that entry, unchanged: a journal swapped for
+        // another, or altered where the state meets it, is refused here. Checking the
+        // whole chain would make start-up grow with the ledger; `case-escrow verify`
+        // and Journal.VerifyJournal do that.
+        if let Some(loc) = loc {
+            let (frame, _) = state
+                .journal
+                .read_raw(loc)
+                .map_err(|e| StoreError::Replay(format!("the state's last entry {last}: {e}")))?;
+            if frame.entry.sequence != last
+                || frame.entry_hash != loc.entry_hash
+                || frame.chain != loc.chain
+            {
+                return Err(StoreError::Replay(format!(
+                    "entry {last} in the journal is not the entry the state was built from (its hash differs); the journal was altered or replaced: run `case-escrow verify`"
+                )));
+            }
         }
         head = loc.map_or(head, |l| l.chain);
     } else if from != 0 {

@@ -126,3 +126,41 @@ impl SledState {
         Ok(lo)
     }
 }
+
+/// Totals over the whole ledger, for the metrics' gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerTotals {
+    pub open_case_accounts: u64,
+    pub special_accounts: u64,
+    pub suspense: crate::domain::Fen,
+    pub bank: crate::domain::Fen,
+}
+
+impl SledState {
+    /// One pass over every case and special account record. Its cost grows with the
+    /// number of cases, so callers compute it at an interval, never per scrape.
+    pub fn ledger_totals(&self) -> Result<LedgerTotals, Fault> {
+        let mut t = LedgerTotals::default();
+        for item in self.tree.scan_prefix(b"c") {
+            let (_, bytes) = item.map_err(fault)?;
+            let case: crate::domain::CaseState = decode(&bytes)?;
+            if case.status == crate::domain::AccountStatus::Open {
+                t.open_case_accounts += 1;
+            }
+        }
+        for item in self.tree.scan_prefix(b"s") {
+            let (_, bytes) = item.map_err(fault)?;
+            let special: SpecialAccountState = decode(&bytes)?;
+            t.special_accounts += 1;
+            t.suspense = t
+                .suspense
+                .checked_add(special.suspense_balance)
+                .ok_or_else(|| Fault("suspense total overflows".into()))?;
+            t.bank = t
+                .bank
+                .checked_add(special.bank_balance)
+                .ok_or_else(|| Fault("bank total overflows".into()))?;
+        }
+        Ok(t)
+    }
+}

@@ -456,8 +456,15 @@ impl Writer {
             }
         };
         if let Err(e) = self.journal.append(&frames) {
-            let why = format!("journal write failed: {e}");
-            if self.journal.is_broken() {
+            let why = if e.is_read_only() {
+                format!("the data directory is read-only; the request was not recorded ({e})")
+            } else {
+                format!("journal write failed: {e}")
+            };
+            if e.is_read_only() {
+                tracing::error!(error = %e, "the data directory is read-only; refusing writes until it is writable and the server restarted");
+                poison(&self.poisoned, &why);
+            } else if self.journal.is_broken() {
                 tracing::error!(error = %e, "journal write failed and could not be undone; refusing writes until restart");
                 poison(&self.poisoned, &why);
             } else {
@@ -534,6 +541,7 @@ impl Committer {
         let applied = self.tree.apply_batch(state);
         let micros = |d: std::time::Duration| d.as_micros() as u64;
         (self.metrics.sync_micros).fetch_add(micros(sync_took), Ordering::Relaxed);
+        self.metrics.tell(super::WriterEvent::Sync(sync_took));
         (self.metrics.apply_micros).fetch_add(micros(started.elapsed()), Ordering::Relaxed);
         if let Err(e) = applied {
             let why = format!("applying the state failed: {e}; the request may be recorded: restart the server, then retry with the same request_id");

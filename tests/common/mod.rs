@@ -34,8 +34,27 @@ pub fn run_child(command: &mut std::process::Command) -> std::process::Output {
     command.output().expect("the child process runs")
 }
 
+/// Runs the case-escrow binary to completion, off the async thread: the server under
+/// test runs on this runtime and must keep answering while the command waits for it.
+pub async fn run_cli(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        run_child(
+            std::process::Command::new(env!("CARGO_BIN_EXE_case-escrow"))
+                .args(args)
+                .env_remove("CASE_ESCROW_SERVER")
+                .env_remove("CASE_ESCROW_TOKEN")
+                .env_remove("CASE_ESCROW_TOKEN_FILE")
+                .env_remove("CASE_ESCROW_CONFIG"),
+        )
+    })
+    .await
+    .expect("the command's thread")
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where metrics are served, when the test asked for them.
+    pub metrics_addr: Option<SocketAddr>,
     pub stats: std::sync::Arc<case_escrow::store::WriterStats>,
     pub data_dir: PathBuf,
     /// The first administrator's token, from `<data_dir>/admin.token`.
@@ -47,17 +66,24 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(data_dir: &Path) -> TestServer {
-        let guard = SPAWN_OR_OPEN.lock().await;
-        let server = Server::bind(ServerConfig {
+        Self::start_with(data_dir, |_| {}).await
+    }
+
+    /// Starts a server on 127.0.0.1:0 with the test's changes to the configuration.
+    pub async fn start_with(data_dir: &Path, change: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let mut config = ServerConfig {
             listen: "127.0.0.1:0".parse().expect("literal address"),
             data_dir: data_dir.to_owned(),
             shutdown_grace: Duration::from_secs(5),
             store: Default::default(),
-        })
-        .await
-        .expect("server starts");
+            ..Default::default()
+        };
+        change(&mut config);
+        let guard = SPAWN_OR_OPEN.lock().await;
+        let server = Server::bind(config).await.expect("server starts");
         drop(guard);
         let addr = server.local_addr();
+        let metrics_addr = server.metrics_addr();
         let stats = server.writer_stats();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server.run(async {
@@ -67,6 +93,7 @@ impl TestServer {
         let crew = saved_crew(addr, data_dir, &admin_token).await;
         TestServer {
             addr,
+            metrics_addr,
             stats,
             data_dir: data_dir.to_owned(),
             admin_token,
@@ -97,6 +124,33 @@ impl TestServer {
 
     pub async fn cases(&self) -> CaseLedgerClient<Ch> {
         CaseLedgerClient::new(self.channel().await)
+    }
+
+    /// The administrator's token file, once the server writes one (issue 5).
+    pub fn token_file(&self) -> Option<PathBuf> {
+        let p = self.data_dir.join(case_escrow::config::ADMIN_TOKEN_FILE);
+        p.is_file().then_some(p)
+    }
+
+    /// Where and with which token the command line reaches this server.
+    pub fn target(&self) -> case_escrow::cli::client::Target {
+        case_escrow::cli::client::Target {
+            server: format!("http://{}", self.addr),
+            token: self
+                .token_file()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .map(|t| t.trim().to_owned()),
+        }
+    }
+
+    /// The command line's options that name this server and its token.
+    pub fn cli_args(&self) -> Vec<String> {
+        let mut args = vec!["--server".to_owned(), format!("http://{}", self.addr)];
+        if let Some(p) = self.token_file() {
+            args.push("--token-file".into());
+            args.push(p.display().to_string());
+        }
+        args
     }
 
     /// Graceful stop: waits until the store is closed, so the directory can reopen.
@@ -156,6 +210,15 @@ pub async fn principal(
 }
 
 /// A finance officer of 最高法, for the reconciliation client.
+/// A finance principal's connection details, for the command line's client code.
+pub async fn finance_target(server: &TestServer) -> case_escrow::cli::client::Target {
+    let token = principal(server, &[case_escrow::domain::Role::Finance], &["最高法"]).await;
+    case_escrow::cli::client::Target {
+        server: format!("http://{}", server.addr),
+        token: Some(token),
+    }
+}
+
 pub async fn finance(server: &TestServer) -> case_escrow::cli::auth::Bearer {
     let token = principal(server, &[case_escrow::domain::Role::Finance], &["最高法"]).await;
     case_escrow::cli::auth::Bearer::new(&token).expect("token")
