@@ -75,9 +75,13 @@ fn within_scope(
     items: &[pb::RecordReceiptRequest],
 ) -> Result<(), Status> {
     for (i, item) in items.iter().enumerate() {
-        if let Ok(scopes) = item.scopes(&store.reads) {
-            authz::within(caller, &scopes)
-                .map_err(|s| Status::new(s.code(), format!("receipts[{i}]: {}", s.message())))?;
+        match item.scopes(&store.reads) {
+            Ok(scopes) => authz::within(caller, &scopes)
+                .map_err(|s| Status::new(s.code(), format!("receipts[{i}]: {}", s.message())))?,
+            // A malformed item gets its own item error below.
+            Err(s) if s.code() == Code::InvalidArgument => {}
+            // A fault of the store must not let an item through unchecked.
+            Err(s) => return Err(s),
         }
     }
     Ok(())

@@ -647,17 +647,18 @@ fn match_unmatched(
             ))
         }
     };
+    // A number of another special account's case reads exactly like one that names
+    // nothing: the memo is written by whoever records the receipt, who may belong to
+    // another court, and must not learn from it which numbers exist elsewhere.
+    const NOT_HERE: &str = "no case account of this special account has this number";
     let Some(id) = id else {
-        return Ok((None, "no case account has this number".into()));
+        return Ok((None, NOT_HERE.into()));
     };
     let case = state
         .case(id)?
         .ok_or_else(|| Fault(format!("case index points at missing case {id}")))?;
     if case.special_id != special_id {
-        return Ok((
-            None,
-            format!("case {} is under another special account", case.case_number),
-        ));
+        return Ok((None, NOT_HERE.into()));
     }
     if case.status == AccountStatus::Closed {
         return Ok((None, format!("case {} is closed", case.case_number)));
