@@ -481,15 +481,22 @@ pub fn case_flow_table(s: &pb::CaseFlowSummary) -> String {
         (name, c)
     });
     for (name, c) in courts.chain(s.total.iter().map(|t| ("TOTAL", t))) {
-        let recovered = crate::domain::money::parse_fen(&c.received_total).unwrap_or(0)
-            + crate::domain::money::parse_fen(&c.paid_outside_court_total).unwrap_or(0);
+        // Totals of a province exceed what one amount may be, so they are added as
+        // decimals; a figure that does not read shows as "?", never as a silent 0.
+        let dec = |t: &str| t.parse::<rust_decimal::Decimal>().ok();
+        let recovered = match (dec(&c.received_total), dec(&c.paid_outside_court_total)) {
+            (Some(a), Some(b)) => a
+                .checked_add(b)
+                .map_or_else(|| "?".to_owned(), |v| format!("{:.2}", v.round_dp(2))),
+            _ => "?".to_owned(),
+        };
         out.push_str(&format!(
             "{:<10} {:>9} {:>13} {:>18} {:>18} {:>9}\n",
             name,
             c.rows,
             c.discrepancies,
             c.target_total,
-            crate::domain::Fen(recovered).to_string(),
+            recovered,
             if c.recovery_rate.is_empty() {
                 "-"
             } else {
