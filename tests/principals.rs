@@ -410,3 +410,59 @@ async fn supervisors_read_below_and_do_not_write() {
     assert_eq!(seen, 6);
     server.stop().await;
 }
+
+/// An administrator cannot disable itself, nor the last enabled administrator of
+/// 最高法: bootstrap runs only on an empty directory, so nobody could administer again.
+#[tokio::test]
+async fn the_last_national_administrator_stays_enabled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut admin =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await);
+    let me = who(&server, &server.admin_token).await;
+    let disable = |id: &str| pb::DisablePrincipalRequest {
+        request_id: rid(),
+        principal_id: id.into(),
+        reason: "离职".into(),
+    };
+    let refused = admin
+        .disable_principal(disable(&me.principal_id))
+        .await
+        .expect_err("an administrator does not disable itself");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("itself"), "{refused:?}");
+    // A second national administrator may disable the first, who then may not
+    // disable the second, now the last one.
+    let second = admin
+        .add_principal(pb::AddPrincipalRequest {
+            request_id: rid(),
+            name: "admin2".into(),
+            roles: vec![pb::Role::Admin as i32],
+            court_scopes: vec!["最高法".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("a second administrator")
+        .into_inner();
+    let second_id = second.principal.expect("principal").principal_id;
+    let refused =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&second.token).await)
+            .disable_principal(disable(&second_id))
+            .await
+            .expect_err("nor does the second");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    pb::principals_client::PrincipalsClient::new(server.channel_as(&second.token).await)
+        .disable_principal(disable(&me.principal_id))
+        .await
+        .expect("another national administrator remains");
+    assert!(who_fails(&server, &server.admin_token).await);
+    assert!(!who(&server, &second.token).await.principal_id.is_empty());
+    server.stop().await;
+}
+
+async fn who_fails(server: &TestServer, token: &str) -> bool {
+    pb::principals_client::PrincipalsClient::new(server.channel_as(token).await)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .is_err()
+}
