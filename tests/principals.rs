@@ -466,3 +466,56 @@ async fn who_fails(server: &TestServer, token: &str) -> bool {
         .await
         .is_err()
 }
+
+/// A certificate fingerprint is public: registering one that another principal
+/// (enabled or not) holds would let the newcomer take over its mutual-TLS logins.
+#[tokio::test]
+async fn a_client_certificate_belongs_to_one_principal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut admin =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await);
+    let cert = "ab".repeat(32);
+    let add = |name: &str, cert: String| pb::AddPrincipalRequest {
+        request_id: rid(),
+        name: name.into(),
+        roles: vec![pb::Role::Clerk as i32],
+        court_scopes: vec!["云0102".into()],
+        client_cert_sha256: cert,
+        ..Default::default()
+    };
+    let first = admin
+        .add_principal(add("holder", cert.clone()))
+        .await
+        .expect("the first registration")
+        .into_inner()
+        .principal
+        .expect("principal");
+    let refused = admin
+        .add_principal(add("thief", cert.to_uppercase()))
+        .await
+        .expect_err("the same fingerprint, however spelt, is taken");
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
+    assert!(
+        refused.message().contains("client certificate"),
+        "{refused:?}"
+    );
+    admin
+        .disable_principal(pb::DisablePrincipalRequest {
+            request_id: rid(),
+            principal_id: first.principal_id,
+            reason: "调离".into(),
+        })
+        .await
+        .expect("disabled");
+    let refused = admin
+        .add_principal(add("heir", cert))
+        .await
+        .expect_err("a disabled principal keeps its fingerprint");
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
+    admin
+        .add_principal(add("other", "cd".repeat(32)))
+        .await
+        .expect("another fingerprint is free");
+    server.stop().await;
+}

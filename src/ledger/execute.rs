@@ -891,6 +891,21 @@ fn add_principal(state: &impl State, p: PrincipalState) -> Decided {
         }
         .into());
     }
+    // A fingerprint is public: were it registered twice, the directory could map it
+    // to one principal only, and whoever registered it second could take over the
+    // first one's mutual-TLS logins. Disabled principals keep theirs, too.
+    if let Some(cert) = p.cert_sha256 {
+        if state
+            .all_principals()?
+            .iter()
+            .any(|o| o.cert_sha256 == Some(cert))
+        {
+            return Err(DomainError::AlreadyExists {
+                what: "a principal with this client certificate (client_cert_sha256)".into(),
+            }
+            .into());
+        }
+    }
     new(Op::PrincipalAdded {
         principal_id: p.id,
         name: p.name,
