@@ -519,3 +519,80 @@ async fn a_client_certificate_belongs_to_one_principal() {
         .expect("another fingerprint is free");
     server.stop().await;
 }
+
+/// A journal watch outlives the authentication done when it opened: once its
+/// principal is disabled it receives nothing written afterwards and ends with
+/// UNAUTHENTICATED.
+#[tokio::test]
+async fn a_watch_ends_when_its_principal_is_disabled() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let auditor = principal(&server, &[Role::Auditor], &["最高法"]).await;
+    let auditor_id = who(&server, &auditor).await.principal_id;
+    let mut feed = pb::journal_client::JournalClient::new(server.channel_as(&auditor).await)
+        .watch_journal(pb::WatchJournalRequest { from_sequence: 1 })
+        .await
+        .expect("watch")
+        .into_inner();
+    let bound = Duration::from_secs(20);
+    // The watch is live: the entries so far arrive, the auditor's own addition last.
+    loop {
+        let e = tokio::time::timeout(bound, feed.message())
+            .await
+            .expect("an entry in time")
+            .expect("stream")
+            .expect("entry");
+        let e = e.entry.expect("entry");
+        if e.kind == pb::EntryKind::PrincipalAdded as i32 && e.memo.contains(&auditor_id) {
+            break;
+        }
+    }
+    let mut admin =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await);
+    admin
+        .disable_principal(pb::DisablePrincipalRequest {
+            request_id: rid(),
+            principal_id: auditor_id,
+            reason: "调离".into(),
+        })
+        .await
+        .expect("disabled");
+    // An entry written after the disable, which the watch must not deliver.
+    let later = admin
+        .add_principal(pb::AddPrincipalRequest {
+            request_id: rid(),
+            name: "written-after".into(),
+            roles: vec![pb::Role::Clerk as i32],
+            court_scopes: vec!["云0102".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("added")
+        .into_inner()
+        .principal
+        .expect("principal");
+    loop {
+        let next = tokio::time::timeout(bound, feed.message())
+            .await
+            .expect("the stream answers in time");
+        match next {
+            // The disable's own entry may still go out: it commits before the
+            // directory hears of it.
+            Ok(Some(e)) => {
+                let e = e.entry.expect("entry");
+                assert!(
+                    !e.memo.contains(&later.principal_id),
+                    "delivered after the disable: {e:?}"
+                );
+                assert_eq!(e.kind, pb::EntryKind::PrincipalDisabled as i32, "{e:?}");
+            }
+            Ok(None) => panic!("the stream ended without UNAUTHENTICATED"),
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+                break;
+            }
+        }
+    }
+    server.stop().await;
+}

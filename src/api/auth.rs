@@ -143,6 +143,33 @@ impl Directory {
     }
 }
 
+/// What a call authenticated with, kept in its extensions so that a long stream can
+/// ask again, before each thing it sends, whether it still authenticates: a principal
+/// disabled or a token rotated mid-stream must stop receiving.
+#[derive(Clone)]
+pub struct Credentials {
+    authorization: Option<http::HeaderValue>,
+    cert_sha256: Option<[u8; 32]>,
+    principal_id: Uuid,
+}
+
+impl Directory {
+    /// Whether `credentials` still authenticate the principal they did at the start.
+    pub fn reauthenticate(&self, credentials: &Credentials) -> Result<(), Status> {
+        let mut headers = http::HeaderMap::new();
+        if let Some(value) = &credentials.authorization {
+            headers.insert(http::header::AUTHORIZATION, value.clone());
+        }
+        let principal = self.authenticate(&headers, credentials.cert_sha256)?;
+        if principal.id != credentials.principal_id {
+            return Err(Status::unauthenticated(
+                "the credentials of this call no longer name its principal",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The token of an `authorization` value, never echoed in an error.
 fn bearer(value: &http::HeaderValue) -> Result<&str, Status> {
     let malformed =
@@ -215,10 +242,8 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let refuse =
             |status: Status| -> Self::Future { Box::pin(async move { Ok(status.into_http()) }) };
-        let principal = match self
-            .directory
-            .authenticate(request.headers(), peer_cert_sha256(&request))
-        {
+        let cert_sha256 = peer_cert_sha256(&request);
+        let principal = match self.directory.authenticate(request.headers(), cert_sha256) {
             Ok(p) => p,
             Err(status) => return refuse(status),
         };
@@ -236,6 +261,12 @@ where
                 roles.join(" or ")
             )));
         }
+        let credentials = Credentials {
+            authorization: request.headers().get(http::header::AUTHORIZATION).cloned(),
+            cert_sha256,
+            principal_id: principal.id,
+        };
+        request.extensions_mut().insert(credentials);
         request.extensions_mut().insert(Caller { principal, rule });
         Box::pin(self.inner.call(request))
     }
