@@ -258,6 +258,7 @@ impl Server {
         let journal = Authenticated::new(
             JournalServer::new(JournalService {
                 store: handle.clone(),
+                directory: self.directory.clone(),
             })
             .max_decoding_message_size(MESSAGE_BYTES_MAX),
             self.directory.clone(),

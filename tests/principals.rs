@@ -410,3 +410,189 @@ async fn supervisors_read_below_and_do_not_write() {
     assert_eq!(seen, 6);
     server.stop().await;
 }
+
+/// An administrator cannot disable itself, nor the last enabled administrator of
+/// 最高法: bootstrap runs only on an empty directory, so nobody could administer again.
+#[tokio::test]
+async fn the_last_national_administrator_stays_enabled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut admin =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await);
+    let me = who(&server, &server.admin_token).await;
+    let disable = |id: &str| pb::DisablePrincipalRequest {
+        request_id: rid(),
+        principal_id: id.into(),
+        reason: "离职".into(),
+    };
+    let refused = admin
+        .disable_principal(disable(&me.principal_id))
+        .await
+        .expect_err("an administrator does not disable itself");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("itself"), "{refused:?}");
+    // A second national administrator may disable the first, who then may not
+    // disable the second, now the last one.
+    let second = admin
+        .add_principal(pb::AddPrincipalRequest {
+            request_id: rid(),
+            name: "admin2".into(),
+            roles: vec![pb::Role::Admin as i32],
+            court_scopes: vec!["最高法".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("a second administrator")
+        .into_inner();
+    let second_id = second.principal.expect("principal").principal_id;
+    let refused =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&second.token).await)
+            .disable_principal(disable(&second_id))
+            .await
+            .expect_err("nor does the second");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    pb::principals_client::PrincipalsClient::new(server.channel_as(&second.token).await)
+        .disable_principal(disable(&me.principal_id))
+        .await
+        .expect("another national administrator remains");
+    assert!(who_fails(&server, &server.admin_token).await);
+    assert!(!who(&server, &second.token).await.principal_id.is_empty());
+    server.stop().await;
+}
+
+async fn who_fails(server: &TestServer, token: &str) -> bool {
+    pb::principals_client::PrincipalsClient::new(server.channel_as(token).await)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .is_err()
+}
+
+/// A certificate fingerprint is public: registering one that another principal
+/// (enabled or not) holds would let the newcomer take over its mutual-TLS logins.
+#[tokio::test]
+async fn a_client_certificate_belongs_to_one_principal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut admin =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await);
+    let cert = "ab".repeat(32);
+    let add = |name: &str, cert: String| pb::AddPrincipalRequest {
+        request_id: rid(),
+        name: name.into(),
+        roles: vec![pb::Role::Clerk as i32],
+        court_scopes: vec!["云0102".into()],
+        client_cert_sha256: cert,
+        ..Default::default()
+    };
+    let first = admin
+        .add_principal(add("holder", cert.clone()))
+        .await
+        .expect("the first registration")
+        .into_inner()
+        .principal
+        .expect("principal");
+    let refused = admin
+        .add_principal(add("thief", cert.to_uppercase()))
+        .await
+        .expect_err("the same fingerprint, however spelt, is taken");
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
+    assert!(
+        refused.message().contains("client certificate"),
+        "{refused:?}"
+    );
+    admin
+        .disable_principal(pb::DisablePrincipalRequest {
+            request_id: rid(),
+            principal_id: first.principal_id,
+            reason: "调离".into(),
+        })
+        .await
+        .expect("disabled");
+    let refused = admin
+        .add_principal(add("heir", cert))
+        .await
+        .expect_err("a disabled principal keeps its fingerprint");
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
+    admin
+        .add_principal(add("other", "cd".repeat(32)))
+        .await
+        .expect("another fingerprint is free");
+    server.stop().await;
+}
+
+/// A journal watch outlives the authentication done when it opened: once its
+/// principal is disabled it receives nothing written afterwards and ends with
+/// UNAUTHENTICATED.
+#[tokio::test]
+async fn a_watch_ends_when_its_principal_is_disabled() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let auditor = principal(&server, &[Role::Auditor], &["最高法"]).await;
+    let auditor_id = who(&server, &auditor).await.principal_id;
+    let mut feed = pb::journal_client::JournalClient::new(server.channel_as(&auditor).await)
+        .watch_journal(pb::WatchJournalRequest { from_sequence: 1 })
+        .await
+        .expect("watch")
+        .into_inner();
+    let bound = Duration::from_secs(20);
+    // The watch is live: the entries so far arrive, the auditor's own addition last.
+    loop {
+        let e = tokio::time::timeout(bound, feed.message())
+            .await
+            .expect("an entry in time")
+            .expect("stream")
+            .expect("entry");
+        let e = e.entry.expect("entry");
+        if e.kind == pb::EntryKind::PrincipalAdded as i32 && e.memo.contains(&auditor_id) {
+            break;
+        }
+    }
+    let mut admin =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await);
+    admin
+        .disable_principal(pb::DisablePrincipalRequest {
+            request_id: rid(),
+            principal_id: auditor_id,
+            reason: "调离".into(),
+        })
+        .await
+        .expect("disabled");
+    // An entry written after the disable, which the watch must not deliver.
+    let later = admin
+        .add_principal(pb::AddPrincipalRequest {
+            request_id: rid(),
+            name: "written-after".into(),
+            roles: vec![pb::Role::Clerk as i32],
+            court_scopes: vec!["云0102".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("added")
+        .into_inner()
+        .principal
+        .expect("principal");
+    loop {
+        let next = tokio::time::timeout(bound, feed.message())
+            .await
+            .expect("the stream answers in time");
+        match next {
+            // The disable's own entry may still go out: it commits before the
+            // directory hears of it.
+            Ok(Some(e)) => {
+                let e = e.entry.expect("entry");
+                assert!(
+                    !e.memo.contains(&later.principal_id),
+                    "delivered after the disable: {e:?}"
+                );
+                assert_eq!(e.kind, pb::EntryKind::PrincipalDisabled as i32, "{e:?}");
+            }
+            Ok(None) => panic!("the stream ended without UNAUTHENTICATED"),
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+                break;
+            }
+        }
+    }
+    server.stop().await;
+}

@@ -50,7 +50,10 @@ impl Directory {
     }
 
     /// Puts a principal as the journal now has it, dropping its old token and
-    /// certificate keys.
+    /// certificate keys. A snapshot older than the one held (by the entry that last
+    /// changed it) is ignored: callers read sled and refresh without any ordering, so
+    /// a rotate's snapshot taken before a concurrent disable may arrive after it, and
+    /// applying it would enable a disabled principal's token again until restart.
     pub fn refresh(&self, p: PrincipalState) {
         let mut maps = match self.maps.write() {
             Ok(m) => m,
@@ -58,6 +61,12 @@ impl Directory {
             // way that matters more than refusing every call: keep serving.
             Err(poisoned) => poisoned.into_inner(),
         };
+        if let Some(held) = maps.principals.get(&p.id) {
+            // Equal sequences are the same journal state; nothing to change.
+            if held.changed_sequence >= p.changed_sequence {
+                return;
+            }
+        }
         if let Some(old) = maps.principals.remove(&p.id) {
             maps.by_token.remove(&old.token_hash);
             if let Some(c) = old.cert_sha256 {
@@ -134,6 +143,33 @@ impl Directory {
     }
 }
 
+/// What a call authenticated with, kept in its extensions so that a long stream can
+/// ask again, before each thing it sends, whether it still authenticates: a principal
+/// disabled or a token rotated mid-stream must stop receiving.
+#[derive(Clone)]
+pub struct Credentials {
+    authorization: Option<http::HeaderValue>,
+    cert_sha256: Option<[u8; 32]>,
+    principal_id: Uuid,
+}
+
+impl Directory {
+    /// Whether `credentials` still authenticate the principal they did at the start.
+    pub fn reauthenticate(&self, credentials: &Credentials) -> Result<(), Status> {
+        let mut headers = http::HeaderMap::new();
+        if let Some(value) = &credentials.authorization {
+            headers.insert(http::header::AUTHORIZATION, value.clone());
+        }
+        let principal = self.authenticate(&headers, credentials.cert_sha256)?;
+        if principal.id != credentials.principal_id {
+            return Err(Status::unauthenticated(
+                "the credentials of this call no longer name its principal",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The token of an `authorization` value, never echoed in an error.
 fn bearer(value: &http::HeaderValue) -> Result<&str, Status> {
     let malformed =
@@ -206,10 +242,8 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let refuse =
             |status: Status| -> Self::Future { Box::pin(async move { Ok(status.into_http()) }) };
-        let principal = match self
-            .directory
-            .authenticate(request.headers(), peer_cert_sha256(&request))
-        {
+        let cert_sha256 = peer_cert_sha256(&request);
+        let principal = match self.directory.authenticate(request.headers(), cert_sha256) {
             Ok(p) => p,
             Err(status) => return refuse(status),
         };
@@ -227,7 +261,73 @@ where
                 roles.join(" or ")
             )));
         }
+        let credentials = Credentials {
+            authorization: request.headers().get(http::header::AUTHORIZATION).cloned(),
+            cert_sha256,
+            principal_id: principal.id,
+        };
+        request.extensions_mut().insert(credentials);
         request.extensions_mut().insert(Caller { principal, rule });
         Box::pin(self.inner.call(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Role, Text};
+
+    fn principal(id: Uuid, token: &str, enabled: bool, changed: u64) -> PrincipalState {
+        PrincipalState {
+            id,
+            name: Text::default(),
+            roles: vec![Role::Clerk],
+            courts: Vec::new(),
+            supervises: Vec::new(),
+            approval_level: 1,
+            enabled,
+            token_hash: token_hash(token),
+            cert_sha256: None,
+            created_sequence: 1,
+            changed_sequence: changed,
+        }
+    }
+
+    fn bearer_headers(token: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .unwrap_or_else(|e| panic!("{token}: {e}"));
+        h.insert(http::header::AUTHORIZATION, value);
+        h
+    }
+
+    /// A rotate (sequence 2) and a disable (sequence 3) of one principal commit; the
+    /// disable's snapshot reaches the directory first, the rotate's last. The older
+    /// snapshot must not bring the token back.
+    #[test]
+    fn an_older_snapshot_arriving_last_is_ignored() {
+        let id = Uuid::now_v7();
+        let d = Directory::new(vec![principal(id, "first", true, 1)]);
+        d.refresh(principal(id, "second", false, 3));
+        d.refresh(principal(id, "second", true, 2));
+        let refused = d.authenticate(&bearer_headers("second"), None);
+        assert_eq!(
+            refused.map(|p| p.enabled).map_err(|s| s.code()),
+            Err(tonic::Code::Unauthenticated)
+        );
+        assert!(d.authenticate(&bearer_headers("first"), None).is_err());
+        // A newer snapshot still applies.
+        d.refresh(principal(id, "third", false, 4));
+        assert!(d.authenticate(&bearer_headers("second"), None).is_err());
+        assert!(d.authenticate(&bearer_headers("third"), None).is_err());
+    }
+
+    #[test]
+    fn a_newer_snapshot_replaces_the_token() {
+        let id = Uuid::now_v7();
+        let d = Directory::new(vec![principal(id, "first", true, 1)]);
+        d.refresh(principal(id, "second", true, 2));
+        assert!(d.authenticate(&bearer_headers("first"), None).is_err());
+        assert!(d.authenticate(&bearer_headers("second"), None).is_ok());
     }
 }

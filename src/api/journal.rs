@@ -1,6 +1,7 @@
 //! service Journal: digests, proofs, verification, the change feed and online backup.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -11,6 +12,7 @@ use crate::ledger::Fault;
 use crate::store::journal::{self, GENESIS};
 use crate::store::StoreHandle;
 
+use super::auth::{Credentials, Directory};
 use super::convert as cv;
 use super::pb::{self, journal_server::Journal};
 use super::{authz, error};
@@ -30,6 +32,9 @@ pub const BACKUP_CHUNK_BYTES: usize = 256 << 10;
 
 pub struct JournalService {
     pub store: StoreHandle,
+    /// For WatchJournal, which asks again before each entry whether its caller still
+    /// authenticates.
+    pub directory: Arc<Directory>,
 }
 
 type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
@@ -213,11 +218,20 @@ impl Journal for JournalService {
         &self,
         request: Request<pb::WatchJournalRequest>,
     ) -> Result<Response<Self::WatchJournalStream>, Status> {
+        let credentials = request
+            .extensions()
+            .get::<Credentials>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("the call is not authenticated"))?;
         let (_, r) = authz::authorize(request, &self.store.reads)?;
         let from = r.from_sequence.max(1);
         let store = self.store.clone();
         let (tx, rx) = mpsc::channel(WATCH_BUFFER_ENTRIES);
-        tokio::spawn(feed(store, from, tx));
+        let caller = Watcher {
+            directory: self.directory.clone(),
+            credentials,
+        };
+        tokio::spawn(feed(store, from, tx, caller));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -285,19 +299,31 @@ fn send_prefix(
     }
 }
 
+/// Who is watching, and how to ask whether it still may.
+struct Watcher {
+    directory: Arc<Directory>,
+    credentials: Credentials,
+}
+
 /// Sends entries from `next` on: what is committed, then whatever commits later. Ends
-/// when the consumer goes away or the server stops.
+/// when the consumer goes away or the server stops, and with UNAUTHENTICATED once the
+/// caller no longer authenticates (disabled, token rotated): the stream outlives the
+/// authentication done when it opened, so each entry is checked before it is sent.
 async fn feed(
     store: StoreHandle,
     mut next: u64,
     tx: mpsc::Sender<Result<pb::JournalEntry, Status>>,
+    caller: Watcher,
 ) {
     let mut committed = store.committed.clone();
     let mut closing = store.committed.clone();
     loop {
         let last = *committed.borrow_and_update();
         while next <= last {
-            let item = journal_entry(&store, next);
+            let item = match caller.directory.reauthenticate(&caller.credentials) {
+                Ok(()) => journal_entry(&store, next),
+                Err(refused) => Err(refused),
+            };
             let failed = item.is_err();
             // A consumer that stopped reading must not keep the store open at shutdown.
             tokio::select! {

@@ -580,7 +580,7 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
         }
         Command::AddPrincipal { .. }
         | Command::DisablePrincipal { .. }
-        | Command::RotateToken { .. } => principal_rule(state, command, ctx),
+        | Command::RotateToken { .. } => principal_rule(state, command, ctx, who),
         Command::EndDeferral { deferral_id } => {
             let d = deferral(state, *deferral_id)?;
             if let Some(seq) = d.ended_sequence {
@@ -798,7 +798,12 @@ fn may_confirm(d: &DisbursementState, who: Option<Uuid>) -> Result<(), LedgerErr
 }
 
 /// The decisions on principals.
-fn principal_rule(state: &impl State, command: &Command, ctx: &Context) -> Decided {
+fn principal_rule(
+    state: &impl State,
+    command: &Command,
+    ctx: &Context,
+    who: Option<Uuid>,
+) -> Decided {
     match command {
         Command::AddPrincipal {
             name,
@@ -828,6 +833,7 @@ fn principal_rule(state: &impl State, command: &Command, ctx: &Context) -> Decid
             principal_id,
             reason,
         } => enabled_principal(state, *principal_id).and_then(|p| {
+            may_disable(state, &p, who)?;
             new(Op::PrincipalDisabled {
                 principal_id: p.id,
                 reason: reason.clone(),
@@ -846,12 +852,60 @@ fn principal_rule(state: &impl State, command: &Command, ctx: &Context) -> Decid
     }
 }
 
+/// An administrator acting in 最高法: only such a principal can manage every other
+/// principal, so without one enabled nobody could administer the server again.
+fn national_admin(p: &PrincipalState) -> bool {
+    p.enabled && p.has_role(Role::Admin) && p.courts.iter().any(|c| c.is_supreme())
+}
+
+/// Nobody disables itself, nor the last enabled national administrator: bootstrap
+/// runs only on an empty directory, so either would lock administration out for good.
+fn may_disable(
+    state: &impl State,
+    p: &PrincipalState,
+    who: Option<Uuid>,
+) -> Result<(), LedgerError> {
+    if who == Some(p.id) {
+        return Err(DomainError::rule(format!(
+            "principal {} may not disable itself; another administrator must",
+            p.name
+        ))
+        .into());
+    }
+    if national_admin(p) {
+        let others = state.all_principals()?;
+        if !others.iter().any(|o| o.id != p.id && national_admin(o)) {
+            return Err(DomainError::rule(format!(
+                "principal {} is the last enabled administrator with court scope 最高法; add another before disabling it",
+                p.name
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
 fn add_principal(state: &impl State, p: PrincipalState) -> Decided {
     if state.principal_by_name(&p.name)?.is_some() {
         return Err(DomainError::AlreadyExists {
             what: format!("principal named {}", p.name),
         }
         .into());
+    }
+    // A fingerprint is public: were it registered twice, the directory could map it
+    // to one principal only, and whoever registered it second could take over the
+    // first one's mutual-TLS logins. Disabled principals keep theirs, too.
+    if let Some(cert) = p.cert_sha256 {
+        if state
+            .all_principals()?
+            .iter()
+            .any(|o| o.cert_sha256 == Some(cert))
+        {
+            return Err(DomainError::AlreadyExists {
+                what: "a principal with this client certificate (client_cert_sha256)".into(),
+            }
+            .into());
+        }
     }
     new(Op::PrincipalAdded {
         principal_id: p.id,
@@ -1181,4 +1235,73 @@ pub(crate) fn available_delta(postings: &[Posting], case_id: Uuid) -> Fen {
             crate::domain::Side::Credit => Fen(acc.0 + p.amount.0),
             crate::domain::Side::Debit => Fen(acc.0 - p.amount.0),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CourtCode, RequestId};
+    use crate::ledger::{execute, MemState};
+
+    fn run(state: &mut MemState, n: u64, command: Command, who: Option<Uuid>) -> Decided {
+        let request = Request {
+            id: RequestId::parse(&format!("req-{n}")).unwrap_or_else(|e| panic!("{e}")),
+            command,
+            principal: who,
+        };
+        let ctx = Context {
+            now: Micros(1_000 * n as i64),
+            new_id: Uuid::now_v7(),
+            tiers: ApprovalTiers::default(),
+        };
+        let decided = decide(state, &request, &ctx);
+        if decided.is_ok() {
+            execute(state, &request, &ctx).unwrap_or_else(|e| panic!("{e:?}"));
+        }
+        decided
+    }
+
+    fn add_admin(state: &mut MemState, n: u64) -> Uuid {
+        let add = Command::AddPrincipal {
+            name: Text::required(&format!("admin{n}"), 10).unwrap_or_else(|e| panic!("{e}")),
+            roles: vec![Role::Admin],
+            courts: vec![CourtCode::parse("最高法").unwrap_or_else(|e| panic!("{e}"))],
+            supervises: Vec::new(),
+            approval_level: 1,
+            token_hash: [n as u8; 32],
+            cert_sha256: None,
+        };
+        match run(state, n, add, None) {
+            Ok(Decision::New {
+                op: Op::PrincipalAdded { principal_id, .. },
+                ..
+            }) => principal_id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn disable(id: Uuid) -> Command {
+        Command::DisablePrincipal {
+            principal_id: id,
+            reason: Text::required("left", 10).unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
+
+    fn refused_as_rule(decided: Decided) -> bool {
+        matches!(decided, Err(LedgerError::Domain(DomainError::Rule(_))))
+    }
+
+    /// Without another enabled administrator of 最高法 nobody could manage principals
+    /// again, so neither the principal itself nor a tool (no principal) may disable it.
+    #[test]
+    fn the_last_national_administrator_is_not_disabled() {
+        let mut state = MemState::default();
+        let a = add_admin(&mut state, 1);
+        assert!(refused_as_rule(run(&mut state, 2, disable(a), None)));
+        assert!(refused_as_rule(run(&mut state, 3, disable(a), Some(a))));
+        let b = add_admin(&mut state, 4);
+        assert!(refused_as_rule(run(&mut state, 5, disable(a), Some(a))));
+        assert!(run(&mut state, 6, disable(b), Some(a)).is_ok());
+        assert!(refused_as_rule(run(&mut state, 7, disable(a), None)));
+    }
 }

@@ -88,6 +88,9 @@ impl State for MemState {
     fn principal_by_name(&self, name: &Text) -> Read<Uuid> {
         Ok(self.principal_names.get(name).copied())
     }
+    fn all_principals(&self) -> Result<Vec<PrincipalState>, Fault> {
+        Ok(self.principals.values().cloned().collect())
+    }
 }
 
 impl StateMut for MemState {

@@ -33,6 +33,10 @@ pub trait State {
     fn deferral(&self, id: Uuid) -> Read<DeferralState>;
     fn principal(&self, id: Uuid) -> Read<PrincipalState>;
     fn principal_by_name(&self, name: &Text) -> Read<Uuid>;
+    /// Every principal, in id order. Principals are few (an administrator adds each),
+    /// so the rules that must look at all of them (the last national administrator, a
+    /// certificate already registered) scan rather than keep another index.
+    fn all_principals(&self) -> Result<Vec<PrincipalState>, Fault>;
 }
 
 /// Writes are infallible here: an implementation buffers them and reports a fault when

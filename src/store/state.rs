@@ -149,6 +149,9 @@ impl State for SledState {
     fn principal_by_name(&self, name: &Text) -> Result<Option<Uuid>, Fault> {
         self.get(&keys::principal_by_name(name.as_str()))
     }
+    fn all_principals(&self) -> Result<Vec<PrincipalState>, Fault> {
+        self.principals()
+    }
 }
 
 /// A batch that is in the journal but not yet in sled: while the committer makes it
@@ -351,6 +354,29 @@ impl State for Overlay<'_> {
     }
     fn principal_by_name(&self, name: &Text) -> Result<Option<Uuid>, Fault> {
         self.get(&keys::principal_by_name(name.as_str()))
+    }
+    fn all_principals(&self) -> Result<Vec<PrincipalState>, Fault> {
+        // Sled's principals, overwritten by those of the batches in flight (oldest
+        // first) and then by this batch's own, as `get` would find each of them.
+        let mut found: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+            std::collections::BTreeMap::new();
+        for kv in self.base.tree.scan_prefix(keys::PRINCIPALS_PREFIX) {
+            let (k, v) = kv.map_err(fault)?;
+            found.insert(k.to_vec(), v.to_vec());
+        }
+        let layers = self
+            .in_flight
+            .iter()
+            .map(|f| &f.writes)
+            .chain([&self.writes]);
+        for writes in layers {
+            for (k, v) in writes {
+                if k.starts_with(keys::PRINCIPALS_PREFIX) {
+                    found.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        found.values().map(|v| decode(v)).collect()
     }
 }
 
