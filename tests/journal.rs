@@ -147,6 +147,17 @@ async fn a_state_of_another_format_is_refused_and_rebuilt_on_request() {
     let message = err.to_string();
     assert!(message.contains("format 99"), "{message}");
     assert!(message.contains("case-escrow rebuild"), "{message}");
+    // A state from before stamps existed is format 1, not this build's.
+    {
+        let db = sled::open(dir.path().join("state")).expect("sled opens");
+        let tree = db.open_tree("ledger").expect("tree");
+        tree.remove(b"V").expect("removes");
+        db.flush().expect("flushes");
+    }
+    let Err(err) = case_escrow::store::Store::open(dir.path()) else {
+        panic!("an unstamped state of an older build must not be read");
+    };
+    assert!(err.to_string().contains("format 1"), "{err}");
     let store = case_escrow::store::Store::rebuild(dir.path()).expect("rebuilds");
     store.close().await;
 }

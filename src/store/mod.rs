@@ -368,8 +368,8 @@ fn lock(data_dir: &Path) -> Result<File, StoreError> {
 
 /// Brings sled up to the end of the journal, from where sled last stood.
 /// Returns how many entries were replayed and the chain value at the end.
-/// Refuses a state whose records this build would misread; stamps a new one. A state
-/// without a stamp was written before stamps existed, by the layout of format 1.
+/// Refuses a state whose records this build would misread; stamps a new one. A
+/// non-empty state without a stamp was written before stamps existed, in format 1.
 fn check_state_format(data_dir: &Path, tree: &sled::Tree) -> Result<(), StoreError> {
     let found = match tree.get(keys::STATE_FORMAT_KEY)? {
         Some(v) => {
@@ -379,10 +379,13 @@ fn check_state_format(data_dir: &Path, tree: &sled::Tree) -> Result<(), StoreErr
             })?;
             u32::from_be_bytes(bytes)
         }
-        None => {
+        // A new, empty state takes this build's format.
+        None if tree.is_empty() => {
             tree.insert(keys::STATE_FORMAT_KEY, &keys::STATE_FORMAT.to_be_bytes())?;
             return Ok(());
         }
+        // Written before states were stamped: the layout of format 1.
+        None => 1,
     };
     if found != keys::STATE_FORMAT {
         return Err(StoreError::DataDir {
