@@ -4,7 +4,7 @@
 #   docker build -t case-escrow .
 #   docker run -d --name case-escrow -p 127.0.0.1:50051:50051 -p 127.0.0.1:9464:9464 \
 #       -v case-escrow-data:/data case-escrow
-#   docker exec case-escrow cat /data/admin.token     # with tokens (issue 5): the admin's
+#   docker exec case-escrow cat /data/admin.token     # the first administrator's token
 #
 # SIGTERM (docker stop) stops it gracefully: open calls finish, queued writes commit.
 

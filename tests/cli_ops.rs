@@ -826,3 +826,65 @@ async fn json_log_lines_carry_the_request_id_and_no_party_accounts() {
         "a party's account number reached the log:\n{stderr}"
     );
 }
+
+#[tokio::test]
+async fn principals_are_managed_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    let added = cli_json(
+        &server,
+        &[
+            "principal",
+            "add",
+            "--name",
+            "五华区书记员",
+            "--role",
+            "clerk",
+            "--court",
+            "云0102",
+        ],
+    )
+    .await;
+    let id = s(&added["principal_id"]);
+    let token = s(&added["token"]);
+    assert!(!token.is_empty(), "the token is shown once: {added}");
+    assert_eq!(added["roles"][0], "clerk");
+    let token_file = dir.path().join("clerk.token");
+    std::fs::write(&token_file, format!("{token}\n")).expect("token file");
+    let as_clerk = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend([
+            "--server".to_owned(),
+            format!("http://{}", server.addr),
+            "--token-file".to_owned(),
+            token_file.display().to_string(),
+        ]);
+        all
+    };
+    let me = run_cli(as_clerk(&["principal", "whoami", "--json"])).await;
+    assert!(
+        me.status.success(),
+        "{}",
+        String::from_utf8_lossy(&me.stderr)
+    );
+    let me: Value = serde_json::from_slice(&me.stdout).expect("json");
+    assert_eq!(me["principal_id"], id.as_str());
+    assert_eq!(me["name"], "五华区书记员");
+    // A clerk may not manage principals.
+    let denied = run_cli(as_clerk(&["principal", "list"])).await;
+    assert_eq!(denied.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("PERMISSION_DENIED"));
+
+    let listed = cli_json(&server, &["principal", "list"]).await;
+    assert!(listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .any(|p| p["principal_id"] == id.as_str()));
+    let disabled = cli_json(&server, &["principal", "disable", &id, "--reason", "调离"]).await;
+    assert_eq!(disabled["enabled"], false);
+    let gone = run_cli(as_clerk(&["principal", "whoami"])).await;
+    assert_eq!(gone.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("UNAUTHENTICATED"));
+    server.stop().await;
+}

@@ -61,6 +61,13 @@ enum Command {
         #[command(subcommand)]
         cmd: ops::CaseCmd,
     },
+    /// Who may call the server: add, disable, rotate, show, list principals; whoami.
+    Principal {
+        #[command(flatten)]
+        common: ops::Common,
+        #[command(subcommand)]
+        cmd: ops::PrincipalCmd,
+    },
     /// Unidentified receipts (不明款) held in a special account's suspense.
     Suspense {
         #[command(flatten)]
@@ -249,6 +256,7 @@ pub fn main() -> ExitCode {
             Command::SpecialAccount { common, cmd } => ops::special(common, cmd).await,
             Command::Case { common, cmd } => ops::case(common, cmd).await,
             Command::Suspense { common, cmd } => ops::suspense(common, cmd).await,
+            Command::Principal { common, cmd } => ops::principal(common, cmd).await,
             Command::Journal { common, cmd } => ops::journal(common, cmd).await,
             Command::Health { client } => ops::health(client).await,
             Command::Verify { data_dir } => tools::verify(&data_dir),

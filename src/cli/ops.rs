@@ -1346,3 +1346,261 @@ pub async fn health(client: ClientArgs) -> CliResult<()> {
         Err(tonic::Status::unavailable("the server is not serving (starting or stopping)").into())
     }
 }
+
+/// The people and systems that may call the server (administrators only, but for
+/// `whoami`).
+#[derive(Subcommand, Debug)]
+pub enum PrincipalCmd {
+    /// Add a person or system that may call the server. Its token is printed once: hand
+    /// it over and keep no copy.
+    Add {
+        /// A name people recognise, e.g. 五华区书记员张三.
+        #[arg(long)]
+        name: String,
+        /// What it may do: clerk, approver, finance, admin, auditor (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Court codes it acts in (云 covers 云01 and 云0102); repeat for several.
+        #[arg(long = "court")]
+        courts: Vec<String>,
+        /// Court codes it may only read (supervision); repeat for several.
+        #[arg(long = "supervises")]
+        supervises: Vec<String>,
+        /// For approvers: the tier it may approve up to (1, 2, …; see the server's
+        /// approval tiers).
+        #[arg(long, default_value_t = 0)]
+        approval_level: u32,
+        /// SHA-256 (hex) of a client certificate that signs in as it (mutual TLS).
+        #[arg(long, default_value = "")]
+        cert_sha256: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Stop a principal from calling the server; its entries stay in the journal.
+    Disable {
+        /// The principal's id.
+        principal: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Give a principal a new token (the old one stops working); printed once.
+    Rotate {
+        /// The principal's id.
+        principal: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// One principal.
+    Show {
+        /// The principal's id.
+        principal: String,
+    },
+    /// Every principal this administrator manages.
+    List,
+    /// Who the token in use belongs to.
+    Whoami,
+}
+
+fn role_of(text: &str) -> CliResult<i32> {
+    Ok(match text.trim().to_ascii_lowercase().as_str() {
+        "clerk" => pb::Role::Clerk,
+        "approver" => pb::Role::Approver,
+        "finance" => pb::Role::Finance,
+        "admin" => pb::Role::Admin,
+        "auditor" => pb::Role::Auditor,
+        other => {
+            return Err(format!(
+                "--role: {other:?} is not one of clerk, approver, finance, admin, auditor"
+            )
+            .into())
+        }
+    } as i32)
+}
+
+fn role_name(role: i32) -> &'static str {
+    match pb::Role::try_from(role) {
+        Ok(pb::Role::Clerk) => "clerk",
+        Ok(pb::Role::Approver) => "approver",
+        Ok(pb::Role::Finance) => "finance",
+        Ok(pb::Role::Admin) => "admin",
+        Ok(pb::Role::Auditor) => "auditor",
+        _ => "?",
+    }
+}
+
+fn principal_json(p: &pb::Principal) -> Value {
+    json!({
+        "principal_id": p.principal_id,
+        "name": p.name,
+        "roles": p.roles.iter().map(|r| role_name(*r)).collect::<Vec<_>>(),
+        "court_scopes": p.court_scopes,
+        "supervised_scopes": p.supervised_scopes,
+        "approval_level": p.approval_level,
+        "enabled": p.enabled,
+        "client_cert_sha256": p.client_cert_sha256,
+        "created_sequence": p.created_sequence,
+        "changed_sequence": p.changed_sequence,
+    })
+}
+
+fn principal_row(p: &pb::Principal) -> Vec<String> {
+    vec![
+        p.principal_id.clone(),
+        p.name.clone(),
+        p.roles
+            .iter()
+            .map(|r| role_name(*r))
+            .collect::<Vec<_>>()
+            .join(","),
+        p.court_scopes.join(","),
+        p.supervised_scopes.join(","),
+        p.approval_level.to_string(),
+        if p.enabled { "yes" } else { "no" }.to_owned(),
+    ]
+}
+
+const PRINCIPAL_HEADERS: [&str; 7] = [
+    "id",
+    "name",
+    "roles",
+    "courts",
+    "supervises",
+    "approval level",
+    "enabled",
+];
+
+fn show_principal(json: bool, p: &pb::Principal, token: Option<&str>) {
+    let mut v = principal_json(p);
+    let mut table = Table::new(&PRINCIPAL_HEADERS);
+    table.row(principal_row(p));
+    let mut text = table.render();
+    if let Some(token) = token {
+        v["token"] = Value::String(token.to_owned());
+        text.push_str(&format!(
+            "token (shown only now; hand it over and keep no copy): {token}\n"
+        ));
+    }
+    show(json, v, text);
+}
+
+pub async fn principal(common: Common, cmd: PrincipalCmd) -> CliResult<()> {
+    use crate::api::pb::principals_client::PrincipalsClient;
+    let t = common.client.resolve()?;
+    let json = common.json;
+    let client = |rid: Option<String>| {
+        let t = t.clone();
+        async move { CliResult::Ok(PrincipalsClient::new(t.connect(rid.as_deref()).await?)) }
+    };
+    match cmd {
+        PrincipalCmd::Add {
+            name,
+            roles,
+            courts,
+            supervises,
+            approval_level,
+            cert_sha256,
+            write,
+        } => {
+            let roles = roles
+                .iter()
+                .map(|r| role_of(r))
+                .collect::<CliResult<Vec<_>>>()?;
+            let id = write.id();
+            let added = client(Some(id.clone()))
+                .await?
+                .add_principal(pb::AddPrincipalRequest {
+                    request_id: id,
+                    name,
+                    roles,
+                    court_scopes: courts,
+                    supervised_scopes: supervises,
+                    approval_level,
+                    client_cert_sha256: cert_sha256,
+                })
+                .await?
+                .into_inner();
+            let p = added.principal.unwrap_or_default();
+            show_principal(json, &p, Some(&added.token));
+        }
+        PrincipalCmd::Disable {
+            principal,
+            reason,
+            write,
+        } => {
+            let id = write.id();
+            let p = client(Some(id.clone()))
+                .await?
+                .disable_principal(pb::DisablePrincipalRequest {
+                    request_id: id,
+                    principal_id: principal,
+                    reason,
+                })
+                .await?
+                .into_inner();
+            show_principal(json, &p, None);
+        }
+        PrincipalCmd::Rotate { principal, write } => {
+            let id = write.id();
+            let rotated = client(Some(id.clone()))
+                .await?
+                .rotate_token(pb::RotateTokenRequest {
+                    request_id: id,
+                    principal_id: principal,
+                })
+                .await?
+                .into_inner();
+            let p = rotated.principal.unwrap_or_default();
+            show_principal(json, &p, Some(&rotated.token));
+        }
+        PrincipalCmd::Show { principal } => {
+            let p = client(None)
+                .await?
+                .get_principal(pb::GetPrincipalRequest {
+                    principal_id: principal,
+                })
+                .await?
+                .into_inner();
+            show_principal(json, &p, None);
+        }
+        PrincipalCmd::Whoami => {
+            let p = client(None)
+                .await?
+                .who_am_i(pb::WhoAmIRequest {})
+                .await?
+                .into_inner();
+            show_principal(json, &p, None);
+        }
+        PrincipalCmd::List => {
+            let mut c = client(None).await?;
+            let mut all = Vec::new();
+            let mut token = String::new();
+            for _ in 0..PAGES_MAX {
+                let page = c
+                    .list_principals(pb::ListPrincipalsRequest {
+                        page_size: PAGE_SIZE,
+                        page_token: token,
+                    })
+                    .await?
+                    .into_inner();
+                all.extend(page.principals);
+                token = page.next_page_token;
+                if token.is_empty() {
+                    break;
+                }
+            }
+            let mut table = Table::new(&PRINCIPAL_HEADERS);
+            for p in &all {
+                table.row(principal_row(p));
+            }
+            show(
+                json,
+                Value::Array(all.iter().map(principal_json).collect()),
+                table.render(),
+            );
+        }
+    }
+    Ok(())
+}
