@@ -32,8 +32,9 @@ use serde::Deserialize;
 use crate::reconcile::Limits;
 use crate::server::{ServerConfig, SHUTDOWN_GRACE_DEFAULT};
 
-/// The administrator's token, written by the server into its data directory.
-pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// The administrator's token file in a data directory (one name, the server's).
+pub use crate::api::principals::ADMIN_TOKEN_FILE;
+
 /// The longest shutdown grace accepted: longer is a typo, not a wish.
 pub const SHUTDOWN_GRACE_S_MAX: u64 = 3600;
 /// The longest a limit on holding money may be set to (days).

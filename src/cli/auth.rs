@@ -1,38 +1,21 @@
-//! The bearer token of the command-line clients, and a channel that picks a token by
-//! RPC for tools (and tests) that act as several principals.
-//!
-//! Only the smallest part of client options lives here; where the token comes from is
-//! one function, [`bearer`].
+//! A bearer-token interceptor, and a channel that picks a token by RPC for tools (and
+//! tests) that act as several principals. Where a command's token comes from is
+//! `client.rs`, not here.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tonic::body::Body;
 use tonic::codegen::{http, Service};
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use crate::api::authz;
 use crate::domain::Role;
-
-/// Where the token comes from, for the commands that talk to a server.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct TokenArgs {
-    /// The bearer token.
-    #[arg(long, env = "CASE_ESCROW_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// A file holding the bearer token (default: ./data/admin.token if it exists).
-    #[arg(long, env = "CASE_ESCROW_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
-}
-
-/// The token the administrator's file holds on the server's machine by default.
-pub const DEFAULT_TOKEN_FILE: &str = "./data/admin.token";
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
@@ -53,31 +36,6 @@ impl Interceptor for Bearer {
             .insert("authorization", self.0.clone());
         Ok(request)
     }
-}
-
-pub type AuthChannel = InterceptedService<Channel, Bearer>;
-
-/// The token: `--token` / `CASE_ESCROW_TOKEN`, else the file `--token-file` /
-/// `CASE_ESCROW_TOKEN_FILE`, else `./data/admin.token` if it exists.
-pub fn token(args: &TokenArgs) -> Result<String, String> {
-    if let Some(t) = &args.token {
-        return Ok(t.trim().to_owned());
-    }
-    let file = match &args.token_file {
-        Some(f) => f.clone(),
-        None if Path::new(DEFAULT_TOKEN_FILE).exists() => PathBuf::from(DEFAULT_TOKEN_FILE),
-        None => return Err(
-            "no token: give --token or --token-file (or CASE_ESCROW_TOKEN, CASE_ESCROW_TOKEN_FILE)"
-                .into(),
-        ),
-    };
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| format!("cannot read the token file {}: {e}", file.display()))?;
-    Ok(text.trim().to_owned())
-}
-
-pub fn bearer(args: &TokenArgs) -> Result<Bearer, String> {
-    Bearer::new(&token(args)?)
 }
 
 /// A channel that sends each call with the token of a principal holding a role its
@@ -155,12 +113,11 @@ impl Service<http::Request<Body>> for ByRole {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The administrator's token of a data directory (written at its first start).
+/// The administrator's token of a data directory (written at its first start), read
+/// with the same care as any token file.
 pub fn admin_token(data_dir: &Path) -> Result<String, String> {
-    token(&TokenArgs {
-        token: None,
-        token_file: Some(data_dir.join(crate::api::principals::ADMIN_TOKEN_FILE)),
-    })
+    super::client::read_token(&data_dir.join(crate::api::principals::ADMIN_TOKEN_FILE))
+        .map_err(|e| e.to_string())
 }
 
 pub fn admin_bearer(data_dir: &Path) -> Result<Bearer, String> {

@@ -156,7 +156,7 @@ impl ClientArgs {
 }
 
 /// The first line of a regular file of at most [`TOKEN_FILE_BYTES_MAX`] bytes.
-fn read_token(path: &Path) -> CliResult<String> {
+pub(crate) fn read_token(path: &Path) -> CliResult<String> {
     let named = |e: &dyn std::fmt::Display| format!("token file {}: {e}", path.display());
     let meta = std::fs::metadata(path).map_err(|e| named(&e))?;
     if !meta.is_file() {
