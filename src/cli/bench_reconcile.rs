@@ -410,6 +410,7 @@ pub async fn run(args: BenchArgs) -> CliResult<()> {
     let mut client = rc::connect(&super::client::Target {
         server: format!("http://{addr}"),
         token: Some(finance),
+        tls: None,
     })
     .await?;
     let rss_before = proc_status_kib("VmRSS:");
