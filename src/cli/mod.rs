@@ -11,6 +11,7 @@ mod bench_reconcile;
 pub mod client;
 pub mod ops;
 pub mod output;
+mod procfs;
 pub mod reconcile;
 pub mod report_html;
 pub mod statement;
