@@ -296,6 +296,15 @@ async fn request(method: &str, c: &Court, ch: Ch) -> Option<Result<(), Status>> 
         "GetDeferral" => go!(pb::GetDeferralRequest {
             deferral_id: c.deferral.clone(),
         }),
+        "ApproveDeferral" => go!(pb::ApproveDeferralRequest {
+            request_id: r,
+            deferral_id: c.deferral.clone(),
+        }),
+        "RejectDeferral" => go!(pb::RejectDeferralRequest {
+            request_id: r,
+            deferral_id: c.deferral.clone(),
+            reason: "不符".into(),
+        }),
         "GetDigest" => go!(pb::GetDigestRequest {}),
         "GetEntry" => go!(pb::GetEntryRequest {
             sequence: 1,

@@ -23,7 +23,9 @@ fn role_of(args: &[&str]) -> Option<case_escrow::domain::Role> {
             Some("case"),
             Some("open" | "receipt" | "disburse" | "cancel" | "defer" | "end-deferral" | "close"),
         ) => Some(Role::Clerk),
-        (Some("case"), Some("approve" | "reject")) => Some(Role::Approver),
+        (Some("case"), Some("approve" | "reject" | "approve-deferral" | "reject-deferral")) => {
+            Some(Role::Approver)
+        }
         (Some("case"), Some("confirm" | "fail" | "returned" | "transfer" | "reverse")) => {
             Some(Role::Finance)
         }
@@ -886,5 +888,73 @@ async fn principals_are_managed_from_the_command_line() {
     let gone = run_cli(as_clerk(&["principal", "whoami"])).await;
     assert_eq!(gone.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&gone.stderr).contains("UNAUTHENTICATED"));
+    server.stop().await;
+}
+
+/// A deferral from the command line: the clerk records it, it waits, an approver
+/// approves (or rejects) it, the clerk ends it.
+#[tokio::test]
+async fn a_deferral_is_recorded_approved_and_ended_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    prepare(&server).await;
+    open_special_and_case(&server).await;
+    let defer = |approval: &str| {
+        [
+            "case",
+            "defer",
+            CASE,
+            "--reason",
+            "frozen",
+            "--approval-ref",
+            approval,
+            "--note",
+            "另案冻结",
+        ]
+        .map(str::to_owned)
+    };
+    let args = defer("冻结裁定1");
+    let recorded = cli_json(
+        &server,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(recorded["state"], "pending_approval", "{recorded}");
+    assert_eq!(recorded["active"], false);
+    let id = s(&recorded["deferral_id"]);
+    // Ending it before it is approved is the ledger's refusal (exit 3).
+    let (code, _, err) = cli(&server, &["case", "end-deferral", &id]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("FAILED_PRECONDITION"), "{err}");
+    let approved = cli_json(&server, &["case", "approve-deferral", &id]).await;
+    assert_eq!(approved["state"], "active", "{approved}");
+    assert_eq!(approved["active"], true);
+    assert!(!s(&approved["approved_by"]).is_empty());
+    let (code, table, err) = cli(&server, &["case", "approve-deferral", &id]).await;
+    assert_eq!(code, 3, "approved once: {err}{table}");
+    let ended = cli_json(&server, &["case", "end-deferral", &id]).await;
+    assert_eq!(ended["state"], "ended", "{ended}");
+    let args = defer("冻结裁定2");
+    let second = cli_json(
+        &server,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let (code, table, err) = cli(
+        &server,
+        &[
+            "case",
+            "reject-deferral",
+            &s(&second["deferral_id"]),
+            "--reason",
+            "无冻结文书",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains("rejected") && table.contains("无冻结文书"),
+        "{table}"
+    );
     server.stop().await;
 }

@@ -249,17 +249,30 @@ pub static RULES: &[Rule] = &[
         Read,
         C::SpecialAccount,
     ),
-    // A deferral is recorded with the reference of its approval (`approval_ref`),
-    // given outside the service; there is no deferral approval step to call.
+    // A clerk records a deferral; it holds nothing back until an approver approves it.
     rule(
         "/case_escrow.v1.CaseLedger/RecordDeferral",
         CLERK,
         Write,
         C::CaseNumber,
     ),
+    // Ending a deferral is the case officer's, as recording it is (issue 5 names no
+    // role for it): it only shortens the hold, it releases no money.
     rule(
         "/case_escrow.v1.CaseLedger/EndDeferral",
         CLERK,
+        Write,
+        C::Deferral,
+    ),
+    rule(
+        "/case_escrow.v1.CaseLedger/ApproveDeferral",
+        APPROVER,
+        Write,
+        C::Deferral,
+    ),
+    rule(
+        "/case_escrow.v1.CaseLedger/RejectDeferral",
+        APPROVER,
         Write,
         C::Deferral,
     ),
@@ -695,6 +708,14 @@ scoped!(pb::EndDeferralRequest, |r, reads| deferral(
     &r.deferral_id
 ));
 scoped!(pb::GetDeferralRequest, |r, reads| deferral(
+    reads,
+    &r.deferral_id
+));
+scoped!(pb::ApproveDeferralRequest, |r, reads| deferral(
+    reads,
+    &r.deferral_id
+));
+scoped!(pb::RejectDeferralRequest, |r, reads| deferral(
     reads,
     &r.deferral_id
 ));

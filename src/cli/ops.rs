@@ -372,14 +372,15 @@ pub enum CaseCmd {
         #[command(flatten)]
         write: WriteArgs,
     },
-    /// Record an approved reason to hold the case's money past the limit (暂缓发放).
+    /// Record a reason to hold the case's money past the limit (暂缓发放); it holds
+    /// nothing back until an approver runs `case approve-deferral`.
     Defer {
         /// The case number.
         case: String,
         /// Why the money may wait.
         #[arg(long, value_enum)]
         reason: DeferReason,
-        /// The approval's reference.
+        /// The reference of the document the deferral rests on.
         #[arg(long)]
         approval_ref: String,
         /// Details, e.g. the other matter's case number.
@@ -392,6 +393,24 @@ pub enum CaseCmd {
     EndDeferral {
         /// The deferral's id, as `case defer` printed it.
         deferral: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Approve a recorded deferral (an approver other than who recorded it): from now
+    /// on it holds the limit back.
+    ApproveDeferral {
+        /// The deferral's id, as `case defer` printed it.
+        deferral: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Reject a recorded deferral: it never holds the limit back.
+    RejectDeferral {
+        /// The deferral's id.
+        deferral: String,
+        /// Why it is rejected.
+        #[arg(long)]
+        reason: String,
         #[command(flatten)]
         write: WriteArgs,
     },
@@ -1020,6 +1039,35 @@ pub async fn case(common: Common, cmd: CaseCmd) -> CliResult<()> {
                 .end_deferral(pb::EndDeferralRequest {
                     request_id: id,
                     deferral_id: deferral,
+                })
+                .await?
+                .into_inner();
+            show(json, out::deferral_json(&d), out::deferral_text(&d));
+        }
+        CaseCmd::ApproveDeferral { deferral, write } => {
+            let id = write.id();
+            let d = cases(&t, Some(&id))
+                .await?
+                .approve_deferral(pb::ApproveDeferralRequest {
+                    request_id: id,
+                    deferral_id: deferral,
+                })
+                .await?
+                .into_inner();
+            show(json, out::deferral_json(&d), out::deferral_text(&d));
+        }
+        CaseCmd::RejectDeferral {
+            deferral,
+            reason,
+            write,
+        } => {
+            let id = write.id();
+            let d = cases(&t, Some(&id))
+                .await?
+                .reject_deferral(pb::RejectDeferralRequest {
+                    request_id: id,
+                    deferral_id: deferral,
+                    reason,
                 })
                 .await?
                 .into_inner();

@@ -12,7 +12,8 @@ pub enum Role {
     /// Case officer: opens case accounts, records receipts, requests and cancels
     /// disbursements, records deferrals.
     Clerk,
-    /// Approves or rejects disbursements; `approval_level` says up to which tier.
+    /// Approves or rejects disbursements (`approval_level` says up to which tier) and
+    /// deferrals.
     Approver,
     /// Confirms, fails and returns payments; unidentified receipts; reconciliation.
     Finance,
