@@ -20,6 +20,7 @@
 //! [client]
 //! server = "http://127.0.0.1:50051"
 //! token_file = "/var/lib/case-escrow/admin.token"
+//! tls_ca = "/etc/case-escrow/ca.pem"   # for an https:// server
 //! ```
 
 use std::fmt::Write as _;
@@ -90,6 +91,12 @@ pub struct LogSection {
 pub struct ClientSection {
     pub server: Option<String>,
     pub token_file: Option<PathBuf>,
+    /// For an https:// server; see the command line's --tls-ca, --tls-cert, --tls-key
+    /// and --tls-domain.
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_domain: Option<String>,
 }
 
 impl ConfigFile {

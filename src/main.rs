@@ -4,6 +4,25 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// mimalloc's `mi_option_set` and the index of `mi_option_purge_delay` in its
+// `mi_option_e` (15 in both the v2 and v3 headers that libmimalloc-sys 0.1.49 bundles;
+// the crate's Rust bindings do not name it).
+extern "C" {
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
 fn main() -> std::process::ExitCode {
+    // By default mimalloc hands memory it freed back to the kernel after 10 ms, and the
+    // next allocation faults it in again and the kernel zeroes it: sled frees and
+    // allocates its nodes on every insert, so that cycle cost 38% of a batch receipt's
+    // CPU (BENCHMARKS.md). Keeping freed memory makes the RSS the high-water mark, which
+    // the bounded sled cache and bounded queues already bound. MIMALLOC_PURGE_DELAY in
+    // the environment still wins, for an operator who must trade the other way.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: a plain setter of mimalloc's, called before any other thread exists
+        // (mimalloc documents it as not thread safe).
+        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
     case_escrow::cli::main()
 }

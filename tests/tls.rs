@@ -1,7 +1,9 @@
 //! TLS and mutual TLS with certificates generated here: a TLS client with a token is
 //! served; a plain client against a TLS server fails cleanly and the server goes on;
 //! under mutual TLS a registered client certificate authenticates its principal, an
-//! unregistered one does not, and a certificate from another CA is refused.
+//! unregistered one does not, and a certificate from another CA is refused. The command
+//! line reaches a TLS server with --tls-ca, and authenticates by certificate with
+//! --tls-cert and --tls-key.
 
 mod common;
 
@@ -243,5 +245,165 @@ async fn mutual_tls_maps_a_registered_client_certificate_to_its_principal() {
         outcome.is_err(),
         "a foreign certificate was accepted: {outcome:?}"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_speaks_tls_and_mutual_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("test CA");
+    let server_leaf = ca.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+    let clerk_leaf = ca.leaf("clerk", ExtendedKeyUsagePurpose::ClientAuth);
+    let server = start(dir.path(), config(&server_leaf, Some(&ca))).await;
+    let file = |name: &str, text: &str| {
+        let p = files.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.display().to_string()
+    };
+    let ca_file = file("ca.pem", &ca.pem());
+    let cert_file = file("clerk.pem", &clerk_leaf.cert_pem);
+    let key_file = file("clerk.key", &clerk_leaf.key_pem);
+    let token_file = dir.path().join("admin.token").display().to_string();
+    let https = format!("https://127.0.0.1:{}", server.addr.port());
+    let cli = |extra: &[&str]| {
+        // The command first: the connection flags belong to the subcommands.
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        args.extend(["--server".to_owned(), https.clone()]);
+        common::run_cli(args)
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "exit {:?}\nstdout: {}\nstderr: {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    // With the CA (and the name the server's certificate carries) and a token.
+    let out = cli(&[
+        "principal",
+        "whoami",
+        "--tls-ca",
+        &ca_file,
+        "--tls-domain",
+        "localhost",
+        "--token-file",
+        &token_file,
+        "--json",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"admin\""),
+        "{}",
+        text(&out)
+    );
+
+    // The administrator registers the clerk's certificate from the command line too.
+    let out = cli(&[
+        "principal",
+        "add",
+        "--tls-ca",
+        &ca_file,
+        "--tls-domain",
+        "localhost",
+        "--token-file",
+        &token_file,
+        "--name",
+        "clerk by certificate",
+        "--role",
+        "clerk",
+        "--court",
+        "云0102",
+        "--cert-sha256",
+        &clerk_leaf.sha256_hex,
+        "--json",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The certificate alone, no token, authenticates the clerk.
+    let out = cli(&[
+        "principal",
+        "whoami",
+        "--tls-ca",
+        &ca_file,
+        "--tls-domain",
+        "localhost",
+        "--tls-cert",
+        &cert_file,
+        "--tls-key",
+        &key_file,
+        "--json",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("clerk by certificate"),
+        "{}",
+        text(&out)
+    );
+
+    // An https:// server without --tls-ca is a mistake named before connecting; a CA
+    // for an http:// server too; a key without its certificate too.
+    let out = cli(&["principal", "whoami", "--token-file", &token_file]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--tls-ca"),
+        "{}",
+        text(&out)
+    );
+    let out = common::run_cli(
+        [
+            "health",
+            "--server",
+            &format!("http://{}", server.addr),
+            "--tls-ca",
+            &ca_file,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("https://"),
+        "{}",
+        text(&out)
+    );
+    let out = cli(&[
+        "principal",
+        "whoami",
+        "--tls-ca",
+        &ca_file,
+        "--tls-key",
+        &key_file,
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--tls-cert"),
+        "{}",
+        text(&out)
+    );
+
+    // A CA that did not sign the server's certificate: the handshake fails, the
+    // command says it cannot reach the server, exit 4.
+    let other = file("other-ca.pem", &Ca::new("other CA").pem());
+    let out = cli(&[
+        "principal",
+        "whoami",
+        "--tls-ca",
+        &other,
+        "--tls-domain",
+        "localhost",
+        "--token-file",
+        &token_file,
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     server.stop().await;
 }

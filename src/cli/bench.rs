@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::client::ClientArgs;
+use super::procfs::{cpu_seconds, load_average, status_kib};
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;
 
@@ -353,23 +354,9 @@ impl Drop for TempDir {
     }
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
 /// Resident memory of this process (client and server together when it runs both).
 fn rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
+    status_kib("VmRSS:") / 1024
 }
 
 fn journal_len(data_dir: &Path) -> u64 {
@@ -459,6 +446,7 @@ async fn drive(
     });
     let reporter = spawn_reporter(args, stats.clone(), budget.clone());
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     let mut tasks = Vec::new();
     for c in 0..args.clients {
         let channel = crew.with_channel(connect(addr).await?);
@@ -490,12 +478,13 @@ async fn drive(
         tally.merge(t.await?);
     }
     let elapsed = started.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
     budget.stop.store(true, Ordering::Relaxed);
     if let Some(r) = reporter {
         r.abort();
     }
     let after = stats.as_ref().map(|s| snapshot(s));
-    report(args, &tally, elapsed, before.zip(after));
+    report(args, &tally, elapsed, cpu, before.zip(after));
     if matches!(args.verify, Verify::Auto | Verify::Grpc | Verify::Full) {
         verify_grpc(&setup, &tally).await?;
     }
@@ -865,6 +854,7 @@ fn report(
     args: &BenchArgs,
     tally: &Tally,
     elapsed: Duration,
+    cpu_s: f64,
     writer: Option<(Snapshot, Snapshot)>,
 ) {
     let secs = elapsed.as_secs_f64();
@@ -944,6 +934,25 @@ fn report(
             (b.apply_micros - a.apply_micros) as f64 / (b.entries - a.entries).max(1) as f64,
         );
     }
+    // Per operation, CPU time is the figure that survives a shared machine: wall-clock
+    // throughput moves with the neighbours' load, the CPU a receipt costs hardly does.
+    let counted = if args.workload == Workload::Mixed {
+        ops
+    } else {
+        tally.ops[K_RECEIPT]
+    };
+    let cpu_us = cpu_s * 1e6 / counted.max(1) as f64;
+    println!(
+        "cpu: {cpu_s:.2} CPU-s ({}) over {counted} {} = {cpu_us:.1} µs each; {:.0} a CPU-second; load average {}",
+        if args.addr.is_some() {
+            "this process: the clients only"
+        } else {
+            "this process: clients and server"
+        },
+        if args.workload == Workload::Mixed { "operations" } else { "receipts" },
+        1e6 / cpu_us.max(0.001),
+        load_average()
+    );
     // One line for scripts.
     let main = if args.workload == Workload::Batch {
         K_BATCH
@@ -952,7 +961,7 @@ fn report(
     };
     let h = &tally.latency[main];
     println!(
-        "RESULT workload={:?} clients={} seconds={:.2} ops={} ops_per_s={:.0} receipts_per_s={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} all_p99_ms={:.2} errors={} rss_mib={}",
+        "RESULT workload={:?} clients={} seconds={:.2} ops={} ops_per_s={:.0} receipts_per_s={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} all_p99_ms={:.2} errors={} rss_mib={} cpu_us_per_op={:.1}",
         args.workload,
         args.clients,
         secs,
@@ -964,7 +973,8 @@ fn report(
         ms(h, 0.999),
         ms(&all, 0.99),
         errors,
-        rss_mib()
+        rss_mib(),
+        cpu_us
     );
 }
 

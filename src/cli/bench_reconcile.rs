@@ -16,6 +16,8 @@ use crate::ledger::{CaseKey, Command, Request};
 use crate::server::{Server, ServerConfig};
 use crate::store::Store;
 
+use super::procfs::{cpu_seconds, status_kib};
+
 use super::reconcile::{self as rc, CliResult};
 
 #[derive(clap::Args)]
@@ -62,36 +64,6 @@ fn court(i: u32) -> String {
 fn case_number(courts: u32, n: u64) -> String {
     let c = (n % u64::from(courts)) as u32;
     format!("（2024）{}执{}号", court(c), n / u64::from(courts) + 1)
-}
-
-/// VmRSS or VmHWM of this process, in KiB.
-fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-/// CPU seconds this process has used (user + system, every thread), from
-/// `/proc/self/stat`, whose clock ticks are USER_HZ = 100 on Linux. Next to the wall
-/// time it tells how much of the machine a pass had: on a shared machine the wall time
-/// alone says more about the neighbours than about the code.
-fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            // The command name (field 2) may hold spaces; count from after its ')'.
-            let rest = s.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / 100.0)
-        })
-        .unwrap_or(0.0)
 }
 
 fn today() -> Date {
@@ -363,7 +335,7 @@ pub async fn run(args: BenchArgs) -> CliResult<()> {
         std::fs::write(&ready, b"built\n")?;
         eprintln!(
             "peak memory while building: {} MiB; run again for figures without it",
-            proc_status_kib("VmHWM:") / 1024
+            status_kib("VmHWM:") / 1024
         );
     }
     let order = if args.shuffled {
@@ -410,10 +382,11 @@ pub async fn run(args: BenchArgs) -> CliResult<()> {
     let mut client = rc::connect(&super::client::Target {
         server: format!("http://{addr}"),
         token: Some(finance),
+        tls: None,
     })
     .await?;
-    let rss_before = proc_status_kib("VmRSS:");
-    let hwm_before = proc_status_kib("VmHWM:");
+    let rss_before = status_kib("VmRSS:");
+    let hwm_before = status_kib("VmHWM:");
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
         let sampling = sampling.clone();
@@ -421,7 +394,7 @@ pub async fn run(args: BenchArgs) -> CliResult<()> {
             let started = Instant::now();
             let mut samples = Vec::new();
             while sampling.load(Ordering::Relaxed) {
-                samples.push((started.elapsed().as_secs_f64(), proc_status_kib("VmRSS:")));
+                samples.push((started.elapsed().as_secs_f64(), status_kib("VmRSS:")));
                 std::thread::sleep(Duration::from_millis(250));
             }
             samples
@@ -440,7 +413,7 @@ pub async fn run(args: BenchArgs) -> CliResult<()> {
         let (summary, _) = rc::case_flow(&mut client, &file, header, &report, true).await?;
         let took = started.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - cpu_before;
-        passes.push((pass, summary.rows, took, cpu, proc_status_kib("VmRSS:")));
+        passes.push((pass, summary.rows, took, cpu, status_kib("VmRSS:")));
         last = Some(summary);
     }
     sampling.store(false, Ordering::Relaxed);
@@ -470,7 +443,7 @@ pub async fn run(args: BenchArgs) -> CliResult<()> {
         rss_before / 1024,
         peak / 1024,
         hwm_before / 1024,
-        proc_status_kib("VmRSS:") / 1024
+        status_kib("VmRSS:") / 1024
     );
     let step = (samples.len() / 10).max(1);
     let series: Vec<String> = samples

@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 pub use crate::api::error::code_name;
-use crate::config::{ConfigFile, ADMIN_TOKEN_FILE};
+use crate::config::{ClientSection, ConfigFile, ADMIN_TOKEN_FILE};
 
 pub const SERVER_DEFAULT: &str = "http://127.0.0.1:50051";
 /// How long a command waits for the server to accept its connection.
@@ -52,6 +52,21 @@ pub struct ClientArgs {
     /// A configuration file (TOML) to take the server address and token file from.
     #[arg(long, env = "CASE_ESCROW_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// For an https:// server: the PEM file of the certificate authority that signed
+    /// the server's certificate (the only one trusted).
+    #[arg(long, env = "CASE_ESCROW_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// For a server that asks for client certificates (mutual TLS): your certificate,
+    /// PEM. With --tls-key.
+    #[arg(long, env = "CASE_ESCROW_TLS_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert, PEM.
+    #[arg(long, env = "CASE_ESCROW_TLS_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
+    /// The name the server's certificate must carry, when it is not the host of
+    /// --server (e.g. a certificate for a name, reached by its IP address).
+    #[arg(long, env = "CASE_ESCROW_TLS_DOMAIN", global = true)]
+    pub tls_domain: Option<String>,
 }
 
 impl std::fmt::Debug for ClientArgs {
@@ -61,6 +76,10 @@ impl std::fmt::Debug for ClientArgs {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_file", &self.token_file)
             .field("config", &self.config)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_domain", &self.tls_domain)
             .finish()
     }
 }
@@ -70,13 +89,29 @@ impl std::fmt::Debug for ClientArgs {
 pub struct Target {
     pub server: String,
     pub token: Option<String>,
+    /// Set exactly when `server` is https://.
+    pub tls: Option<ClientTls>,
 }
+
+/// What a TLS connection trusts and shows, read from its files when the command starts
+/// so that a missing or unreadable file is named before anything is asked.
+#[derive(Clone)]
+pub struct ClientTls {
+    pub ca_pem: Vec<u8>,
+    /// Certificate and key, PEM, for mutual TLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    pub domain: Option<String>,
+}
+
+/// A PEM file larger than this is not a certificate or key.
+pub const PEM_FILE_BYTES_MAX: u64 = 1 << 20;
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target")
             .field("server", &self.server)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -113,7 +148,7 @@ impl ClientArgs {
         let server = self
             .server
             .clone()
-            .or(client.server)
+            .or(client.server.clone())
             .unwrap_or_else(|| SERVER_DEFAULT.to_owned());
         let token = if let Some(t) = &self.token {
             Some(t.trim().to_owned())
@@ -151,8 +186,61 @@ impl ClientArgs {
                 "case-escrow: warning: the token goes to {server} unencrypted (http://); use https:// for a server on another machine"
             );
         }
-        Ok(Target { server, token })
+        let tls = self.tls(&server, &client)?;
+        Ok(Target { server, token, tls })
     }
+
+    /// The TLS settings, flag over config file, checked against the server's scheme:
+    /// a CA given for an http:// server, or an https:// server without one, is a
+    /// mistake to name rather than a connection to attempt.
+    fn tls(&self, server: &str, client: &ClientSection) -> CliResult<Option<ClientTls>> {
+        let ca = self.tls_ca.clone().or_else(|| client.tls_ca.clone());
+        let cert = self.tls_cert.clone().or_else(|| client.tls_cert.clone());
+        let key = self.tls_key.clone().or_else(|| client.tls_key.clone());
+        let domain = self
+            .tls_domain
+            .clone()
+            .or_else(|| client.tls_domain.clone());
+        if !server.starts_with("https://") {
+            if ca.is_some() || cert.is_some() || key.is_some() {
+                return Err(format!(
+                    "--tls-ca, --tls-cert and --tls-key are for an https:// server; --server is {server}"
+                )
+                .into());
+            }
+            return Ok(None);
+        }
+        let Some(ca) = ca else {
+            return Err(format!(
+                "--server {server} is https://: give --tls-ca FILE, the PEM of the certificate authority that signed the server's certificate"
+            )
+            .into());
+        };
+        let identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some((read_pem(&cert)?, read_pem(&key)?)),
+            (None, None) => None,
+            (Some(_), None) => return Err("--tls-cert needs --tls-key, its private key".into()),
+            (None, Some(_)) => return Err("--tls-key needs --tls-cert, its certificate".into()),
+        };
+        Ok(Some(ClientTls {
+            ca_pem: read_pem(&ca)?,
+            identity,
+            domain,
+        }))
+    }
+}
+
+fn read_pem(path: &Path) -> CliResult<Vec<u8>> {
+    let named = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(|e| named(&e))?;
+    if !meta.is_file() || meta.len() > PEM_FILE_BYTES_MAX {
+        return Err(named(&"not a PEM file (a regular file of at most 1 MiB)").into());
+    }
+    let bytes = std::fs::read(path).map_err(|e| named(&e))?;
+    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(named(&"not a PEM file (no -----BEGIN line)").into());
+    }
+    Ok(bytes)
 }
 
 /// The first line of a regular file of at most [`TOKEN_FILE_BYTES_MAX`] bytes.
@@ -218,13 +306,26 @@ impl Target {
     /// Connects; the request id, when given, goes with every call as `x-request-id`
     /// so the server's log lines of the call carry the id the clerk sees.
     pub async fn connect(&self, request_id: Option<&str>) -> CliResult<Conn> {
-        let channel = Channel::from_shared(self.server.clone())
-            .map_err(|e| {
-                format!(
-                    "--server {}: not an address like {SERVER_DEFAULT} ({e})",
-                    self.server
-                )
-            })?
+        let mut endpoint = Channel::from_shared(self.server.clone()).map_err(|e| {
+            format!(
+                "--server {}: not an address like {SERVER_DEFAULT} ({e})",
+                self.server
+            )
+        })?;
+        if let Some(tls) = &self.tls {
+            let mut config =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(Identity::from_pem(cert, key));
+            }
+            if let Some(domain) = &tls.domain {
+                config = config.domain_name(domain.clone());
+            }
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|e| format!("TLS settings: {}", source_chain(&e)))?;
+        }
+        let channel = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .connect()

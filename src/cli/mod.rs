@@ -11,6 +11,7 @@ mod bench_reconcile;
 pub mod client;
 pub mod ops;
 pub mod output;
+mod procfs;
 pub mod reconcile;
 pub mod report_html;
 pub mod statement;
@@ -429,5 +430,16 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks a command's definition only when that command is parsed; this checks
+    /// every subcommand at once (e.g. that no two flattened option sets share a flag).
+    #[test]
+    fn every_command_line_form_is_well_defined() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
     }
 }

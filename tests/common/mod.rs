@@ -44,7 +44,11 @@ pub async fn run_cli(args: Vec<String>) -> std::process::Output {
                 .env_remove("CASE_ESCROW_SERVER")
                 .env_remove("CASE_ESCROW_TOKEN")
                 .env_remove("CASE_ESCROW_TOKEN_FILE")
-                .env_remove("CASE_ESCROW_CONFIG"),
+                .env_remove("CASE_ESCROW_CONFIG")
+                .env_remove("CASE_ESCROW_TLS_CA")
+                .env_remove("CASE_ESCROW_TLS_CERT")
+                .env_remove("CASE_ESCROW_TLS_KEY")
+                .env_remove("CASE_ESCROW_TLS_DOMAIN"),
         )
     })
     .await
@@ -140,6 +144,7 @@ impl TestServer {
                 .token_file()
                 .and_then(|p| std::fs::read_to_string(p).ok())
                 .map(|t| t.trim().to_owned()),
+            tls: None,
         }
     }
 
@@ -209,13 +214,13 @@ pub async fn principal(
     .expect("the principal is added")
 }
 
-/// A finance officer of 最高法, for the reconciliation client.
-/// A finance principal's connection details, for the command line's client code.
+/// A finance officer of 最高法, as the command line's client code reaches it.
 pub async fn finance_target(server: &TestServer) -> case_escrow::cli::client::Target {
     let token = principal(server, &[case_escrow::domain::Role::Finance], &["最高法"]).await;
     case_escrow::cli::client::Target {
         server: format!("http://{}", server.addr),
         token: Some(token),
+        tls: None,
     }
 }
 
