@@ -16,7 +16,7 @@ use tonic::server::NamedService;
 use tonic::Status;
 use uuid::Uuid;
 
-use crate::domain::principal::token_hash;
+use crate::domain::principal::{legacy_token_hash, token_sha256};
 use crate::domain::PrincipalState;
 
 use super::authz::{self, Caller};
@@ -91,11 +91,14 @@ impl Directory {
         }
     }
 
+    /// A principal whose token hash is either form: the SHA-256 kept since holders
+    /// bring their own tokens, or the older hash of principals journaled before.
     fn by_token(&self, token: &str) -> Option<Arc<PrincipalState>> {
-        let hash = token_hash(token);
+        let hashes = [token_sha256(token), legacy_token_hash(token)];
         self.read(|m| {
-            m.by_token
-                .get(&hash)
+            hashes
+                .iter()
+                .find_map(|h| m.by_token.get(h))
                 .and_then(|id| m.principals.get(id))
                 .cloned()
         })
@@ -286,7 +289,7 @@ mod tests {
             supervises: Vec::new(),
             approval_level: 1,
             enabled,
-            token_hash: token_hash(token),
+            token_hash: token_sha256(token),
             cert_sha256: None,
             created_sequence: 1,
             changed_sequence: changed,
@@ -320,6 +323,19 @@ mod tests {
         d.refresh(principal(id, "third", false, 4));
         assert!(d.authenticate(&bearer_headers("second"), None).is_err());
         assert!(d.authenticate(&bearer_headers("third"), None).is_err());
+    }
+
+    /// Principals journaled before tokens were kept as their plain SHA-256 still sign
+    /// in with the hash they were stored under.
+    #[test]
+    fn a_token_stored_under_the_older_hash_still_signs_in() {
+        let id = Uuid::now_v7();
+        let mut p = principal(id, "older", true, 1);
+        p.token_hash = legacy_token_hash("older");
+        let d = Directory::new(vec![p]);
+        let found = d.authenticate(&bearer_headers("older"), None);
+        assert_eq!(found.map(|p| p.id).map_err(|s| s.code()), Ok(id));
+        assert!(d.authenticate(&bearer_headers("other"), None).is_err());
     }
 
     #[test]

@@ -32,6 +32,13 @@ impl Role {
         Role::Auditor,
     ];
 
+    /// The roles that move money or decide whether it moves. Their holders bring
+    /// their own tokens (an administrator never sees one), and no administrator holds
+    /// one of them: one person could otherwise act as two.
+    pub fn handles_money(self) -> bool {
+        matches!(self, Role::Clerk | Role::Approver | Role::Finance)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Role::Clerk => "clerk",
@@ -79,6 +86,10 @@ pub enum Access {
 impl PrincipalState {
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
+    }
+
+    pub fn handles_money(&self) -> bool {
+        self.roles.iter().any(|r| r.handles_money())
     }
 
     /// Whether it may read or write in `court`: it acts in the courts its `courts`
@@ -138,10 +149,19 @@ impl ApprovalTiers {
     }
 }
 
-/// The hash under which a bearer token is stored and looked up. A token is 32 random
-/// bytes, so a fast hash suffices: a slow KDF only protects guessable secrets, and
-/// there is nothing to guess in 256 random bits.
-pub fn token_hash(token: &str) -> [u8; 32] {
+/// The hash under which a bearer token is stored and looked up: the SHA-256 of its
+/// bytes, exactly what `printf %s "$TOKEN" | sha256sum` prints, so that a holder who
+/// generates a token on their own machine can hand over this hash and nothing else.
+/// A token is 32 random bytes, so a fast hash suffices: a slow KDF only protects
+/// guessable secrets, and there is nothing to guess in 256 random bits.
+pub fn token_sha256(token: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// How tokens were hashed before holders could bring their own. Principals journaled
+/// then keep these hashes, so a token is also looked up under this one.
+pub fn legacy_token_hash(token: &str) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(b"case-escrow/token/v1\0");

@@ -906,6 +906,7 @@ fn principal_rule(
             principal_id,
             token_hash,
         } => enabled_principal(state, *principal_id).and_then(|p| {
+            token_unused(state, token_hash)?;
             new(Op::PrincipalTokenRotated {
                 principal_id: p.id,
                 token_hash: *token_hash,
@@ -970,6 +971,7 @@ fn add_principal(state: &impl State, p: PrincipalState) -> Decided {
             .into());
         }
     }
+    token_unused(state, &p.token_hash)?;
     new(Op::PrincipalAdded {
         principal_id: p.id,
         name: p.name,
@@ -980,6 +982,24 @@ fn add_principal(state: &impl State, p: PrincipalState) -> Decided {
         token_hash: p.token_hash,
         cert_sha256: p.cert_sha256,
     })
+}
+
+/// A token is one principal's: were a hash registered twice, the directory could
+/// map it to one of them only, and whoever registered it second would sign in as the
+/// first. A hash held by anyone (a disabled principal, or the one rotating to it,
+/// whose rotation would then change nothing) is refused: its holder generates another.
+fn token_unused(state: &impl State, hash: &[u8; 32]) -> Result<(), LedgerError> {
+    if state
+        .all_principals()?
+        .iter()
+        .any(|o| o.token_hash == *hash)
+    {
+        return Err(DomainError::AlreadyExists {
+            what: "a principal with this token (token_sha256)".into(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn enabled_principal(state: &impl State, id: Uuid) -> Result<PrincipalState, LedgerError> {
