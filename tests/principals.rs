@@ -131,10 +131,10 @@ async fn four_eyes_and_approval_tiers() {
         .await
         .expect("a third principal confirms");
 
-    // Above ¥100,000 a level-2 approver is needed.
+    // From ¥100,000 up (以上 includes the number) a level-2 approver is needed.
     let d2 = as_(&server, &a)
         .await
-        .request_disbursement(disbursement_request(CASE, "100000.01"))
+        .request_disbursement(disbursement_request(CASE, "100000.00"))
         .await
         .expect("requested")
         .into_inner()
@@ -143,7 +143,7 @@ async fn four_eyes_and_approval_tiers() {
         .await
         .approve_disbursement(approve(&d2))
         .await
-        .expect_err("a level-1 approver may not approve above the tier");
+        .expect_err("a level-1 approver may not approve at the tier");
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     assert!(refused.message().contains("level 2"), "{refused:?}");
     as_(&server, &c)
@@ -151,10 +151,10 @@ async fn four_eyes_and_approval_tiers() {
         .approve_disbursement(approve(&d2))
         .await
         .expect("a senior approver approves");
-    // At the threshold itself level 1 suffices.
+    // A fen below the threshold level 1 suffices.
     let d3 = as_(&server, &a)
         .await
-        .request_disbursement(disbursement_request(CASE, "100000.00"))
+        .request_disbursement(disbursement_request(CASE, "99999.99"))
         .await
         .expect("requested")
         .into_inner()
@@ -163,7 +163,7 @@ async fn four_eyes_and_approval_tiers() {
         .await
         .approve_disbursement(approve(&d3))
         .await
-        .expect("level 1 approves at the threshold");
+        .expect("level 1 approves below the threshold");
 
     // A requester who is also finance may not pay its own request.
     let x = approver(&server, &[Role::Clerk, Role::Finance], 1).await;

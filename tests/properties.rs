@@ -598,7 +598,7 @@ proptest! {
         requester in 0usize..3,
         approver in 0usize..3,
         confirmer in 0usize..3,
-        fen in prop_oneof![1i64..=10_000_000, 10_000_000i64..=20_000_000],
+        fen in prop_oneof![1i64..10_000_000, 9_999_999i64..=10_000_001, 10_000_000i64..=20_000_000],
     ) {
         let mut world = World::new();
         world.setup();
@@ -631,7 +631,7 @@ proptest! {
             )
             .expect("requested");
         let d = *world.state.disbursements.keys().next().expect("disbursement");
-        let needed = if fen > 10_000_000 { 2 } else { 1 };
+        let needed = if fen >= 10_000_000 { 2 } else { 1 };
         let approved = world.run_as(
             Command::ApproveDisbursement { disbursement_id: d, approval_ref: text("批") },
             ids[approver],

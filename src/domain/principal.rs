@@ -111,14 +111,18 @@ impl PrincipalState {
     }
 }
 
-/// The approval tiers: an amount above `thresholds[i]` needs an approver of level at
-/// least `i + 2`; at or below the first threshold, level 1 suffices. Thresholds rise.
+/// The approval tiers: an amount at or above `thresholds[i]` needs an approver of
+/// level at least `i + 2`; below the first threshold, level 1 suffices. Thresholds
+/// rise. "At or above" because courts write tiers as 以上 ("¥100,000以上"), which in
+/// Chinese legal usage includes the number itself (刑法第九十九条: 以上、以下、以内，
+/// 包括本数), and design.md's "below ¥100,000 the division head" leaves ¥100,000 to the
+/// senior approver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApprovalTiers {
     thresholds: [Option<Fen>; 4],
 }
 
-/// ¥100,000.00: above it a senior approver (level 2) must approve.
+/// ¥100,000.00: from it up a senior approver (level 2) must approve.
 pub const APPROVAL_TIER_DEFAULT_FEN: i64 = 10_000_000;
 
 impl Default for ApprovalTiers {
@@ -144,8 +148,8 @@ impl ApprovalTiers {
 
     /// The approval level an amount needs.
     pub fn level_for(&self, amount: Fen) -> u8 {
-        let above = self.thresholds.iter().flatten().filter(|t| amount > **t);
-        1 + above.count() as u8
+        let reached = self.thresholds.iter().flatten().filter(|t| amount >= **t);
+        1 + reached.count() as u8
     }
 }
 
@@ -224,10 +228,12 @@ mod tests {
     fn tiers_name_the_level_an_amount_needs() {
         let t = ApprovalTiers::default();
         assert_eq!(t.level_for(Fen(1)), 1);
-        assert_eq!(t.level_for(Fen(APPROVAL_TIER_DEFAULT_FEN)), 1);
+        assert_eq!(t.level_for(Fen(APPROVAL_TIER_DEFAULT_FEN - 1)), 1);
+        assert_eq!(t.level_for(Fen(APPROVAL_TIER_DEFAULT_FEN)), 2);
         assert_eq!(t.level_for(Fen(APPROVAL_TIER_DEFAULT_FEN + 1)), 2);
         let t = ApprovalTiers::new(&[Fen(100), Fen(1000)]).unwrap_or_default();
-        assert_eq!(t.level_for(Fen(1001)), 3);
+        assert_eq!(t.level_for(Fen(999)), 2);
+        assert_eq!(t.level_for(Fen(1000)), 3);
         assert!(ApprovalTiers::new(&[Fen(1000), Fen(100)]).is_none());
     }
 }
