@@ -192,10 +192,28 @@ async fn request(method: &str, c: &Court, ch: Ch) -> Option<Result<(), Status>> 
             as_of: None,
         }),
         "RecordReceipt" => go!(receipt_request(&c.case, "1.00", &rid())),
-        "RecordReceipts" => go!(pb::RecordReceiptsRequest {
-            request_id: String::new(),
-            receipts: vec![receipt_request(&c.case, "1.00", &rid())],
-        }),
+        // Refused item by item: an item out of scope is PERMISSION_DENIED on its own.
+        "RecordReceipts" => {
+            let answer = pb::case_ledger_client::CaseLedgerClient::new(ch)
+                .record_receipts(pb::RecordReceiptsRequest {
+                    request_id: String::new(),
+                    receipts: vec![receipt_request(&c.case, "1.00", &rid())],
+                })
+                .await;
+            answer.and_then(|a| {
+                match a
+                    .into_inner()
+                    .results
+                    .first()
+                    .and_then(|r| r.result.clone())
+                {
+                    Some(pb::receipt_result::Result::Error(e)) => {
+                        Err(Status::new(Code::from(e.code), e.message))
+                    }
+                    _ => Ok(()),
+                }
+            })
+        }
         "RequestDisbursement" => go!(disbursement_request(&c.case, "1.00")),
         "ApproveDisbursement" => go!(pb::ApproveDisbursementRequest {
             request_id: r,
