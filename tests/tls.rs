@@ -283,19 +283,20 @@ async fn the_command_line_speaks_tls_and_mutual_tls() {
         )
     };
 
-    // With the CA (and the name the server's certificate carries) and a token.
-    let out = cli(&[
-        "principal",
-        "whoami",
-        "--tls-ca",
-        &ca_file,
-        "--tls-domain",
-        "localhost",
-        "--token-file",
-        &token_file,
-        "--json",
-    ])
-    .await;
+    // The CA, and the name the server's certificate carries (it is reached by address).
+    let trust = ["--tls-ca", ca_file.as_str(), "--tls-domain", "localhost"];
+    let admin = ["--token-file", token_file.as_str()];
+    let clerk = [
+        "--tls-cert",
+        cert_file.as_str(),
+        "--tls-key",
+        key_file.as_str(),
+    ];
+    fn with<'a>(parts: &[&[&'a str]]) -> Vec<&'a str> {
+        parts.concat()
+    }
+
+    let out = cli(&with(&[&["principal", "whoami", "--json"], &trust, &admin])).await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("\"admin\""),
@@ -304,15 +305,9 @@ async fn the_command_line_speaks_tls_and_mutual_tls() {
     );
 
     // The administrator registers the clerk's certificate from the command line too.
-    let out = cli(&[
+    let add = [
         "principal",
         "add",
-        "--tls-ca",
-        &ca_file,
-        "--tls-domain",
-        "localhost",
-        "--token-file",
-        &token_file,
         "--name",
         "clerk by certificate",
         "--role",
@@ -320,27 +315,14 @@ async fn the_command_line_speaks_tls_and_mutual_tls() {
         "--court",
         "云0102",
         "--cert-sha256",
-        &clerk_leaf.sha256_hex,
+        clerk_leaf.sha256_hex.as_str(),
         "--json",
-    ])
-    .await;
+    ];
+    let out = cli(&with(&[&add, &trust, &admin])).await;
     assert!(out.status.success(), "{}", text(&out));
 
     // The certificate alone, no token, authenticates the clerk.
-    let out = cli(&[
-        "principal",
-        "whoami",
-        "--tls-ca",
-        &ca_file,
-        "--tls-domain",
-        "localhost",
-        "--tls-cert",
-        &cert_file,
-        "--tls-key",
-        &key_file,
-        "--json",
-    ])
-    .await;
+    let out = cli(&with(&[&["principal", "whoami", "--json"], &trust, &clerk])).await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("clerk by certificate"),
@@ -395,17 +377,8 @@ async fn the_command_line_speaks_tls_and_mutual_tls() {
     // A CA that did not sign the server's certificate: the handshake fails, the
     // command says it cannot reach the server, exit 4.
     let other = file("other-ca.pem", &Ca::new("other CA").pem());
-    let out = cli(&[
-        "principal",
-        "whoami",
-        "--tls-ca",
-        &other,
-        "--tls-domain",
-        "localhost",
-        "--token-file",
-        &token_file,
-    ])
-    .await;
+    let untrusting = ["--tls-ca", other.as_str(), "--tls-domain", "localhost"];
+    let out = cli(&with(&[&["principal", "whoami"], &untrusting, &admin])).await;
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     server.stop().await;
 }
