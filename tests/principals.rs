@@ -767,6 +767,30 @@ async fn an_administrator_never_holds_a_token_that_moves_money() {
         who(&server, &auditor.token).await.principal_id,
         auditor.principal.expect("principal").principal_id
     );
+    // A guessable token's hash is taken (the service never sees the token), but the
+    // token signs nobody in: only the generated shape does, refused like any unknown.
+    let weak_sha: String = {
+        use sha2::{Digest as _, Sha256};
+        Sha256::digest(b"1234")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    admin
+        .add_principal(add("弱口令", &[pb::Role::Clerk], &weak_sha))
+        .await
+        .expect("the hash is well-formed");
+    let unknown =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&"0".repeat(64)).await)
+            .who_am_i(pb::WhoAmIRequest {})
+            .await
+            .expect_err("unknown");
+    let weak = pb::principals_client::PrincipalsClient::new(server.channel_as("1234").await)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect_err("a guessable token signs nobody in");
+    assert_eq!(weak.code(), Code::Unauthenticated);
+    assert_eq!(weak.message(), unknown.message());
     // All of it holds after a restart, from the journal.
     server.stop().await;
     let server = TestServer::start(dir.path()).await;
