@@ -31,7 +31,7 @@ pub struct Caller {
 }
 
 /// How an RPC's court is found (documentation of [`Scoped`]'s implementations; the
-/// matrix test builds its in/out-of-scope requests from it).
+/// matrix test, tests/authz.rs, keeps its own expectations and does not read it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CourtFrom {
     /// A court code field of the request.
