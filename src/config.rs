@@ -149,8 +149,8 @@ pub struct ServerOverrides {
     /// Days an unidentified receipt may wait in suspense. [default: 3]
     #[arg(long, env = "CASE_ESCROW_SUSPENSE_AGE_DAYS")]
     pub suspense_age_days: Option<u32>,
-    /// Approval tiers: rising amounts in yuan, comma-separated; a disbursement above
-    /// the n-th needs an approver of level n + 1. [default: 100000]
+    /// Approval tiers: rising amounts in yuan, comma-separated; a disbursement of the
+    /// n-th or more (以上) needs an approver of level n + 1. [default: 100000]
     #[arg(long, env = "CASE_ESCROW_APPROVAL_TIERS_YUAN")]
     pub approval_tiers_yuan: Option<String>,
     /// PEM certificate (chain) to serve TLS with; needs --tls-key.

@@ -23,7 +23,9 @@ fn role_of(args: &[&str]) -> Option<case_escrow::domain::Role> {
             Some("case"),
             Some("open" | "receipt" | "disburse" | "cancel" | "defer" | "end-deferral" | "close"),
         ) => Some(Role::Clerk),
-        (Some("case"), Some("approve" | "reject")) => Some(Role::Approver),
+        (Some("case"), Some("approve" | "reject" | "approve-deferral" | "reject-deferral")) => {
+            Some(Role::Approver)
+        }
         (Some("case"), Some("confirm" | "fail" | "returned" | "transfer" | "reverse")) => {
             Some(Role::Finance)
         }
@@ -829,11 +831,33 @@ async fn json_log_lines_carry_the_request_id_and_no_party_accounts() {
 
 #[tokio::test]
 async fn principals_are_managed_from_the_command_line() {
+    use sha2::{Digest as _, Sha256};
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(&dir.path().join("data")).await;
-    let added = cli_json(
-        &server,
-        &[
+    // The clerk generates its token on its own machine: no server, no token file.
+    let generated = run_cli(vec![
+        "principal".into(),
+        "new-token".into(),
+        "--json".into(),
+    ])
+    .await;
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let generated: Value = serde_json::from_slice(&generated.stdout).expect("json");
+    let token = s(&generated["token"]);
+    let sha256 = s(&generated["token_sha256"]);
+    assert_eq!(token.len(), 64);
+    let expected: String = Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(sha256, expected, "what sha256sum prints for the token");
+    // Without the hash an administrator cannot add a clerk.
+    let add = |hash: Option<&str>| {
+        let mut args = vec![
             "principal",
             "add",
             "--name",
@@ -842,12 +866,31 @@ async fn principals_are_managed_from_the_command_line() {
             "clerk",
             "--court",
             "云0102",
-        ],
+        ];
+        if let Some(h) = hash {
+            args.extend(["--token-sha256", h]);
+        }
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let args = add(None);
+    let (code, _, err) = cli(
+        &server,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("INVALID_ARGUMENT") && err.contains("token_sha256"),
+        "{err}"
+    );
+    let args = add(Some(&sha256));
+    let added = cli_json(
+        &server,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     )
     .await;
     let id = s(&added["principal_id"]);
-    let token = s(&added["token"]);
-    assert!(!token.is_empty(), "the token is shown once: {added}");
+    assert!(added.get("token").is_none(), "no token is shown: {added}");
     assert_eq!(added["roles"][0], "clerk");
     let token_file = dir.path().join("clerk.token");
     std::fs::write(&token_file, format!("{token}\n")).expect("token file");
@@ -881,10 +924,104 @@ async fn principals_are_managed_from_the_command_line() {
         .expect("a list")
         .iter()
         .any(|p| p["principal_id"] == id.as_str()));
+    // The clerk's new token, brought the same way: the administrator sees its hash only.
+    let next = run_cli(vec!["principal".into(), "new-token".into()]).await;
+    let next = String::from_utf8_lossy(&next.stdout).into_owned();
+    let field = |name: &str| {
+        next.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in {next}"))
+    };
+    let (new_token, new_sha) = (field("token:"), field("token_sha256:"));
+    let (code, table, err) = cli(
+        &server,
+        &["principal", "rotate", &id, "--token-sha256", &new_sha],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!table.contains(&new_token), "{table}");
+    let old = run_cli(as_clerk(&["principal", "whoami"])).await;
+    assert_eq!(old.status.code(), Some(3), "the old token is gone");
+    std::fs::write(&token_file, format!("{new_token}\n")).expect("token file");
+    let now = run_cli(as_clerk(&["principal", "whoami"])).await;
+    assert!(
+        now.status.success(),
+        "the new token signs in: {}",
+        String::from_utf8_lossy(&now.stderr)
+    );
     let disabled = cli_json(&server, &["principal", "disable", &id, "--reason", "调离"]).await;
     assert_eq!(disabled["enabled"], false);
     let gone = run_cli(as_clerk(&["principal", "whoami"])).await;
     assert_eq!(gone.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&gone.stderr).contains("UNAUTHENTICATED"));
+    server.stop().await;
+}
+
+/// A deferral from the command line: the clerk records it, it waits, an approver
+/// approves (or rejects) it, the clerk ends it.
+#[tokio::test]
+async fn a_deferral_is_recorded_approved_and_ended_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    prepare(&server).await;
+    open_special_and_case(&server).await;
+    let defer = |approval: &str| {
+        [
+            "case",
+            "defer",
+            CASE,
+            "--reason",
+            "frozen",
+            "--approval-ref",
+            approval,
+            "--note",
+            "另案冻结",
+        ]
+        .map(str::to_owned)
+    };
+    let args = defer("冻结裁定1");
+    let recorded = cli_json(
+        &server,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(recorded["state"], "pending_approval", "{recorded}");
+    assert_eq!(recorded["active"], false);
+    let id = s(&recorded["deferral_id"]);
+    // Ending it before it is approved is the ledger's refusal (exit 3).
+    let (code, _, err) = cli(&server, &["case", "end-deferral", &id]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("FAILED_PRECONDITION"), "{err}");
+    let approved = cli_json(&server, &["case", "approve-deferral", &id]).await;
+    assert_eq!(approved["state"], "active", "{approved}");
+    assert_eq!(approved["active"], true);
+    assert!(!s(&approved["approved_by"]).is_empty());
+    let (code, table, err) = cli(&server, &["case", "approve-deferral", &id]).await;
+    assert_eq!(code, 3, "approved once: {err}{table}");
+    let ended = cli_json(&server, &["case", "end-deferral", &id]).await;
+    assert_eq!(ended["state"], "ended", "{ended}");
+    let args = defer("冻结裁定2");
+    let second = cli_json(
+        &server,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let (code, table, err) = cli(
+        &server,
+        &[
+            "case",
+            "reject-deferral",
+            &s(&second["deferral_id"]),
+            "--reason",
+            "无冻结文书",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains("rejected") && table.contains("无冻结文书"),
+        "{table}"
+    );
     server.stop().await;
 }

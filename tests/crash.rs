@@ -262,6 +262,8 @@ enum Call {
     ReturnUnidentified(pb::ReturnUnidentifiedReceiptRequest),
     Defer(pb::RecordDeferralRequest),
     EndDeferral(pb::EndDeferralRequest),
+    ApproveDeferral(pb::ApproveDeferralRequest),
+    RejectDeferral(pb::RejectDeferralRequest),
 }
 
 /// What a call's answer says that a retry must repeat: the sequences it was given, and
@@ -387,12 +389,20 @@ impl Clients {
                 let d = c.end_deferral(r).await?.into_inner();
                 one(d.sequence, d.deferral_id)
             }
+            Call::ApproveDeferral(r) => {
+                let d = c.approve_deferral(r).await?.into_inner();
+                one(d.sequence, d.deferral_id)
+            }
+            Call::RejectDeferral(r) => {
+                let d = c.reject_deferral(r).await?.into_inner();
+                one(d.sequence, d.deferral_id)
+            }
         })
     }
 }
 
 /// The kinds of write the harness must have had acknowledged over all rounds.
-const KINDS: usize = 21;
+const KINDS: usize = 23;
 
 fn kind(call: &Call) -> usize {
     match call {
@@ -417,6 +427,8 @@ fn kind(call: &Call) -> usize {
         Call::ReturnUnidentified(_) => 18,
         Call::Defer(_) => 19,
         Call::EndDeferral(_) => 20,
+        Call::ApproveDeferral(_) => 21,
+        Call::RejectDeferral(_) => 22,
     }
 }
 
@@ -616,13 +628,34 @@ async fn work(mut w: Worker, worker: usize, round: usize, special_id: String) {
                 note: String::new(),
             })
         ) {
-            step!(
+            // Approved (by the crew's approver, not the clerk who recorded it) and
+            // ended, or on every third turn rejected.
+            if turn.is_multiple_of(3) {
+                step!(
+                    w,
+                    Call::RejectDeferral(pb::RejectDeferralRequest {
+                        request_id: rid(),
+                        deferral_id: d.id,
+                        reason: "依据不足".into(),
+                    })
+                );
+            } else if step!(
                 w,
-                Call::EndDeferral(pb::EndDeferralRequest {
+                Call::ApproveDeferral(pb::ApproveDeferralRequest {
                     request_id: rid(),
-                    deferral_id: d.id,
+                    deferral_id: d.id.clone(),
                 })
-            );
+            )
+            .is_some()
+            {
+                step!(
+                    w,
+                    Call::EndDeferral(pb::EndDeferralRequest {
+                        request_id: rid(),
+                        deferral_id: d.id,
+                    })
+                );
+            }
         }
         if let Some(u) = step!(
             w,

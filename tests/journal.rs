@@ -147,6 +147,17 @@ async fn a_state_of_another_format_is_refused_and_rebuilt_on_request() {
     let message = err.to_string();
     assert!(message.contains("format 99"), "{message}");
     assert!(message.contains("case-escrow rebuild"), "{message}");
+    // The previous build's format: its deferral records lack the approval fields.
+    {
+        let db = sled::open(dir.path().join("state")).expect("sled opens");
+        let tree = db.open_tree("ledger").expect("tree");
+        tree.insert(b"V", &2u32.to_be_bytes()).expect("writes");
+        db.flush().expect("flushes");
+    }
+    let Err(err) = case_escrow::store::Store::open(dir.path()) else {
+        panic!("a state of the previous format must not be read");
+    };
+    assert!(err.to_string().contains("format 2"), "{err}");
     // A state from before stamps existed is format 1, not this build's.
     {
         let db = sled::open(dir.path().join("state")).expect("sled opens");

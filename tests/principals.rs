@@ -22,7 +22,12 @@ async fn as_(server: &TestServer, token: &str) -> CaseLedgerClient<Ch> {
     CaseLedgerClient::new(server.channel_as(token).await)
 }
 
-/// A principal with an approval level, in 云0102.
+/// A token drawn here, as its holder would, and its SHA-256 for the administrator.
+fn own_token() -> (String, String) {
+    case_escrow::cli::auth::new_token().expect("a token")
+}
+
+/// A principal with an approval level, in 云0102, that brought its own token.
 async fn approver(server: &TestServer, roles: &[Role], level: u32) -> String {
     let mut admin =
         pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await);
@@ -36,19 +41,25 @@ async fn approver(server: &TestServer, roles: &[Role], level: u32) -> String {
             Role::Auditor => pb::Role::Auditor as i32,
         })
         .collect();
-    admin
+    let (token, sha256) = own_token();
+    let added = admin
         .add_principal(pb::AddPrincipalRequest {
             request_id: rid(),
             name: format!("p-{}", rid()),
             roles,
             court_scopes: vec!["云0102".into()],
             approval_level: level,
+            token_sha256: sha256,
             ..Default::default()
         })
         .await
         .expect("added")
-        .into_inner()
-        .token
+        .into_inner();
+    assert!(
+        added.token.is_empty(),
+        "the administrator is shown no token"
+    );
+    token
 }
 
 async fn ledger(server: &TestServer) {
@@ -120,10 +131,10 @@ async fn four_eyes_and_approval_tiers() {
         .await
         .expect("a third principal confirms");
 
-    // Above ¥100,000 a level-2 approver is needed.
+    // From ¥100,000 up (以上 includes the number) a level-2 approver is needed.
     let d2 = as_(&server, &a)
         .await
-        .request_disbursement(disbursement_request(CASE, "100000.01"))
+        .request_disbursement(disbursement_request(CASE, "100000.00"))
         .await
         .expect("requested")
         .into_inner()
@@ -132,7 +143,7 @@ async fn four_eyes_and_approval_tiers() {
         .await
         .approve_disbursement(approve(&d2))
         .await
-        .expect_err("a level-1 approver may not approve above the tier");
+        .expect_err("a level-1 approver may not approve at the tier");
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     assert!(refused.message().contains("level 2"), "{refused:?}");
     as_(&server, &c)
@@ -140,10 +151,10 @@ async fn four_eyes_and_approval_tiers() {
         .approve_disbursement(approve(&d2))
         .await
         .expect("a senior approver approves");
-    // At the threshold itself level 1 suffices.
+    // A fen below the threshold level 1 suffices.
     let d3 = as_(&server, &a)
         .await
-        .request_disbursement(disbursement_request(CASE, "100000.00"))
+        .request_disbursement(disbursement_request(CASE, "99999.99"))
         .await
         .expect("requested")
         .into_inner()
@@ -152,7 +163,7 @@ async fn four_eyes_and_approval_tiers() {
         .await
         .approve_disbursement(approve(&d3))
         .await
-        .expect("level 1 approves at the threshold");
+        .expect("level 1 approves below the threshold");
 
     // A requester who is also finance may not pay its own request.
     let x = approver(&server, &[Role::Clerk, Role::Finance], 1).await;
@@ -238,6 +249,7 @@ async fn a_rotated_token_replaces_the_old_one_at_once() {
         .rotate_token(pb::RotateTokenRequest {
             request_id: rid(),
             principal_id: id.clone(),
+            ..Default::default()
         })
         .await
         .expect("rotated")
@@ -347,22 +359,20 @@ async fn supervisors_read_below_and_do_not_write() {
     let mut admin =
         pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await);
     let add = |name: &str, courts: Vec<String>, supervises: Vec<String>| {
+        let (token, sha256) = own_token();
         let request = pb::AddPrincipalRequest {
             request_id: rid(),
             name: name.into(),
             roles: vec![pb::Role::Clerk as i32],
             court_scopes: courts,
             supervised_scopes: supervises,
+            token_sha256: sha256,
             ..Default::default()
         };
         let mut admin = admin.clone();
         async move {
-            admin
-                .add_principal(request)
-                .await
-                .expect("added")
-                .into_inner()
-                .token
+            admin.add_principal(request).await.expect("added");
+            token
         }
     };
     let supervisor = add("云高院监督", vec![], vec!["云".into()]).await;
@@ -565,6 +575,7 @@ async fn a_watch_ends_when_its_principal_is_disabled() {
             name: "written-after".into(),
             roles: vec![pb::Role::Clerk as i32],
             court_scopes: vec!["云0102".into()],
+            token_sha256: own_token().1,
             ..Default::default()
         })
         .await
@@ -594,5 +605,199 @@ async fn a_watch_ends_when_its_principal_is_disabled() {
             }
         }
     }
+    server.stop().await;
+}
+
+/// No administrator can act as two people through credentials: it may not hold a
+/// role that handles money, it is never shown the token of a principal that does, and
+/// the token such a principal brings (only its hash reaching the administrator) signs
+/// it in. A principal still rotates its own token and sees the new one.
+#[tokio::test]
+async fn an_administrator_never_holds_a_token_that_moves_money() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut admin =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await);
+    let add = |name: &str, roles: &[pb::Role], sha256: &str| pb::AddPrincipalRequest {
+        request_id: rid(),
+        name: name.into(),
+        roles: roles.iter().map(|r| *r as i32).collect(),
+        court_scopes: vec!["云0102".into()],
+        token_sha256: sha256.into(),
+        ..Default::default()
+    };
+    let refused_naming = |status: tonic::Status, field: &str| {
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().starts_with(&format!("{field}: ")),
+            "{status:?}"
+        );
+        status.message().to_owned()
+    };
+    // Without a hash (or certificate), no clerk, approver or finance principal.
+    for role in [pb::Role::Clerk, pb::Role::Approver, pb::Role::Finance] {
+        let why = refused_naming(
+            admin
+                .add_principal(add("no-hash", &[role], ""))
+                .await
+                .expect_err("needs its holder's own token"),
+            "token_sha256",
+        );
+        assert!(why.contains("new-token"), "{why}");
+    }
+    // An administrator that approves too is refused, whatever its token.
+    let why = refused_naming(
+        admin
+            .add_principal(add(
+                "admin-approver",
+                &[pb::Role::Admin, pb::Role::Approver],
+                &own_token().1,
+            ))
+            .await
+            .expect_err("separation of duties"),
+        "roles",
+    );
+    assert!(why.contains("separation of duties"), "{why}");
+    // Malformed hashes name the field.
+    for bad in ["xyz", &"a".repeat(63), &"g".repeat(64), &"数".repeat(32)] {
+        refused_naming(
+            admin
+                .add_principal(add("bad-hash", &[pb::Role::Clerk], bad))
+                .await
+                .expect_err("not a SHA-256"),
+            "token_sha256",
+        );
+    }
+    // The clerk's own token: the administrator sees only its hash and is shown nothing.
+    let (clerk_token, clerk_sha) = own_token();
+    let request = add("五华区书记员", &[pb::Role::Clerk], &clerk_sha);
+    let added = admin
+        .add_principal(request.clone())
+        .await
+        .expect("added")
+        .into_inner();
+    assert_eq!(added.token, "", "the administrator is shown no token");
+    let clerk = added.principal.expect("principal");
+    assert_eq!(
+        who(&server, &clerk_token).await.principal_id,
+        clerk.principal_id
+    );
+    // A retry is answered as the first time.
+    let again = admin
+        .add_principal(request)
+        .await
+        .expect("the same request")
+        .into_inner();
+    assert_eq!(again.principal, Some(clerk.clone()));
+    assert_eq!(again.token, "");
+    // Nobody else may register the same token.
+    let taken = admin
+        .add_principal(add("复制者", &[pb::Role::Auditor], &clerk_sha))
+        .await
+        .expect_err("a token is one principal's");
+    assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
+    // The administrator cannot have the server draw the clerk a new token it would see.
+    let rotate = |id: &str, sha256: &str| pb::RotateTokenRequest {
+        request_id: rid(),
+        principal_id: id.into(),
+        token_sha256: sha256.into(),
+    };
+    refused_naming(
+        admin
+            .rotate_token(rotate(&clerk.principal_id, ""))
+            .await
+            .expect_err("not shown to the administrator"),
+        "token_sha256",
+    );
+    assert_eq!(
+        who(&server, &clerk_token).await.principal_id,
+        clerk.principal_id,
+        "the refusal changed nothing"
+    );
+    let taken = admin
+        .rotate_token(rotate(&clerk.principal_id, &clerk_sha))
+        .await
+        .expect_err("a rotation changes the token");
+    assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
+    let (next_token, next_sha) = own_token();
+    let rotated = admin
+        .rotate_token(rotate(&clerk.principal_id, &next_sha))
+        .await
+        .expect("rotated to the holder's new token")
+        .into_inner();
+    assert_eq!(rotated.token, "");
+    assert!(
+        who_fails(&server, &clerk_token).await,
+        "the old token is gone"
+    );
+    assert_eq!(
+        who(&server, &next_token).await.principal_id,
+        clerk.principal_id
+    );
+    // The clerk rotates its own token and is shown the new one; the clerk may not
+    // rotate anyone else's.
+    let mut own =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&next_token).await);
+    let mine = own
+        .rotate_token(rotate(&clerk.principal_id, ""))
+        .await
+        .expect("a principal rotates its own token")
+        .into_inner();
+    assert_eq!(mine.token.len(), 64);
+    assert!(who_fails(&server, &next_token).await);
+    assert_eq!(
+        who(&server, &mine.token).await.principal_id,
+        clerk.principal_id
+    );
+    let admin_id = who(&server, &server.admin_token).await.principal_id;
+    let denied = pb::principals_client::PrincipalsClient::new(server.channel_as(&mine.token).await)
+        .rotate_token(rotate(&admin_id, &own_token().1))
+        .await
+        .expect_err("another's token is the administrator's to rotate");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert!(!who_fails(&server, &server.admin_token).await);
+    // An auditor (no money role) may still be given a token the server draws.
+    let auditor = admin
+        .add_principal(add("审计", &[pb::Role::Auditor], ""))
+        .await
+        .expect("added")
+        .into_inner();
+    assert_eq!(auditor.token.len(), 64);
+    assert_eq!(
+        who(&server, &auditor.token).await.principal_id,
+        auditor.principal.expect("principal").principal_id
+    );
+    // A guessable token's hash is taken (the service never sees the token), but the
+    // token signs nobody in: only the generated shape does, refused like any unknown.
+    let weak_sha: String = {
+        use sha2::{Digest as _, Sha256};
+        Sha256::digest(b"1234")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    admin
+        .add_principal(add("弱口令", &[pb::Role::Clerk], &weak_sha))
+        .await
+        .expect("the hash is well-formed");
+    let unknown =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&"0".repeat(64)).await)
+            .who_am_i(pb::WhoAmIRequest {})
+            .await
+            .expect_err("unknown");
+    let weak = pb::principals_client::PrincipalsClient::new(server.channel_as("1234").await)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect_err("a guessable token signs nobody in");
+    assert_eq!(weak.code(), Code::Unauthenticated);
+    assert_eq!(weak.message(), unknown.message());
+    // All of it holds after a restart, from the journal.
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    assert_eq!(
+        who(&server, &mine.token).await.principal_id,
+        clerk.principal_id
+    );
+    assert!(who_fails(&server, &clerk_token).await);
     server.stop().await;
 }

@@ -327,3 +327,100 @@ async fn a_batch_item_asking_for_suspense_is_refused_by_name() {
     assert_eq!(balances(&mut cases, CASE_A).await.received, "1.00");
     server.stop().await;
 }
+
+/// A clerk of one court sends a batch with some items for another court's case (by
+/// case number or virtual account number) and one for a virtual account number that
+/// names nothing: those items alone are refused, PERMISSION_DENIED, the last two in the
+/// same words; the rest are recorded, and a retry answers the same.
+#[tokio::test]
+async fn items_outside_the_callers_courts_are_refused_one_by_one() {
+    use case_escrow::domain::{Role, VirtualAccountNumber};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut crew = ledger_with_two_cases(&server).await;
+    let mut specials = server.specials().await;
+    let other_special = open_special(&mut specials, "云0103").await;
+    const OTHER: &str = "（2024）云0103执1号";
+    let other_van = open_case(&mut crew, &other_special.special_account_id, OTHER)
+        .await
+        .virtual_account_number;
+    let own_van = crew
+        .get_case_account(pb::GetCaseAccountRequest {
+            account: Some(pb::get_case_account_request::Account::CaseNumber(
+                CASE_B.into(),
+            )),
+            as_of: None,
+        })
+        .await
+        .expect("read")
+        .into_inner()
+        .virtual_account_number;
+    let unknown_van = VirtualAccountNumber::issue(99_999, 123_456_789).to_string();
+    let by_van = |van: &str, amount: &str, bank_ref: &str| pb::RecordReceiptRequest {
+        account: Some(pb::record_receipt_request::Account::VirtualAccountNumber(
+            van.into(),
+        )),
+        ..receipt_request(CASE_A, amount, bank_ref)
+    };
+    let clerk = principal(&server, &[Role::Clerk], &["云0102"]).await;
+    let mut cases = pb::case_ledger_client::CaseLedgerClient::new(server.channel_as(&clerk).await);
+    let call = batch(vec![
+        receipt_request(CASE_A, "10.00", "S-0"),
+        receipt_request(OTHER, "1.00", "S-1"),
+        by_van(&other_van, "2.00", "S-2"),
+        by_van(&unknown_van, "3.00", "S-3"),
+        by_van(&own_van, "20.00", "S-4"),
+    ]);
+    let results = cases
+        .record_receipts(call.clone())
+        .await
+        .expect("the call is answered item by item")
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), 5);
+    sequence(&results[0]);
+    sequence(&results[4]);
+    for (i, result) in results.iter().enumerate().take(4).skip(1) {
+        let (code, message) = refusal(result);
+        assert_eq!(code, Code::PermissionDenied, "item {i}: {message}");
+        assert!(
+            message.starts_with(&format!("receipts[{i}]: ")),
+            "{message}"
+        );
+    }
+    // Another court's account and no account at all read alike.
+    let words = |i: usize, van: &str| {
+        refusal(&results[i])
+            .1
+            .replace(&format!("receipts[{i}]"), "receipts[_]")
+            .replace(van, "<van>")
+    };
+    assert_eq!(words(2, &other_van), words(3, &unknown_van));
+    assert!(
+        !words(2, &other_van).contains("云0103"),
+        "{}",
+        words(2, &other_van)
+    );
+    // The others were recorded; the other court's case got nothing.
+    assert_eq!(balances(&mut crew, CASE_A).await.received, "10.00");
+    assert_eq!(balances(&mut crew, CASE_B).await.received, "20.00");
+    assert_eq!(balances(&mut crew, OTHER).await.received, "0.00");
+    // A retry of the whole call answers the same, and writes nothing more.
+    let again = cases
+        .record_receipts(call)
+        .await
+        .expect("retry")
+        .into_inner()
+        .results;
+    assert_eq!(again, results);
+    assert_eq!(balances(&mut crew, CASE_A).await.received, "10.00");
+    // A principal who may read every court is told the unknown number names nothing.
+    let national = crew
+        .record_receipts(batch(vec![by_van(&unknown_van, "3.00", "S-5")]))
+        .await
+        .expect("answered")
+        .into_inner()
+        .results;
+    assert_eq!(refusal(&national[0]).0, Code::NotFound);
+    server.stop().await;
+}

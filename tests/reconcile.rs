@@ -427,14 +427,16 @@ async fn pay_id_of(l: &mut Ledger, n: u32) -> String {
 #[tokio::test]
 async fn overdue_disbursement() {
     let mut l = Ledger::start().await;
-    for n in 1..=5 {
+    for n in 1..=7 {
         l.open(n).await;
     }
     l.receive(1, "10.00", "R1", &day(-31)).await; // due yesterday
     l.receive(2, "10.00", "R2", &day(-30)).await; // near miss: due today
-    l.receive(3, "10.00", "R3", &day(-60)).await; // long held, but deferred
-    l.receive(4, "10.00", "R4", &day(-60)).await; // deferral ended today
+    l.receive(3, "10.00", "R3", &day(-60)).await; // long held, but deferred (approved)
+    l.receive(4, "10.00", "R4", &day(-60)).await; // approved deferral ended today
     l.receive(5, "10.00", "R5", &day(-60)).await; // paid out: nothing held
+    l.receive(6, "10.00", "R6", &day(-60)).await; // deferral recorded, never approved
+    l.receive(7, "10.00", "R7", &day(-60)).await; // deferral rejected
     pay(&mut l.cases, &case(5), "10.00", "P5").await;
     let defer = |n: u32| pb::RecordDeferralRequest {
         request_id: rid(),
@@ -443,25 +445,50 @@ async fn overdue_disbursement() {
         approval_ref: format!("暂缓审批{n}"),
         note: "参与分配".into(),
     };
-    l.cases.record_deferral(defer(3)).await.expect("deferral 3");
-    let d4 = l
-        .cases
-        .record_deferral(defer(4))
+    // The crew's clerk records, its approver (another principal) decides.
+    let mut deferrals = Vec::new();
+    for n in [3, 4, 6, 7] {
+        let d = l
+            .cases
+            .record_deferral(defer(n))
+            .await
+            .expect("deferral")
+            .into_inner();
+        assert!(!d.active, "a recorded deferral waits for approval");
+        deferrals.push(d.deferral_id);
+    }
+    let approve = |id: &str| pb::ApproveDeferralRequest {
+        request_id: rid(),
+        deferral_id: id.to_owned(),
+    };
+    for id in &deferrals[..2] {
+        let d = l
+            .cases
+            .approve_deferral(approve(id))
+            .await
+            .expect("approves");
+        assert!(d.into_inner().active);
+    }
+    l.cases
+        .reject_deferral(pb::RejectDeferralRequest {
+            request_id: rid(),
+            deferral_id: deferrals[3].clone(),
+            reason: "无分配方案".into(),
+        })
         .await
-        .expect("deferral 4")
-        .into_inner();
+        .expect("rejects");
     let ended = l
         .cases
         .end_deferral(pb::EndDeferralRequest {
             request_id: rid(),
-            deferral_id: d4.deferral_id.clone(),
+            deferral_id: deferrals[1].clone(),
         })
         .await
         .expect("ends")
         .into_inner();
     assert!(!ended.active);
     assert_eq!(ended.ended_on, day(0));
-    let rows: Vec<_> = (1..=5)
+    let rows: Vec<_> = (1..=7)
         .map(|n| row(n, "10.00", if n == 5 { "10.00" } else { "0" }))
         .collect();
     let run = l.case_flow(header(), rows.clone()).await;
@@ -469,6 +496,17 @@ async fn overdue_disbursement() {
     for n in 2..=5 {
         assert_eq!(run.kinds(&case(n)), Vec::<K>::new(), "case {n}");
     }
+    // Near misses of the deferral: one that waits for approval, or was rejected,
+    // holds nothing back.
+    assert_eq!(run.kinds(&case(6)), vec![K::OverdueDisbursement]);
+    assert_eq!(run.kinds(&case(7)), vec![K::OverdueDisbursement]);
+    // Approved late, case 6's deferral holds its money back from then on.
+    l.cases
+        .approve_deferral(approve(&deferrals[2]))
+        .await
+        .expect("approves");
+    let run = l.case_flow(header(), rows.clone()).await;
+    assert_eq!(run.kinds(&case(6)), Vec::<K>::new());
     // Ten days after the deferral ended, case 4 is due; on the eleventh it is late.
     let later = |d: i64| pb::CaseFlowHeader {
         as_of: day(d),

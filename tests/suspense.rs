@@ -258,16 +258,33 @@ async fn unmatched_money_goes_to_suspense_and_out_again() {
     server.stop().await;
 }
 
+/// The principal id of a token.
+async fn whoami(server: &TestServer, token: &str) -> String {
+    pb::principals_client::PrincipalsClient::new(server.channel_as(token).await)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .expect("who am i")
+        .into_inner()
+        .principal_id
+}
+
 #[tokio::test]
-async fn deferrals_start_and_end_once() {
+async fn a_deferral_waits_for_an_approver_then_ends_once() {
+    use case_escrow::domain::Role;
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(dir.path()).await;
     let mut specials = server.specials().await;
-    let mut cases = server.cases().await;
     let special = open_special(&mut specials, "云0102")
         .await
         .special_account_id;
-    open_case(&mut cases, &special, CASE).await;
+    // A case officer who is also an approver: four eyes still keeps it from approving
+    // its own deferral.
+    let both = principal(&server, &[Role::Clerk, Role::Approver], &["云0102"]).await;
+    let approver = principal(&server, &[Role::Approver], &["云0102"]).await;
+    let mut clerk = pb::case_ledger_client::CaseLedgerClient::new(server.channel_as(&both).await);
+    let mut other =
+        pb::case_ledger_client::CaseLedgerClient::new(server.channel_as(&approver).await);
+    open_case(&mut server.cases().await, &special, CASE).await;
     let request = pb::RecordDeferralRequest {
         request_id: rid(),
         case_number: CASE.into(),
@@ -275,31 +292,89 @@ async fn deferrals_start_and_end_once() {
         approval_ref: "暂缓审批2024-1".into(),
         note: "另案冻结".into(),
     };
-    let d = cases
+    let d = clerk
         .record_deferral(request.clone())
         .await
         .expect("deferral")
         .into_inner();
-    assert!(d.active);
-    assert_eq!(d.started_on, day(0));
+    assert!(!d.active, "{d:?}");
+    assert_eq!(d.state(), pb::DeferralState::PendingApproval);
+    assert_eq!(d.started_on, "");
+    assert_eq!(d.recorded_by, whoami(&server, &both).await);
+    assert_eq!(d.approved_by, "");
     // A retry is the same deferral.
-    let retried = cases
-        .record_deferral(request)
+    let retried = clerk
+        .record_deferral(request.clone())
         .await
         .expect("retry")
         .into_inner();
     assert_eq!(retried, d);
+    // Not yet approved: it cannot end, and its recorder may not approve it.
     let end = pb::EndDeferralRequest {
         request_id: rid(),
         deferral_id: d.deferral_id.clone(),
     };
-    let ended = cases
+    let early = clerk.end_deferral(end.clone()).await.expect_err("pending");
+    assert_eq!(early.code(), Code::FailedPrecondition, "{early:?}");
+    assert!(early.message().contains("awaits"), "{early:?}");
+    let own = clerk
+        .approve_deferral(pb::ApproveDeferralRequest {
+            request_id: rid(),
+            deferral_id: d.deferral_id.clone(),
+        })
+        .await
+        .expect_err("four eyes");
+    assert_eq!(own.code(), Code::PermissionDenied, "{own:?}");
+    assert!(own.message().contains("four eyes"), "{own:?}");
+    let approve = pb::ApproveDeferralRequest {
+        request_id: rid(),
+        deferral_id: d.deferral_id.clone(),
+    };
+    let approved = other
+        .approve_deferral(approve.clone())
+        .await
+        .expect("another approver approves")
+        .into_inner();
+    assert!(approved.active);
+    assert_eq!(approved.state(), pb::DeferralState::Active);
+    assert_eq!(approved.approved_by, whoami(&server, &approver).await);
+    assert!(approved.approved_at.is_some());
+    assert_eq!(approved.started_on, day(0));
+    assert!(approved.sequence > d.sequence);
+    // Retries answer as the first time, even after the deferral moved on.
+    assert_eq!(
+        other
+            .approve_deferral(approve.clone())
+            .await
+            .expect("retry")
+            .into_inner(),
+        approved
+    );
+    assert_eq!(
+        clerk
+            .record_deferral(request)
+            .await
+            .expect("retry")
+            .into_inner(),
+        d
+    );
+    let twice = other
+        .approve_deferral(pb::ApproveDeferralRequest {
+            request_id: rid(),
+            ..approve
+        })
+        .await
+        .expect_err("approved once");
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+    let ended = clerk
         .end_deferral(end.clone())
         .await
         .expect("ends")
         .into_inner();
     assert!(!ended.active);
-    let again = cases
+    assert_eq!(ended.state(), pb::DeferralState::Ended);
+    assert_eq!(ended.approved_by, approved.approved_by);
+    let again = clerk
         .end_deferral(pb::EndDeferralRequest {
             request_id: rid(),
             ..end
@@ -307,7 +382,7 @@ async fn deferrals_start_and_end_once() {
         .await
         .expect_err("ends once");
     assert_eq!(again.code(), Code::FailedPrecondition);
-    let got = cases
+    let got = clerk
         .get_deferral(pb::GetDeferralRequest {
             deferral_id: d.deferral_id.clone(),
         })
@@ -315,7 +390,86 @@ async fn deferrals_start_and_end_once() {
         .expect("get")
         .into_inner();
     assert_eq!(got, ended);
-    drop((specials, cases));
+    // A rejected deferral: it needs a reason, and then it is over.
+    let second = clerk
+        .record_deferral(pb::RecordDeferralRequest {
+            request_id: rid(),
+            case_number: CASE.into(),
+            reason: pb::DeferralReason::Other as i32,
+            approval_ref: "暂缓审批2024-2".into(),
+            note: String::new(),
+        })
+        .await
+        .expect("second deferral")
+        .into_inner();
+    let no_reason = other
+        .reject_deferral(pb::RejectDeferralRequest {
+            request_id: rid(),
+            deferral_id: second.deferral_id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .expect_err("a rejection names its reason");
+    refused_naming(&no_reason, Code::InvalidArgument, "reason");
+    let rejected = other
+        .reject_deferral(pb::RejectDeferralRequest {
+            request_id: rid(),
+            deferral_id: second.deferral_id.clone(),
+            reason: "无冻结文书".into(),
+        })
+        .await
+        .expect("rejected")
+        .into_inner();
+    assert!(!rejected.active);
+    assert_eq!(rejected.state(), pb::DeferralState::Rejected);
+    assert_eq!(rejected.rejected_by, whoami(&server, &approver).await);
+    assert_eq!(rejected.rejection_reason, "无冻结文书");
+    assert_eq!(rejected.started_on, "");
+    for refused in [
+        other
+            .approve_deferral(pb::ApproveDeferralRequest {
+                request_id: rid(),
+                deferral_id: second.deferral_id.clone(),
+            })
+            .await
+            .expect_err("rejected"),
+        clerk
+            .end_deferral(pb::EndDeferralRequest {
+                request_id: rid(),
+                deferral_id: second.deferral_id.clone(),
+            })
+            .await
+            .expect_err("rejected"),
+    ] {
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+        assert!(refused.message().contains("rejected"), "{refused:?}");
+    }
+    // The statement lists each step.
+    let kinds: Vec<pb::EntryKind> = clerk
+        .list_entries(pb::ListEntriesRequest {
+            case_number: CASE.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("statement")
+        .into_inner()
+        .entries
+        .iter()
+        .map(|e| e.kind())
+        .filter(|k| k.as_str_name().contains("DEFERRAL"))
+        .collect();
+    use pb::EntryKind as K;
+    assert_eq!(
+        kinds,
+        vec![
+            K::DeferralRequested,
+            K::DeferralApproved,
+            K::DeferralEnded,
+            K::DeferralRequested,
+            K::DeferralRejected
+        ]
+    );
+    drop((specials, clerk, other));
     server.stop().await;
 }
 
@@ -449,6 +603,23 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
         .end_deferral(pb::EndDeferralRequest {
             request_id: rid(),
             deferral_id: "0192f0c4-7b7e-7c1a-9c5e-2f7c1b0c9a11".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(refused.code(), Code::NotFound);
+    let refused = cases
+        .approve_deferral(pb::ApproveDeferralRequest {
+            request_id: rid(),
+            deferral_id: "nope".into(),
+        })
+        .await
+        .expect_err("bad id");
+    refused_naming(&refused, Code::InvalidArgument, "deferral_id");
+    let refused = cases
+        .reject_deferral(pb::RejectDeferralRequest {
+            request_id: rid(),
+            deferral_id: "0192f0c4-7b7e-7c1a-9c5e-2f7c1b0c9a11".into(),
+            reason: "无".into(),
         })
         .await
         .expect_err("unknown");

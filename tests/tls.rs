@@ -208,6 +208,8 @@ async fn mutual_tls_maps_a_registered_client_certificate_to_its_principal() {
         .await
         .expect("added")
         .into_inner();
+    // A clerk signs in by its certificate: the administrator is shown no token.
+    assert_eq!(added.token, "");
     let clerk = added.principal.expect("principal");
     assert_eq!(clerk.client_cert_sha256, clerk_leaf.sha256_hex);
 

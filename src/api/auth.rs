@@ -16,7 +16,7 @@ use tonic::server::NamedService;
 use tonic::Status;
 use uuid::Uuid;
 
-use crate::domain::principal::token_hash;
+use crate::domain::principal::{legacy_token_hash, token_sha256};
 use crate::domain::PrincipalState;
 
 use super::authz::{self, Caller};
@@ -91,11 +91,17 @@ impl Directory {
         }
     }
 
+    /// A principal whose token hash is either form: the SHA-256 kept since holders
+    /// bring their own tokens, or the older hash of principals journaled before.
     fn by_token(&self, token: &str) -> Option<Arc<PrincipalState>> {
-        let hash = token_hash(token);
+        if !generated_shape(token) {
+            return None;
+        }
+        let hashes = [token_sha256(token), legacy_token_hash(token)];
         self.read(|m| {
-            m.by_token
-                .get(&hash)
+            hashes
+                .iter()
+                .find_map(|h| m.by_token.get(h))
                 .and_then(|id| m.principals.get(id))
                 .cloned()
         })
@@ -186,7 +192,23 @@ fn bearer(value: &http::HeaderValue) -> Result<&str, Status> {
     Ok(token)
 }
 
-/// A fresh bearer token: 32 random bytes as 64 hex digits.
+/// Whether a token has the shape every token is drawn in ([`new_token`], `principal
+/// new-token`): exactly 64 lowercase hex digits. A holder who brings its own token
+/// gives the service only its hash, so it could register the hash of a guessable
+/// one ("1234"), which its fast, unsalted SHA-256 in the journal would then give
+/// away. The service sees the token at every call, so it takes no other shape, and
+/// refuses the others as it refuses an unknown token (no hint why).
+pub fn generated_shape(token: &str) -> bool {
+    token.len() == TOKEN_HEX_DIGITS
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// 32 random bytes.
+const TOKEN_HEX_DIGITS: usize = 64;
+
+/// A fresh bearer token: 32 random bytes as 64 lowercase hex digits.
 pub fn new_token() -> Result<String, Status> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| {
@@ -286,11 +308,16 @@ mod tests {
             supervises: Vec::new(),
             approval_level: 1,
             enabled,
-            token_hash: token_hash(token),
+            token_hash: token_sha256(token),
             cert_sha256: None,
             created_sequence: 1,
             changed_sequence: changed,
         }
+    }
+
+    /// A token of the generated shape, told apart by `n`.
+    fn tok(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
     }
 
     fn bearer_headers(token: &str) -> http::HeaderMap {
@@ -307,27 +334,76 @@ mod tests {
     #[test]
     fn an_older_snapshot_arriving_last_is_ignored() {
         let id = Uuid::now_v7();
-        let d = Directory::new(vec![principal(id, "first", true, 1)]);
-        d.refresh(principal(id, "second", false, 3));
-        d.refresh(principal(id, "second", true, 2));
-        let refused = d.authenticate(&bearer_headers("second"), None);
+        let (first, second, third) = (tok(1), tok(2), tok(3));
+        let d = Directory::new(vec![principal(id, &first, true, 1)]);
+        d.refresh(principal(id, &second, false, 3));
+        d.refresh(principal(id, &second, true, 2));
+        let refused = d.authenticate(&bearer_headers(&second), None);
         assert_eq!(
             refused.map(|p| p.enabled).map_err(|s| s.code()),
             Err(tonic::Code::Unauthenticated)
         );
-        assert!(d.authenticate(&bearer_headers("first"), None).is_err());
+        assert!(d.authenticate(&bearer_headers(&first), None).is_err());
         // A newer snapshot still applies.
-        d.refresh(principal(id, "third", false, 4));
-        assert!(d.authenticate(&bearer_headers("second"), None).is_err());
-        assert!(d.authenticate(&bearer_headers("third"), None).is_err());
+        d.refresh(principal(id, &third, false, 4));
+        assert!(d.authenticate(&bearer_headers(&second), None).is_err());
+        assert!(d.authenticate(&bearer_headers(&third), None).is_err());
+    }
+
+    /// Principals journaled before tokens were kept as their plain SHA-256 still sign
+    /// in with the hash they were stored under.
+    #[test]
+    fn a_token_stored_under_the_older_hash_still_signs_in() {
+        let id = Uuid::now_v7();
+        let older = tok(7);
+        let mut p = principal(id, &older, true, 1);
+        p.token_hash = legacy_token_hash(&older);
+        let d = Directory::new(vec![p]);
+        let found = d.authenticate(&bearer_headers(&older), None);
+        assert_eq!(found.map(|p| p.id).map_err(|s| s.code()), Ok(id));
+        assert!(d.authenticate(&bearer_headers(&tok(8)), None).is_err());
     }
 
     #[test]
     fn a_newer_snapshot_replaces_the_token() {
         let id = Uuid::now_v7();
-        let d = Directory::new(vec![principal(id, "first", true, 1)]);
-        d.refresh(principal(id, "second", true, 2));
-        assert!(d.authenticate(&bearer_headers("first"), None).is_err());
-        assert!(d.authenticate(&bearer_headers("second"), None).is_ok());
+        let (first, second) = (tok(1), tok(2));
+        let d = Directory::new(vec![principal(id, &first, true, 1)]);
+        d.refresh(principal(id, &second, true, 2));
+        assert!(d.authenticate(&bearer_headers(&first), None).is_err());
+        assert!(d.authenticate(&bearer_headers(&second), None).is_ok());
+    }
+
+    /// A principal registered with the hash of a guessable token never signs in with
+    /// it, and is refused in the words an unknown token gets.
+    #[test]
+    fn only_tokens_of_the_generated_shape_sign_in() {
+        let d = Directory::default();
+        for (n, token) in [
+            "1234",
+            &tok(0xab).to_uppercase(),
+            &tok(2)[1..],
+            &format!("{}0", tok(3)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            d.refresh(principal(Uuid::now_v7(), token, true, n as u64 + 1));
+            let refused = d
+                .authenticate(&bearer_headers(token), None)
+                .expect_err("not the generated shape");
+            let unknown = d
+                .authenticate(&bearer_headers(&tok(9)), None)
+                .expect_err("unknown");
+            assert_eq!(
+                (refused.code(), refused.message()),
+                (unknown.code(), unknown.message()),
+                "{token}"
+            );
+        }
+        let fresh = new_token().unwrap_or_default();
+        assert!(generated_shape(&fresh), "{fresh}");
+        d.refresh(principal(Uuid::now_v7(), &fresh, true, 9));
+        assert!(d.authenticate(&bearer_headers(&fresh), None).is_ok());
     }
 }

@@ -479,4 +479,20 @@ impl CaseLedger for CaseLedgerService {
         authz::check(&request, &self.store.reads)?;
         self.get_deferral_(request.into_inner())
     }
+
+    async fn approve_deferral(
+        &self,
+        request: Request<pb::ApproveDeferralRequest>,
+    ) -> Answer<pb::Deferral> {
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
+        self.approve_deferral_(&who, r).await
+    }
+
+    async fn reject_deferral(
+        &self,
+        request: Request<pb::RejectDeferralRequest>,
+    ) -> Answer<pb::Deferral> {
+        let (who, r) = authz::authorize(request, &self.store.reads)?;
+        self.reject_deferral_(&who, r).await
+    }
 }

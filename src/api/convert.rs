@@ -10,7 +10,8 @@ use crate::domain::{
     VirtualAccountNumber,
 };
 use crate::domain::{
-    Account, DeferralReason, DeferralState, Posting, UnidentifiedReceiptState, UnidentifiedStatus,
+    Account, DeferralReason, DeferralState, DeferralStatus, Posting, UnidentifiedReceiptState,
+    UnidentifiedStatus,
 };
 
 use super::pb;
@@ -562,6 +563,37 @@ pub fn entry(e: &Entry, case: Option<(&CaseNumber, Balances)>) -> pb::Entry {
             out.case_number = case_number.to_string();
             K::DeferralEnded
         }
+        Op::DeferralRequested {
+            deferral_id,
+            case_number,
+            note,
+            ..
+        } => {
+            out.deferral_id = deferral_id.to_string();
+            out.case_number = case_number.to_string();
+            out.memo = note.to_string();
+            K::DeferralRequested
+        }
+        Op::DeferralApproved {
+            deferral_id,
+            case_number,
+            ..
+        } => {
+            out.deferral_id = deferral_id.to_string();
+            out.case_number = case_number.to_string();
+            K::DeferralApproved
+        }
+        Op::DeferralRejected {
+            deferral_id,
+            case_number,
+            reason,
+            ..
+        } => {
+            out.deferral_id = deferral_id.to_string();
+            out.case_number = case_number.to_string();
+            out.memo = reason.to_string();
+            K::DeferralRejected
+        }
         // The principal's id goes in memo; its token hash is never shown.
         Op::PrincipalAdded {
             principal_id, name, ..
@@ -671,17 +703,24 @@ pub fn unidentified_at(u: &UnidentifiedReceiptState, sequence: u64) -> pb::Unide
     out
 }
 
-/// A deferral as it stood after entry `sequence`.
+/// A deferral as it stood after entry `sequence` (`u64::MAX`: now), so a retried
+/// request gets the answer it got the first time.
 pub fn deferral_at(d: &DeferralState, sequence: u64) -> pb::Deferral {
-    let ended = d.ended_sequence.is_some_and(|s| s <= sequence);
+    use pb::DeferralState as P;
+    let status = d.status_at(sequence);
+    let decision = d.decision.as_ref().filter(|x| x.sequence <= sequence);
+    let approval = decision.filter(|x| x.approved);
+    let rejection = decision.filter(|x| !x.approved);
+    let ended = status == DeferralStatus::Ended;
+    let id = |p: Option<Uuid>| p.map(|p| p.to_string()).unwrap_or_default();
     pb::Deferral {
         deferral_id: d.id.to_string(),
         case_number: d.case_number.to_string(),
         reason: deferral_reason_to_pb(d.reason) as i32,
         approval_ref: d.approval_ref.to_string(),
         note: d.note.to_string(),
-        active: !ended,
-        started_on: d.started_on.to_string(),
+        active: status == DeferralStatus::Active,
+        started_on: approval.map(|a| a.on.to_string()).unwrap_or_default(),
         ended_on: if ended {
             d.ended_on.map(|e| e.to_string()).unwrap_or_default()
         } else {
@@ -693,10 +732,21 @@ pub fn deferral_at(d: &DeferralState, sequence: u64) -> pb::Deferral {
         } else {
             None
         },
-        sequence: if ended {
-            d.ended_sequence.unwrap_or(d.recorded_sequence)
-        } else {
-            d.recorded_sequence
+        sequence: match status {
+            DeferralStatus::Ended => d.ended_sequence.unwrap_or(d.recorded_sequence),
+            _ => decision.map_or(d.recorded_sequence, |x| x.sequence),
         },
+        state: match status {
+            DeferralStatus::PendingApproval => P::PendingApproval,
+            DeferralStatus::Active => P::Active,
+            DeferralStatus::Rejected => P::Rejected,
+            DeferralStatus::Ended => P::Ended,
+        } as i32,
+        recorded_by: id(d.recorded_by),
+        approved_by: id(approval.and_then(|a| a.by)),
+        approved_at: approval.map(|a| timestamp(a.at)),
+        rejected_by: id(rejection.and_then(|r| r.by)),
+        rejected_at: rejection.map(|r| timestamp(r.at)),
+        rejection_reason: rejection.map(|r| r.reason.to_string()).unwrap_or_default(),
     }
 }

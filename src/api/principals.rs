@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::principal::{token_hash, APPROVAL_LEVEL_MAX, SCOPES_MAX};
+use crate::domain::principal::{token_sha256, APPROVAL_LEVEL_MAX, SCOPES_MAX};
 use crate::domain::{text::len, CourtCode, DomainError, PrincipalState, Role};
 use crate::ledger::{self, Command, Fault, State};
 use crate::store::StoreHandle;
@@ -46,7 +46,7 @@ fn role_to_pb(role: Role) -> pb::Role {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -98,8 +98,22 @@ fn courts(field: &str, codes: &[String]) -> Result<Vec<CourtCode>, Status> {
     Ok(out)
 }
 
-/// The command AddPrincipal submits, with the token it will show once.
-pub fn add_command(r: &pb::AddPrincipalRequest, token: &str) -> Result<Command, Status> {
+/// Why an administrator is never shown the token of a principal that handles money.
+const BRING_YOUR_OWN: &str = "its holder generates a token on their own machine (`case-escrow principal new-token`) and hands over only its SHA-256, so that no administrator ever holds a token that moves money";
+
+/// The token a request sets: the hash its holder brought (`token_sha256`), or one
+/// drawn here, which the answer shows once if `show` (else nobody ever sees it).
+fn token(brought: Option<[u8; 32]>, show: bool) -> Result<([u8; 32], Option<String>), Status> {
+    if let Some(hash) = brought {
+        return Ok((hash, None));
+    }
+    let token = new_token()?;
+    Ok((token_sha256(&token), show.then_some(token)))
+}
+
+/// The command AddPrincipal submits, and the token to show once, if the server drew
+/// one to show.
+pub fn add_command(r: &pb::AddPrincipalRequest) -> Result<(Command, Option<String>), Status> {
     if r.roles.is_empty() {
         return Err(Status::invalid_argument(
             "roles: at least one role is required",
@@ -119,6 +133,12 @@ pub fn add_command(r: &pb::AddPrincipalRequest, token: &str) -> Result<Command, 
         }
     }
     roles.sort();
+    let handles_money = roles.iter().any(|r| r.handles_money());
+    if handles_money && roles.contains(&Role::Admin) {
+        return Err(Status::invalid_argument(
+            "roles: an administrator may not also be clerk, approver or finance (separation of duties): whoever manages principals could otherwise move money, or act as two people",
+        ));
+    }
     let courts_ = courts("court_scopes", &r.court_scopes)?;
     let supervises = courts("supervised_scopes", &r.supervised_scopes)?;
     if courts_.is_empty() && supervises.is_empty() {
@@ -135,15 +155,29 @@ pub fn add_command(r: &pb::AddPrincipalRequest, token: &str) -> Result<Command, 
         }
         n => n as u8,
     };
-    Ok(Command::AddPrincipal {
-        name: cv::required("name", &r.name, len::NAME)?,
-        roles,
-        courts: courts_,
-        supervises,
-        approval_level: level,
-        token_hash: token_hash(token),
-        cert_sha256: parse_sha256("client_cert_sha256", &r.client_cert_sha256)?,
-    })
+    let name = cv::required("name", &r.name, len::NAME)?;
+    let cert_sha256 = parse_sha256("client_cert_sha256", &r.client_cert_sha256)?;
+    let brought = parse_sha256("token_sha256", &r.token_sha256)?;
+    if handles_money && brought.is_none() && cert_sha256.is_none() {
+        return Err(Status::invalid_argument(format!(
+            "token_sha256: required (or client_cert_sha256) for a principal with the role clerk, approver or finance: {BRING_YOUR_OWN}"
+        )));
+    }
+    // A principal that handles money and signs in only by certificate still gets a
+    // token hash: one drawn here and shown to nobody.
+    let (token_hash, shown) = token(brought, !handles_money)?;
+    Ok((
+        Command::AddPrincipal {
+            name,
+            roles,
+            courts: courts_,
+            supervises,
+            approval_level: level,
+            token_hash,
+            cert_sha256,
+        },
+        shown,
+    ))
 }
 
 impl PrincipalsService {
@@ -205,15 +239,13 @@ pub async fn bootstrap(
     // exists whose token nobody has. A crash in between leaves a token that names no
     // one; the next start, finding still no principal, replaces it.
     write_token_file(data_dir, &path, &token)?;
-    let command = add_command(
-        &pb::AddPrincipalRequest {
-            name: "admin".into(),
-            roles: vec![pb::Role::Admin as i32],
-            court_scopes: vec!["最高法".into()],
-            ..Default::default()
-        },
-        &token,
-    )
+    let (command, _) = add_command(&pb::AddPrincipalRequest {
+        name: "admin".into(),
+        roles: vec![pb::Role::Admin as i32],
+        court_scopes: vec!["最高法".into()],
+        token_sha256: hex(&token_sha256(&token)),
+        ..Default::default()
+    })
     .map_err(|s| s.message().to_owned())?;
     let request = ledger::Request {
         id: cv::request_id(&format!("bootstrap-admin-{}", Uuid::now_v7()))
@@ -235,6 +267,24 @@ pub async fn bootstrap(
 }
 
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// The answer of AddPrincipal and RotateToken. A token drawn now that is not the one
+/// stored means the request id had been used: a retry cannot show a token again.
+fn answer(
+    p: PrincipalState,
+    shown: Option<String>,
+    request_id: String,
+) -> Result<Response<pb::PrincipalWithToken>, Status> {
+    if let Some(token) = &shown {
+        if p.token_hash != token_sha256(token) {
+            return Err(DomainError::RequestIdReused { request_id }.into());
+        }
+    }
+    Ok(Response::new(pb::PrincipalWithToken {
+        principal: Some(principal_pb(&p)),
+        token: shown.unwrap_or_default(),
+    }))
+}
 
 /// Writes the token under a fresh name (created exclusively, mode 0600, so nothing
 /// already there, not even a symbolic link, is followed or reused), then renames it
@@ -277,21 +327,10 @@ impl Principals for PrincipalsService {
     ) -> Result<Response<pb::PrincipalWithToken>, Status> {
         let who = authz::check(&request, &self.store.reads)?;
         let r = request.into_inner();
-        let token = new_token()?;
-        let command = add_command(&r, &token)?;
+        let (command, shown) = add_command(&r)?;
         let sequence = self.submit(Some(who.id), &r.request_id, command).await?;
         let p = self.committed(sequence)?;
-        if p.token_hash != token_hash(&token) {
-            // The request id had been used: the token drawn now is not the stored one.
-            return Err(DomainError::RequestIdReused {
-                request_id: r.request_id,
-            }
-            .into());
-        }
-        Ok(Response::new(pb::PrincipalWithToken {
-            principal: Some(principal_pb(&p)),
-            token,
-        }))
+        answer(p, shown, r.request_id)
     }
 
     async fn disable_principal(
@@ -312,25 +351,30 @@ impl Principals for PrincipalsService {
         &self,
         request: Request<pb::RotateTokenRequest>,
     ) -> Result<Response<pb::PrincipalWithToken>, Status> {
-        let who = authz::check(&request, &self.store.reads)?;
+        let (who, target) = authz::check_rotate(&request, &self.store.reads)?;
         let r = request.into_inner();
-        let token = new_token()?;
+        let brought = parse_sha256("token_sha256", &r.token_sha256)?;
+        // Only a principal rotating its own token may have the server draw one for a
+        // role that handles money: shown to anyone else, it would let one person act
+        // as two. (Roles never change once added, so reading them here is not racy.)
+        if brought.is_none() && target != who.id {
+            if let Some(p) = self.store.reads.principal(target)? {
+                if p.handles_money() {
+                    return Err(Status::invalid_argument(format!(
+                        "token_sha256: required to rotate the token of principal {}, which has the role clerk, approver or finance: {BRING_YOUR_OWN} (a principal may also rotate its own token)",
+                        p.name
+                    )));
+                }
+            }
+        }
+        let (token_hash, shown) = token(brought, true)?;
         let command = Command::RotateToken {
-            principal_id: cv::id("principal_id", &r.principal_id)?,
-            token_hash: token_hash(&token),
+            principal_id: target,
+            token_hash,
         };
         let sequence = self.submit(Some(who.id), &r.request_id, command).await?;
         let p = self.committed(sequence)?;
-        if p.token_hash != token_hash(&token) {
-            return Err(DomainError::RequestIdReused {
-                request_id: r.request_id,
-            }
-            .into());
-        }
-        Ok(Response::new(pb::PrincipalWithToken {
-            principal: Some(principal_pb(&p)),
-            token,
-        }))
+        answer(p, shown, r.request_id)
     }
 
     async fn get_principal(

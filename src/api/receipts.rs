@@ -65,26 +65,28 @@ fn request(caller: &Caller, r: &pb::RecordReceiptRequest) -> Result<ledger::Requ
     })
 }
 
-/// The whole call is refused if any item names a case outside the caller's courts:
-/// an importer sending another court's receipts is misconfigured, and half a batch
-/// recorded would be harder to put right than none. (Malformed items are left to
-/// their own item errors.)
-fn within_scope(
+/// Each item's scope refusal, if any. An item naming a case outside the caller's
+/// courts, or a virtual account number that names nothing, is refused on its own
+/// (PERMISSION_DENIED, worded alike for both, so that no item tells whether another
+/// court's account exists) and the others are recorded: a bank's day of notifications
+/// for the special account often carries a few that are not this court's, and they
+/// must not hold up the rest. To a caller who may read every court an unknown number
+/// is the ledger's NOT_FOUND instead. (Malformed items get their own item errors.)
+fn scope_refusals(
     store: &StoreHandle,
     caller: &Caller,
     items: &[pb::RecordReceiptRequest],
-) -> Result<(), Status> {
-    for (i, item) in items.iter().enumerate() {
-        match item.scopes(&store.reads) {
-            Ok(scopes) => authz::within(caller, &scopes)
-                .map_err(|s| Status::new(s.code(), format!("receipts[{i}]: {}", s.message())))?,
-            // A malformed item gets its own item error below.
-            Err(s) if s.code() == Code::InvalidArgument => {}
+) -> Result<Vec<Option<Status>>, Status> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(match item.scopes(&store.reads) {
+            Ok(scopes) => authz::within(caller, &scopes).err(),
+            Err(s) if s.code() == Code::InvalidArgument => None,
             // A fault of the store must not let an item through unchecked.
             Err(s) => return Err(s),
-        }
+        });
     }
-    Ok(())
+    Ok(out)
 }
 
 /// A refusal of item `i`, its field names prefixed so the client knows which item and
@@ -130,12 +132,16 @@ pub(super) async fn record_receipts(
         }
         _ => {}
     }
-    within_scope(store, caller, &r.receipts)?;
-    // Malformed items are answered here and never reach the writer; the rest go to it
-    // together, and their outcomes are put back in place.
+    let refusals = scope_refusals(store, caller, &r.receipts)?;
+    // Items out of scope or malformed are answered here and never reach the writer;
+    // the rest go to it together, and their outcomes are put back in place.
     let mut results: Vec<Option<pb::ReceiptResult>> = Vec::with_capacity(r.receipts.len());
     let mut valid = Vec::with_capacity(r.receipts.len());
-    for (i, item) in r.receipts.iter().enumerate() {
+    for (i, (item, refused)) in r.receipts.iter().zip(refusals).enumerate() {
+        if let Some(status) = refused {
+            results.push(Some(item_error(i, &status)));
+            continue;
+        }
         match request(caller, item) {
             Ok(req) => {
                 valid.push(req);

@@ -24,9 +24,11 @@ fn receipt_id_of(entry: &Entry) -> Result<Uuid, Status> {
 
 fn deferral_id_of(entry: &Entry) -> Result<Uuid, Status> {
     match &entry.op {
-        Op::DeferralRecorded { deferral_id, .. } | Op::DeferralEnded { deferral_id, .. } => {
-            Ok(*deferral_id)
-        }
+        Op::DeferralRecorded { deferral_id, .. }
+        | Op::DeferralRequested { deferral_id, .. }
+        | Op::DeferralApproved { deferral_id, .. }
+        | Op::DeferralRejected { deferral_id, .. }
+        | Op::DeferralEnded { deferral_id, .. } => Ok(*deferral_id),
         _ => Err(error::fault(Fault(format!(
             "entry {} is no deferral step",
             entry.sequence
@@ -224,6 +226,29 @@ impl CaseLedgerService {
     ) -> Answer<pb::Deferral> {
         let command = Command::EndDeferral {
             deferral_id: cv::id("deferral_id", &r.deferral_id)?,
+        };
+        self.deferral_step(who, &r.request_id, command).await
+    }
+
+    pub(super) async fn approve_deferral_(
+        &self,
+        who: &PrincipalState,
+        r: pb::ApproveDeferralRequest,
+    ) -> Answer<pb::Deferral> {
+        let command = Command::ApproveDeferral {
+            deferral_id: cv::id("deferral_id", &r.deferral_id)?,
+        };
+        self.deferral_step(who, &r.request_id, command).await
+    }
+
+    pub(super) async fn reject_deferral_(
+        &self,
+        who: &PrincipalState,
+        r: pb::RejectDeferralRequest,
+    ) -> Answer<pb::Deferral> {
+        let command = Command::RejectDeferral {
+            deferral_id: cv::id("deferral_id", &r.deferral_id)?,
+            reason: cv::required("reason", &r.reason, len::REASON)?,
         };
         self.deferral_step(who, &r.request_id, command).await
     }

@@ -124,7 +124,16 @@ pub fn admin_bearer(data_dir: &Path) -> Result<Bearer, String> {
     Bearer::new(&admin_token(data_dir)?)
 }
 
-/// Registers a principal, as the administrator, and answers its token.
+/// A fresh token, drawn as the server draws its own, and its SHA-256 in hex: what
+/// `principal new-token` prints. The holder keeps the token and hands over the hash.
+pub fn new_token() -> Result<(String, String), String> {
+    let token = crate::api::auth::new_token().map_err(|s| s.message().to_owned())?;
+    let sha256 = crate::api::principals::hex(&crate::domain::principal::token_sha256(&token));
+    Ok((token, sha256))
+}
+
+/// Registers a principal, as the administrator, with a token drawn here (its holder's
+/// own: the administrator is given only its hash), and answers that token.
 pub async fn add_principal(
     channel: Channel,
     admin: Bearer,
@@ -140,19 +149,20 @@ pub async fn add_principal(
         Role::Admin => pb::Role::Admin as i32,
         Role::Auditor => pb::Role::Auditor as i32,
     };
+    let (token, sha256) = new_token()?;
     let mut client = pb::principals_client::PrincipalsClient::with_interceptor(channel, admin);
-    let added = client
+    client
         .add_principal(pb::AddPrincipalRequest {
             request_id: format!("add-{name}"),
             name: name.to_owned(),
             roles: roles.iter().map(role).collect(),
             court_scopes: courts.iter().map(|c| (*c).to_owned()).collect(),
             approval_level: u32::from(crate::domain::principal::APPROVAL_LEVEL_MAX),
+            token_sha256: sha256,
             ..Default::default()
         })
-        .await?
-        .into_inner();
-    Ok(added.token)
+        .await?;
+    Ok(token)
 }
 
 /// A clerk, an approver (of the highest level) and a finance officer in `courts`,

@@ -336,17 +336,29 @@ pub fn unidentified_json(u: &pb::UnidentifiedReceipt) -> Value {
     })
 }
 
+pub fn deferral_state(k: i32) -> String {
+    pb::DeferralState::try_from(k)
+        .map_or(k.to_string(), |k| short(k.as_str_name(), "DEFERRAL_STATE_"))
+}
+
 pub fn deferral_json(d: &pb::Deferral) -> Value {
     json!({
         "deferral_id": d.deferral_id,
         "case_number": d.case_number,
         "reason": deferral_reason(d.reason),
+        "state": deferral_state(d.state),
         "approval_ref": d.approval_ref,
         "note": d.note,
         "active": d.active,
         "started_on": d.started_on,
         "ended_on": d.ended_on,
         "recorded_at": time_json(d.recorded_at.as_ref()),
+        "recorded_by": d.recorded_by,
+        "approved_by": d.approved_by,
+        "approved_at": time_json(d.approved_at.as_ref()),
+        "rejected_by": d.rejected_by,
+        "rejected_at": time_json(d.rejected_at.as_ref()),
+        "rejection_reason": d.rejection_reason,
         "ended_at": time_json(d.ended_at.as_ref()),
         "sequence": d.sequence,
     })
@@ -562,9 +574,14 @@ pub fn deferral_text(d: &pb::Deferral) -> String {
         ("Deferral", d.deferral_id.clone()),
         ("Case number", d.case_number.clone()),
         ("Reason", deferral_reason(d.reason)),
+        ("State", deferral_state(d.state)),
         ("Approval", d.approval_ref.clone()),
         ("Note", d.note.clone()),
         ("Active", if d.active { "yes".into() } else { "no".into() }),
+        ("Recorded by", d.recorded_by.clone()),
+        ("Approved by", d.approved_by.clone()),
+        ("Rejected by", d.rejected_by.clone()),
+        ("Rejected because", d.rejection_reason.clone()),
         ("Started on", d.started_on.clone()),
         ("Ended on", d.ended_on.clone()),
         ("Entry", d.sequence.to_string()),

@@ -314,6 +314,31 @@ pub enum Op {
         principal_id: Uuid,
         token_hash: [u8; 32],
     },
+    /// A deferral recorded by a case officer, awaiting an approver's decision: it holds
+    /// back no limit until approved. (`DeferralRecorded`, journaled before approval
+    /// moved into the service, is a deferral approved outside it when recorded.)
+    DeferralRequested {
+        deferral_id: Uuid,
+        case_id: Uuid,
+        special_id: Uuid,
+        case_number: CaseNumber,
+        reason: DeferralReason,
+        approval_ref: Text,
+        note: Text,
+    },
+    DeferralApproved {
+        deferral_id: Uuid,
+        case_id: Uuid,
+        special_id: Uuid,
+        case_number: CaseNumber,
+    },
+    DeferralRejected {
+        deferral_id: Uuid,
+        case_id: Uuid,
+        special_id: Uuid,
+        case_number: CaseNumber,
+        reason: Text,
+    },
 }
 
 /// Why money may be held past the limit (暂缓发放).
@@ -398,6 +423,21 @@ impl Entry {
                 case_id,
                 case_number,
                 ..
+            }
+            | Op::DeferralRequested {
+                case_id,
+                case_number,
+                ..
+            }
+            | Op::DeferralApproved {
+                case_id,
+                case_number,
+                ..
+            }
+            | Op::DeferralRejected {
+                case_id,
+                case_number,
+                ..
             } => vec![(*case_id, case_number)],
             Op::UnidentifiedReceiptRecorded { .. }
             | Op::UnidentifiedReceiptReturned { .. }
@@ -443,6 +483,9 @@ impl Entry {
             | Op::UnidentifiedReceiptReturned { special_id, .. }
             | Op::DeferralRecorded { special_id, .. }
             | Op::DeferralEnded { special_id, .. }
+            | Op::DeferralRequested { special_id, .. }
+            | Op::DeferralApproved { special_id, .. }
+            | Op::DeferralRejected { special_id, .. }
             | Op::AlreadyRecorded { special_id, .. } => *special_id,
             // Principals belong to no special account; the nil id matches no account.
             Op::PrincipalAdded { .. }
@@ -613,7 +656,8 @@ impl UnidentifiedReceiptState {
     }
 }
 
-/// A deferral (暂缓发放) of a case's money.
+/// A deferral (暂缓发放) of a case's money. Recorded by a case officer, it holds the
+/// limit back only once an approver has approved it and until it ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeferralState {
     pub id: Uuid,
@@ -623,12 +667,58 @@ pub struct DeferralState {
     pub reason: DeferralReason,
     pub approval_ref: Text,
     pub note: Text,
-    pub started_on: Date,
+    pub recorded_on: Date,
     pub recorded_at: Micros,
     pub recorded_sequence: u64,
+    /// Who recorded it; `None` in entries from before principals existed.
+    pub recorded_by: Option<Uuid>,
+    /// The approver's decision; `None` while it awaits one.
+    pub decision: Option<DeferralDecision>,
     pub ended_on: Option<Date>,
     pub ended_at: Option<Micros>,
     pub ended_sequence: Option<u64>,
+}
+
+/// An approval or rejection of a deferral.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeferralDecision {
+    pub approved: bool,
+    /// The approver; `None` for a deferral journaled as approved when recorded
+    /// (`Op::DeferralRecorded`), whose approval was given outside the service.
+    pub by: Option<Uuid>,
+    pub on: Date,
+    pub at: Micros,
+    pub sequence: u64,
+    /// Why it was rejected; empty for an approval.
+    pub reason: Text,
+}
+
+/// Where a deferral stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeferralStatus {
+    PendingApproval,
+    /// Approved and not ended: the only status that holds the limit back.
+    Active,
+    Rejected,
+    Ended,
+}
+
+impl DeferralState {
+    /// Where it stood after entry `sequence` (`u64::MAX`: now).
+    pub fn status_at(&self, sequence: u64) -> DeferralStatus {
+        if self.ended_sequence.is_some_and(|s| s <= sequence) {
+            return DeferralStatus::Ended;
+        }
+        match &self.decision {
+            Some(d) if d.sequence <= sequence && d.approved => DeferralStatus::Active,
+            Some(d) if d.sequence <= sequence => DeferralStatus::Rejected,
+            _ => DeferralStatus::PendingApproval,
+        }
+    }
+
+    pub fn status(&self) -> DeferralStatus {
+        self.status_at(u64::MAX)
+    }
 }
 
 /// Which kind of bank transaction a bank line is.

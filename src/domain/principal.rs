@@ -12,7 +12,8 @@ pub enum Role {
     /// Case officer: opens case accounts, records receipts, requests and cancels
     /// disbursements, records deferrals.
     Clerk,
-    /// Approves or rejects disbursements; `approval_level` says up to which tier.
+    /// Approves or rejects disbursements (`approval_level` says up to which tier) and
+    /// deferrals.
     Approver,
     /// Confirms, fails and returns payments; unidentified receipts; reconciliation.
     Finance,
@@ -30,6 +31,13 @@ impl Role {
         Role::Admin,
         Role::Auditor,
     ];
+
+    /// The roles that move money or decide whether it moves. Their holders bring
+    /// their own tokens (an administrator never sees one), and no administrator holds
+    /// one of them: one person could otherwise act as two.
+    pub fn handles_money(self) -> bool {
+        matches!(self, Role::Clerk | Role::Approver | Role::Finance)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -80,6 +88,10 @@ impl PrincipalState {
         self.roles.contains(&role)
     }
 
+    pub fn handles_money(&self) -> bool {
+        self.roles.iter().any(|r| r.handles_money())
+    }
+
     /// Whether it may read or write in `court`: it acts in the courts its `courts`
     /// cover; a supervised court's code covers reads only.
     pub fn may(&self, access: Access, court: &CourtCode) -> bool {
@@ -99,14 +111,18 @@ impl PrincipalState {
     }
 }
 
-/// The approval tiers: an amount above `thresholds[i]` needs an approver of level at
-/// least `i + 2`; at or below the first threshold, level 1 suffices. Thresholds rise.
+/// The approval tiers: an amount at or above `thresholds[i]` needs an approver of
+/// level at least `i + 2`; below the first threshold, level 1 suffices. Thresholds
+/// rise. "At or above" because courts write tiers as 以上 ("¥100,000以上"), which in
+/// Chinese legal usage includes the number itself (刑法第九十九条: 以上、以下、以内，
+/// 包括本数), and design.md's "below ¥100,000 the division head" leaves ¥100,000 to the
+/// senior approver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApprovalTiers {
     thresholds: [Option<Fen>; 4],
 }
 
-/// ¥100,000.00: above it a senior approver (level 2) must approve.
+/// ¥100,000.00: from it up a senior approver (level 2) must approve.
 pub const APPROVAL_TIER_DEFAULT_FEN: i64 = 10_000_000;
 
 impl Default for ApprovalTiers {
@@ -132,15 +148,24 @@ impl ApprovalTiers {
 
     /// The approval level an amount needs.
     pub fn level_for(&self, amount: Fen) -> u8 {
-        let above = self.thresholds.iter().flatten().filter(|t| amount > **t);
-        1 + above.count() as u8
+        let reached = self.thresholds.iter().flatten().filter(|t| amount >= **t);
+        1 + reached.count() as u8
     }
 }
 
-/// The hash under which a bearer token is stored and looked up. A token is 32 random
-/// bytes, so a fast hash suffices: a slow KDF only protects guessable secrets, and
-/// there is nothing to guess in 256 random bits.
-pub fn token_hash(token: &str) -> [u8; 32] {
+/// The hash under which a bearer token is stored and looked up: the SHA-256 of its
+/// bytes, exactly what `printf %s "$TOKEN" | sha256sum` prints, so that a holder who
+/// generates a token on their own machine can hand over this hash and nothing else.
+/// A token is 32 random bytes, so a fast hash suffices: a slow KDF only protects
+/// guessable secrets, and there is nothing to guess in 256 random bits.
+pub fn token_sha256(token: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// How tokens were hashed before holders could bring their own. Principals journaled
+/// then keep these hashes, so a token is also looked up under this one.
+pub fn legacy_token_hash(token: &str) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(b"case-escrow/token/v1\0");
@@ -203,10 +228,12 @@ mod tests {
     fn tiers_name_the_level_an_amount_needs() {
         let t = ApprovalTiers::default();
         assert_eq!(t.level_for(Fen(1)), 1);
-        assert_eq!(t.level_for(Fen(APPROVAL_TIER_DEFAULT_FEN)), 1);
+        assert_eq!(t.level_for(Fen(APPROVAL_TIER_DEFAULT_FEN - 1)), 1);
+        assert_eq!(t.level_for(Fen(APPROVAL_TIER_DEFAULT_FEN)), 2);
         assert_eq!(t.level_for(Fen(APPROVAL_TIER_DEFAULT_FEN + 1)), 2);
         let t = ApprovalTiers::new(&[Fen(100), Fen(1000)]).unwrap_or_default();
-        assert_eq!(t.level_for(Fen(1001)), 3);
+        assert_eq!(t.level_for(Fen(999)), 2);
+        assert_eq!(t.level_for(Fen(1000)), 3);
         assert!(ApprovalTiers::new(&[Fen(1000), Fen(100)]).is_none());
     }
 }

@@ -10,10 +10,10 @@ use std::collections::{btree_map, BTreeMap};
 use uuid::Uuid;
 
 use crate::domain::{
-    Account, AccountStatus, Balances, BankLine, BankLineKind, CaseClock, CaseFacts, CaseState,
-    Date, DeferralState, DisbursementState, DisbursementStatus, Entry, Fen, Meta, Op,
-    PrincipalState, Registration, RegistrationKind, RequestRecord, Side, SpecialAccountState,
-    UnidentifiedReceiptState, UnidentifiedStatus,
+    Account, AccountStatus, Balances, BankLine, BankLineKind, CaseClock, CaseFacts, CaseNumber,
+    CaseState, Date, DeferralDecision, DeferralState, DeferralStatus, DisbursementState,
+    DisbursementStatus, Entry, Fen, Meta, Op, PrincipalState, Registration, RegistrationKind,
+    RequestRecord, Side, SpecialAccountState, Text, UnidentifiedReceiptState, UnidentifiedStatus,
 };
 
 use super::state::{Fault, StateMut};
@@ -503,17 +503,20 @@ fn apply_op(
             reason,
             approval_ref,
             note,
+        }
+        | Op::DeferralRequested {
+            deferral_id,
+            case_id,
+            special_id,
+            case_number,
+            reason,
+            approval_ref,
+            note,
         } => {
             if state.deferral(*deferral_id)?.is_some() {
                 return Err(Fault(format!("deferral {deferral_id} recorded twice")));
             }
-            let c = t.case(state, *case_id)?;
-            c.clock.active_deferrals = c
-                .clock
-                .active_deferrals
-                .checked_add(1)
-                .ok_or_else(|| Fault(format!("too many deferrals on case {case_number}")))?;
-            t.deferral = Some(DeferralState {
+            let mut d = DeferralState {
                 id: *deferral_id,
                 case_id: *case_id,
                 special_id: *special_id,
@@ -521,13 +524,40 @@ fn apply_op(
                 reason: *reason,
                 approval_ref: approval_ref.clone(),
                 note: note.clone(),
-                started_on: Date::in_china(entry.recorded_at),
+                recorded_on: Date::in_china(entry.recorded_at),
                 recorded_at: entry.recorded_at,
                 recorded_sequence: entry.sequence,
+                recorded_by: entry.principal,
+                decision: None,
                 ended_on: None,
                 ended_at: None,
                 ended_sequence: None,
+            };
+            // Journaled before approvals moved into the service: approved when recorded,
+            // by whoever signed its approval_ref.
+            if matches!(entry.op, Op::DeferralRecorded { .. }) {
+                d.decision = Some(deferral_decision(entry, true, None, Text::default()));
+                start_deferral(t.case(state, *case_id)?, case_number)?;
+            }
+            t.deferral = Some(d);
+        }
+        Op::DeferralApproved { deferral_id, .. } | Op::DeferralRejected { deferral_id, .. } => {
+            let mut d = state
+                .deferral(*deferral_id)?
+                .ok_or_else(|| Fault(format!("entry names missing deferral {deferral_id}")))?;
+            if d.decision.is_some() {
+                return Err(Fault(format!("deferral {deferral_id} decided twice")));
+            }
+            d.decision = Some(match &entry.op {
+                Op::DeferralRejected { reason, .. } => {
+                    deferral_decision(entry, false, entry.principal, reason.clone())
+                }
+                _ => {
+                    start_deferral(t.case(state, d.case_id)?, &d.case_number)?;
+                    deferral_decision(entry, true, entry.principal, Text::default())
+                }
             });
+            t.deferral = Some(d);
         }
         Op::DeferralEnded {
             deferral_id,
@@ -538,8 +568,11 @@ fn apply_op(
             let mut d = state
                 .deferral(*deferral_id)?
                 .ok_or_else(|| Fault(format!("entry names missing deferral {deferral_id}")))?;
-            if d.ended_sequence.is_some() {
-                return Err(Fault(format!("deferral {deferral_id} ended twice")));
+            if d.status() != DeferralStatus::Active {
+                return Err(Fault(format!(
+                    "deferral {deferral_id} ends while {:?}",
+                    d.status()
+                )));
             }
             let today = Date::in_china(entry.recorded_at);
             d.ended_on = Some(today);
@@ -572,6 +605,32 @@ fn apply_op(
         t.case(state, case_id)?;
     }
     Ok(())
+}
+
+/// A deferral starts holding the case's limit back.
+fn start_deferral(c: &mut CaseState, case_number: &CaseNumber) -> Result<(), Fault> {
+    c.clock.active_deferrals = c
+        .clock
+        .active_deferrals
+        .checked_add(1)
+        .ok_or_else(|| Fault(format!("too many deferrals on case {case_number}")))?;
+    Ok(())
+}
+
+fn deferral_decision(
+    entry: &Entry,
+    approved: bool,
+    by: Option<Uuid>,
+    reason: Text,
+) -> DeferralDecision {
+    DeferralDecision {
+        approved,
+        by,
+        on: Date::in_china(entry.recorded_at),
+        at: entry.recorded_at,
+        sequence: entry.sequence,
+        reason,
+    }
 }
 
 /// A principal after a principal entry.

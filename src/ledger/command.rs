@@ -164,6 +164,13 @@ pub enum Command {
         principal_id: Uuid,
         token_hash: [u8; 32],
     },
+    ApproveDeferral {
+        deferral_id: Uuid,
+    },
+    RejectDeferral {
+        deferral_id: Uuid,
+        reason: Text,
+    },
 }
 
 /// The account a payer gave, as far as it could be read.

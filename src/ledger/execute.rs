@@ -6,9 +6,9 @@ use uuid::Uuid;
 
 use crate::domain::{
     Account, AccountStatus, Amount, ApprovalTiers, BankRef, CaseState, Date, DeferralState,
-    DisbursementState, DisbursementStatus, DomainError, Entry, Fen, Micros, Op, Payee, Posting,
-    PrincipalState, Purpose, Role, SpecialAccountState, Text, UnidentifiedReceiptState,
-    UnidentifiedStatus, VirtualAccountNumber,
+    DeferralStatus, DisbursementState, DisbursementStatus, DomainError, Entry, Fen, Micros, Op,
+    Payee, Posting, PrincipalState, Purpose, Role, SpecialAccountState, Text,
+    UnidentifiedReceiptState, UnidentifiedStatus, VirtualAccountNumber,
 };
 
 use super::command::{CaseKey, Command, Request, UnmatchedKey};
@@ -568,7 +568,7 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
         } => {
             let case = case_by_key(state, &CaseKey::Number(case_number.clone()))?;
             open_case_for_money(state, &case)?;
-            new(Op::DeferralRecorded {
+            new(Op::DeferralRequested {
                 deferral_id: ctx.new_id,
                 case_id: case.id,
                 special_id: case.special_id,
@@ -582,18 +582,43 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
         | Command::DisablePrincipal { .. }
         | Command::RotateToken { .. } => principal_rule(state, command, ctx, who),
         Command::EndDeferral { deferral_id } => {
-            let d = deferral(state, *deferral_id)?;
-            if let Some(seq) = d.ended_sequence {
-                return Err(DomainError::rule(format!(
-                    "deferral {deferral_id} already ended (entry {seq})"
-                ))
-                .into());
-            }
+            let d = deferral_in(state, *deferral_id, DeferralStatus::Active)?;
             new(Op::DeferralEnded {
                 deferral_id: d.id,
                 case_id: d.case_id,
                 special_id: d.special_id,
                 case_number: d.case_number.clone(),
+            })
+        }
+        Command::ApproveDeferral { deferral_id } => {
+            let d = deferral_in(state, *deferral_id, DeferralStatus::PendingApproval)?;
+            may_approve_deferral(&d, who)?;
+            // A closed case holds no money to defer; its deferral cannot start.
+            let case = state.case(d.case_id)?.ok_or_else(|| {
+                Fault(format!(
+                    "deferral {deferral_id} names missing case {}",
+                    d.case_id
+                ))
+            })?;
+            open_case_for_money(state, &case)?;
+            new(Op::DeferralApproved {
+                deferral_id: d.id,
+                case_id: d.case_id,
+                special_id: d.special_id,
+                case_number: d.case_number.clone(),
+            })
+        }
+        Command::RejectDeferral {
+            deferral_id,
+            reason,
+        } => {
+            let d = deferral_in(state, *deferral_id, DeferralStatus::PendingApproval)?;
+            new(Op::DeferralRejected {
+                deferral_id: d.id,
+                case_id: d.case_id,
+                special_id: d.special_id,
+                case_number: d.case_number.clone(),
+                reason: reason.clone(),
             })
         }
     }
@@ -709,6 +734,44 @@ fn deferral(state: &impl State, id: Uuid) -> Result<DeferralState, LedgerError> 
     Ok(state
         .deferral(id)?
         .ok_or_else(|| DomainError::not_found(format!("deferral {id}")))?)
+}
+
+/// The deferral, if it stands where the step needs it; else why it does not.
+fn deferral_in(
+    state: &impl State,
+    id: Uuid,
+    needed: DeferralStatus,
+) -> Result<DeferralState, LedgerError> {
+    let d = deferral(state, id)?;
+    let status = d.status();
+    if status == needed {
+        return Ok(d);
+    }
+    let why = match status {
+        DeferralStatus::PendingApproval => {
+            "awaits an approver's decision (ApproveDeferral or RejectDeferral)".to_owned()
+        }
+        DeferralStatus::Active => "was already approved".to_owned(),
+        DeferralStatus::Rejected => "was rejected".to_owned(),
+        DeferralStatus::Ended => format!(
+            "already ended (entry {})",
+            d.ended_sequence.unwrap_or_default()
+        ),
+    };
+    Err(DomainError::rule(format!("deferral {id} {why}")).into())
+}
+
+/// Four eyes, as for disbursements: whoever approves a deferral did not record it.
+fn may_approve_deferral(d: &DeferralState, who: Option<Uuid>) -> Result<(), LedgerError> {
+    let Some(who) = who else { return Ok(()) };
+    if d.recorded_by == Some(who) {
+        return Err(DomainError::forbidden(format!(
+            "deferral {} was recorded by this principal; another approver must approve it (four eyes)",
+            d.id
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// A bank reference seen again on an unidentified receipt: the same receipt is the
@@ -843,6 +906,7 @@ fn principal_rule(
             principal_id,
             token_hash,
         } => enabled_principal(state, *principal_id).and_then(|p| {
+            token_unused(state, token_hash)?;
             new(Op::PrincipalTokenRotated {
                 principal_id: p.id,
                 token_hash: *token_hash,
@@ -907,6 +971,7 @@ fn add_principal(state: &impl State, p: PrincipalState) -> Decided {
             .into());
         }
     }
+    token_unused(state, &p.token_hash)?;
     new(Op::PrincipalAdded {
         principal_id: p.id,
         name: p.name,
@@ -917,6 +982,24 @@ fn add_principal(state: &impl State, p: PrincipalState) -> Decided {
         token_hash: p.token_hash,
         cert_sha256: p.cert_sha256,
     })
+}
+
+/// A token is one principal's: were a hash registered twice, the directory could
+/// map it to one of them only, and whoever registered it second would sign in as the
+/// first. A hash held by anyone (a disabled principal, or the one rotating to it,
+/// whose rotation would then change nothing) is refused: its holder generates another.
+fn token_unused(state: &impl State, hash: &[u8; 32]) -> Result<(), LedgerError> {
+    if state
+        .all_principals()?
+        .iter()
+        .any(|o| o.token_hash == *hash)
+    {
+        return Err(DomainError::AlreadyExists {
+            what: "a principal with this token (token_sha256)".into(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn enabled_principal(state: &impl State, id: Uuid) -> Result<PrincipalState, LedgerError> {

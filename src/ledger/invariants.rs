@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use crate::domain::{Account, Fen, Side, UnidentifiedStatus};
+use crate::domain::{Account, DeferralStatus, Fen, Side, UnidentifiedStatus};
 
 use super::MemState;
 
@@ -107,13 +107,14 @@ pub fn check(state: &MemState) -> Result<(), String> {
             return Err(format!("special account {}: negative suspense", special.id));
         }
     }
-    // Deferrals counted on a case are exactly its deferrals that have not ended; a case
-    // with money has the day it started waiting, and one without has none.
+    // Deferrals counted on a case are exactly its approved deferrals that have not
+    // ended (one awaiting approval or rejected holds nothing back); a case with money
+    // has the day it started waiting, and one without has none.
     for case in state.cases.values() {
         let active = state
             .deferrals
             .values()
-            .filter(|d| d.case_id == case.id && d.ended_sequence.is_none())
+            .filter(|d| d.case_id == case.id && d.status() == DeferralStatus::Active)
             .count();
         if case.clock.active_deferrals as usize != active {
             return Err(format!(

@@ -14,7 +14,9 @@ pub const STATE_FORMAT_KEY: &[u8] = b"V";
 /// Bumped whenever a record stored in the state changes shape, so that a build never
 /// reads a state written by another as garbage: it refuses, and `rebuild` makes a new
 /// one from the journal (which keeps its own format byte per frame).
-pub const STATE_FORMAT: u32 = 2;
+/// 2: disbursements record who requested and approved them (issue 5).
+/// 3: deferrals record who recorded them and the approver's decision.
+pub const STATE_FORMAT: u32 = 3;
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
