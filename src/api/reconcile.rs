@@ -256,7 +256,13 @@ trait Run: Send + 'static {
     const ROWS_MAX: u64;
     /// The rows a message carries; `None` for a message that carries nothing.
     fn rows(msg: Self::In) -> Result<Option<Vec<Self::Item>>, Status>;
-    fn row(&mut self, item: Self::Item, out: &mut dyn FnMut(Discrepancy)) -> Result<(), Fault>;
+    /// Reconciles a message's rows in order; `out` returns false once the client has
+    /// gone, and the run may then stop sending.
+    fn batch(
+        &mut self,
+        items: Vec<Self::Item>,
+        out: &mut dyn FnMut(Discrepancy) -> bool,
+    ) -> Result<(), Fault>;
     fn finish(self, out: &mut dyn FnMut(Discrepancy)) -> Result<Self::Out, Fault>;
     fn discrepancy(d: Discrepancy) -> Self::Out;
 }
@@ -297,17 +303,13 @@ fn drive<R: Run>(
             ))));
             return;
         }
-        for item in items {
-            let mut out = |d| {
-                reply.send(Ok(R::discrepancy(d)));
-            };
-            if let Err(f) = run.row(item, &mut out) {
-                reply.send(Err(error::fault(f)));
-                return;
-            }
-            if reply.gone {
-                return;
-            }
+        let mut out = |d| reply.send(Ok(R::discrepancy(d)));
+        if let Err(f) = run.batch(items, &mut out) {
+            reply.send(Err(error::fault(f)));
+            return;
+        }
+        if reply.gone {
+            return;
         }
     }
     let mut out = |d| {
@@ -355,8 +357,14 @@ impl Run for CaseFlowRun {
         }
     }
 
-    fn row(&mut self, item: Self::Item, out: &mut dyn FnMut(Discrepancy)) -> Result<(), Fault> {
-        CaseFlowRun::row(self, &mut raw_row(item), &mut |d| out(d))
+    fn batch(
+        &mut self,
+        items: Vec<Self::Item>,
+        out: &mut dyn FnMut(Discrepancy) -> bool,
+    ) -> Result<(), Fault> {
+        CaseFlowRun::rows(self, items.into_iter().map(raw_row).collect(), &mut |d| {
+            out(d)
+        })
     }
 
     fn finish(self, out: &mut dyn FnMut(Discrepancy)) -> Result<Self::Out, Fault> {
@@ -393,8 +401,19 @@ impl Run for BankRun {
         }
     }
 
-    fn row(&mut self, item: Self::Item, out: &mut dyn FnMut(Discrepancy)) -> Result<(), Fault> {
-        BankRun::row(self, &mut raw_line(item), &mut |d| out(d))
+    fn batch(
+        &mut self,
+        items: Vec<Self::Item>,
+        out: &mut dyn FnMut(Discrepancy) -> bool,
+    ) -> Result<(), Fault> {
+        let mut listening = true;
+        for item in items {
+            BankRun::row(self, &mut raw_line(item), &mut |d| listening = out(d))?;
+            if !listening {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn finish(self, out: &mut dyn FnMut(Discrepancy)) -> Result<Self::Out, Fault> {
