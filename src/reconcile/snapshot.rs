@@ -141,6 +141,9 @@ struct Rules {
 
 /// A row as far as it can be taken without the run's state: the order-dependent
 /// rest (the seen-set, totals, what is sent) is [`CaseFlowRun::commit`]'s.
+// Most rows are `Checked`, and they wait in vectors kept from message to message:
+// boxing the large variant would allocate once per row to save nothing.
+#[allow(clippy::large_enum_variant)]
 enum Prepared {
     /// INVALID_ROW, whatever came before.
     Invalid(Discrepancy),
