@@ -89,11 +89,20 @@ impl Ledger {
     }
 
     async fn case_flow(&mut self, header: pb::CaseFlowHeader, rows: Vec<pb::CaseFlowRow>) -> Run {
+        // Small batches, so that more than one message of rows is exercised.
+        self.case_flow_by(header, rows, 3).await
+    }
+
+    async fn case_flow_by(
+        &mut self,
+        header: pb::CaseFlowHeader,
+        rows: Vec<pb::CaseFlowRow>,
+        per_message: usize,
+    ) -> Run {
         let mut messages = vec![pb::ReconcileCaseFlowRequest {
             message: Some(flow_req::Message::Header(header)),
         }];
-        // Small batches, so that more than one message of rows is exercised.
-        for chunk in rows.chunks(3) {
+        for chunk in rows.chunks(per_message) {
             messages.push(pb::ReconcileCaseFlowRequest {
                 message: Some(flow_req::Message::Rows(pb::CaseFlowRows {
                     rows: chunk.to_vec(),
@@ -697,6 +706,66 @@ async fn a_bad_header_is_refused_naming_the_field() {
         .await
         .expect_err("rows before the header");
     assert_eq!(rows_first.code(), Code::InvalidArgument);
+    l.stop().await;
+}
+
+/// A large message's rows are checked on two threads and the ledger's facts read by a
+/// cursor that exploits their order; neither may change an answer: rows in filing
+/// order, reversed or scrambled, in one message or many, find the same, and a case
+/// that appears again is the later row's INVALID_ROW even across the two halves.
+#[tokio::test]
+async fn any_order_and_message_size_give_the_same_answer() {
+    let mut l = Ledger::start().await;
+    let cases = 150;
+    for n in 1..=cases {
+        l.open(n).await;
+    }
+    for n in (1..=cases).step_by(7) {
+        l.receive(n, "10.00", &format!("R{n}"), &day(-60)).await;
+    }
+    let rows: Vec<pb::CaseFlowRow> = (1..=cases + 5)
+        .filter(|n| n % 50 != 9)
+        .map(|n| {
+            let mut r = row(n, if n % 7 == 1 { "10.00" } else { "0" }, "0");
+            r.line = u64::from(n) + 1;
+            if n % 11 == 0 {
+                r.received_amount = "3.00".into();
+            }
+            r
+        })
+        .collect();
+    let answer = |run: &Run| {
+        let mut found: Vec<(i32, String, u64, String)> = run
+            .found
+            .iter()
+            .map(|d| (d.kind, d.case_number.clone(), d.line, d.message.clone()))
+            .collect();
+        found.sort();
+        let summary = run.summary.clone().expect("summary");
+        (found, summary.rows, summary.invalid_rows, summary.total)
+    };
+    let filing = answer(&l.case_flow_by(header(), rows.clone(), 1000).await);
+    assert!(filing.0.len() > 40, "{filing:?}");
+    let reversed: Vec<_> = rows.iter().rev().cloned().collect();
+    let scrambled: Vec<_> = (0..rows.len())
+        .map(|i| rows[(i * 37 + 5) % rows.len()].clone())
+        .collect();
+    for (order, per_message) in [(&rows, 3), (&reversed, 1000), (&scrambled, 70)] {
+        let run = l.case_flow_by(header(), order.clone(), per_message).await;
+        assert_eq!(answer(&run), filing, "{per_message} rows a message");
+    }
+    let mut again = row(4, "0", "0");
+    again.line = 999;
+    let mut with_again = rows.clone();
+    with_again.insert(120, again);
+    let run = l.case_flow_by(header(), with_again, 1000).await;
+    let invalid: Vec<u64> = run
+        .found
+        .iter()
+        .filter(|d| d.kind() == K::InvalidRow)
+        .map(|d| d.line)
+        .collect();
+    assert_eq!(invalid, vec![999]);
     l.stop().await;
 }
 

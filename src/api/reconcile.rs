@@ -1,9 +1,10 @@
 //! service Reconciliation: rows stream in, discrepancies stream out, the summary last.
 //!
-//! Each run gets one blocking thread that pulls the client's messages, reconciles them
-//! against the snapshot and pushes answers into a bounded channel. The run holds no
-//! more than one message of rows and one channel of answers at a time, so a slow
-//! client slows the run down instead of growing its memory.
+//! Each run gets one blocking thread that takes the client's messages, reconciles them
+//! against the snapshot and pushes answers into a bounded channel; a task on the
+//! runtime reads and decodes the next message meanwhile. The run holds no more than
+//! its message of rows, the one decoded ahead and one channel of answers at a time,
+//! so a slow client slows the run down instead of growing its memory.
 
 use std::pin::Pin;
 
@@ -26,6 +27,9 @@ use super::{authz, error};
 
 /// Answers waiting for a slow client before the run pauses.
 const ANSWERS_QUEUED: usize = 1024;
+/// Messages of rows decoded while the run checks the one before: decoding (a tenth of
+/// a case-flow run's work) then runs beside the checking instead of before it.
+const MESSAGES_AHEAD: usize = 1;
 /// The longest limit a request may set, in days.
 const LIMIT_DAYS_MAX: u32 = 3650;
 
@@ -256,27 +260,48 @@ trait Run: Send + 'static {
     const ROWS_MAX: u64;
     /// The rows a message carries; `None` for a message that carries nothing.
     fn rows(msg: Self::In) -> Result<Option<Vec<Self::Item>>, Status>;
-    fn row(&mut self, item: Self::Item, out: &mut dyn FnMut(Discrepancy)) -> Result<(), Fault>;
+    /// Reconciles a message's rows in order; `out` returns false once the client has
+    /// gone, and the run may then stop sending.
+    fn batch(
+        &mut self,
+        items: Vec<Self::Item>,
+        out: &mut dyn FnMut(Discrepancy) -> bool,
+    ) -> Result<(), Fault>;
     fn finish(self, out: &mut dyn FnMut(Discrepancy)) -> Result<Self::Out, Fault>;
     fn discrepancy(d: Discrepancy) -> Self::Out;
 }
 
+/// Reads and decodes the client's messages on the runtime, one message ahead of the
+/// run's thread, until the stream ends, fails, or the run no longer takes them.
+async fn read_ahead<T>(mut inbound: Streaming<T>, messages: mpsc::Sender<Result<T, Status>>) {
+    loop {
+        let message = match inbound.message().await {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => return,
+            Err(status) => Err(status),
+        };
+        let failed = message.is_err();
+        if messages.send(message).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
 fn drive<R: Run>(
     mut run: R,
-    mut inbound: Streaming<R::In>,
+    mut inbound: mpsc::Receiver<Result<R::In, Status>>,
     started: R::Out,
     reply: &mut Reply<R::Out>,
 ) {
-    let handle = tokio::runtime::Handle::current();
     if !reply.send(Ok(started)) {
         return;
     }
     let mut taken: u64 = 0;
     loop {
-        let msg = match handle.block_on(inbound.message()) {
-            Ok(Some(m)) => m,
-            Ok(None) => break,
-            Err(status) => {
+        let msg = match inbound.blocking_recv() {
+            Some(Ok(m)) => m,
+            None => break,
+            Some(Err(status)) => {
                 reply.send(Err(status));
                 return;
             }
@@ -297,17 +322,13 @@ fn drive<R: Run>(
             ))));
             return;
         }
-        for item in items {
-            let mut out = |d| {
-                reply.send(Ok(R::discrepancy(d)));
-            };
-            if let Err(f) = run.row(item, &mut out) {
-                reply.send(Err(error::fault(f)));
-                return;
-            }
-            if reply.gone {
-                return;
-            }
+        let mut out = |d| reply.send(Ok(R::discrepancy(d)));
+        if let Err(f) = run.batch(items, &mut out) {
+            reply.send(Err(error::fault(f)));
+            return;
+        }
+        if reply.gone {
+            return;
         }
     }
     let mut out = |d| {
@@ -325,9 +346,11 @@ fn drive<R: Run>(
 
 fn spawn<R: Run>(run: R, inbound: Streaming<R::In>, started: R::Out) -> Answers<R::Out> {
     let (tx, rx) = mpsc::channel(ANSWERS_QUEUED);
+    let (messages, ahead) = mpsc::channel(MESSAGES_AHEAD);
+    tokio::spawn(read_ahead(inbound, messages));
     tokio::task::spawn_blocking(move || {
         let mut reply = Reply { tx, gone: false };
-        drive(run, inbound, started, &mut reply);
+        drive(run, ahead, started, &mut reply);
     });
     Box::pin(ReceiverStream::new(rx))
 }
@@ -355,8 +378,14 @@ impl Run for CaseFlowRun {
         }
     }
 
-    fn row(&mut self, item: Self::Item, out: &mut dyn FnMut(Discrepancy)) -> Result<(), Fault> {
-        CaseFlowRun::row(self, &mut raw_row(item), &mut |d| out(d))
+    fn batch(
+        &mut self,
+        items: Vec<Self::Item>,
+        out: &mut dyn FnMut(Discrepancy) -> bool,
+    ) -> Result<(), Fault> {
+        CaseFlowRun::rows(self, items.into_iter().map(raw_row).collect(), &mut |d| {
+            out(d)
+        })
     }
 
     fn finish(self, out: &mut dyn FnMut(Discrepancy)) -> Result<Self::Out, Fault> {
@@ -393,8 +422,19 @@ impl Run for BankRun {
         }
     }
 
-    fn row(&mut self, item: Self::Item, out: &mut dyn FnMut(Discrepancy)) -> Result<(), Fault> {
-        BankRun::row(self, &mut raw_line(item), &mut |d| out(d))
+    fn batch(
+        &mut self,
+        items: Vec<Self::Item>,
+        out: &mut dyn FnMut(Discrepancy) -> bool,
+    ) -> Result<(), Fault> {
+        let mut listening = true;
+        for item in items {
+            BankRun::row(self, &mut raw_line(item), &mut |d| listening = out(d))?;
+            if !listening {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn finish(self, out: &mut dyn FnMut(Discrepancy)) -> Result<Self::Out, Fault> {

@@ -9,12 +9,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use uuid::Uuid;
 
-use crate::domain::{BankLineKind, CaseNumber, CourtCode, Date, Fen, SpecialAccountState};
+use crate::domain::{
+    BankLineKind, CaseFacts, CaseNumber, CourtCode, Date, Fen, SpecialAccountState,
+};
 use crate::ledger::{Fault, State};
-use crate::store::SledState;
+use crate::store::{FactsReader, SledState};
 
 use super::bank::{self, Recorded};
-use super::case_flow::{self, LedgerCase, RawRow};
+use super::case_flow::{self, LedgerCase, RawRow, Row};
 use super::report::{Discrepancy, Kind, Totals};
 use super::Limits;
 
@@ -48,6 +50,34 @@ impl SeenCases {
             .is_some_and(|w| w & (1 << bit) != 0)
     }
 
+    /// How many of the case serials `1..next` of a special account are not marked.
+    pub fn unseen(&self, special: u32, next: u64) -> u64 {
+        let issued = next.saturating_sub(1);
+        let words = self.bits.get(&special).map_or(&[][..], |w| w.as_slice());
+        // Serials below 1 and from `next` on are not issued: count only marks within.
+        let marked: u64 = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let first = i as u64 * 64;
+                let mut w = *w;
+                if first == 0 {
+                    w &= !1;
+                }
+                if first + 64 > next {
+                    let keep = next.saturating_sub(first);
+                    w &= if keep >= 64 {
+                        u64::MAX
+                    } else {
+                        (1u64 << keep) - 1
+                    };
+                }
+                u64::from(w.count_ones())
+            })
+            .sum();
+        issued - marked.min(issued)
+    }
+
     pub fn bytes(&self) -> usize {
         self.bits.values().map(|w| w.len() * 8).sum()
     }
@@ -63,19 +93,21 @@ pub struct Snapshot {
 impl Snapshot {
     /// The case as of the snapshot, if it existed then: one range read.
     pub fn case_by_number(&self, number: &CaseNumber) -> Result<Option<LedgerCase>, Fault> {
-        let Some(facts) = self.reads.case_facts_at(number, self.sequence)? else {
-            return Ok(None);
-        };
-        Ok(Some(LedgerCase {
-            case_number: number.clone(),
-            van_serials: facts.van_serials,
-            target: facts.target,
-            balances: facts.balances,
-            clock: facts.clock,
-            // The facts line at or before the snapshot says closed only if the closing
-            // entry was at or before it too.
-            closed: facts.closed.filter(|(_, seq)| *seq <= self.sequence),
-        }))
+        let facts = self.reads.case_facts_at(number, self.sequence)?;
+        Ok(facts.map(|f| ledger_case(number.clone(), f, self.sequence)))
+    }
+}
+
+fn ledger_case(case_number: CaseNumber, facts: CaseFacts, sequence: u64) -> LedgerCase {
+    LedgerCase {
+        case_number,
+        van_serials: facts.van_serials,
+        target: facts.target,
+        balances: facts.balances,
+        clock: facts.clock,
+        // The facts line at or before the snapshot says closed only if the closing
+        // entry was at or before it too.
+        closed: facts.closed.filter(|(_, seq)| *seq <= sequence),
     }
 }
 
@@ -93,14 +125,112 @@ pub struct CaseFlowSummary {
     pub seen_bytes: usize,
 }
 
-/// One case-flow reconciliation in progress.
-pub struct CaseFlowRun {
-    snap: Snapshot,
+/// Rows of one message below which a run does not hand half of them to a second
+/// thread: the thread would cost more than it saves.
+pub const PARALLEL_ROWS_MIN: usize = 64;
+
+/// What a run decides about a row without knowing the rows before it.
+#[derive(Clone)]
+struct Rules {
     as_of: Date,
     limits: Limits,
     scope: Option<CourtCode>,
     /// Rows outside `scope` are refused (for callers who may not read every court).
     restricted: bool,
+}
+
+/// A row as far as it can be taken without the run's state: the order-dependent
+/// rest (the seen-set, totals, what is sent) is [`CaseFlowRun::commit`]'s.
+// Most rows are `Checked`, and they wait in vectors kept from message to message:
+// boxing the large variant would allocate once per row to save nothing.
+#[allow(clippy::large_enum_variant)]
+enum Prepared {
+    /// INVALID_ROW, whatever came before.
+    Invalid(Discrepancy),
+    Checked(Checked),
+}
+
+struct Checked {
+    /// The row's line, case number and court code as given, for the INVALID_ROW of a
+    /// case that appeared before; the rest of the raw row is not kept.
+    named: (u64, String, String),
+    row: Row,
+    ledger: Option<LedgerCase>,
+    /// What the rules found, sent only if the case did not appear before.
+    found: Vec<Discrepancy>,
+}
+
+impl Rules {
+    fn prepare(&self, facts: &mut FactsReader, raw: &mut RawRow) -> Result<Prepared, Fault> {
+        let row = match case_flow::parse_row(raw) {
+            Ok(row) => row,
+            Err(reason) => {
+                // Counted under the court only if the court code is valid, so that
+                // garbage cannot make the per-court table grow with the rows.
+                let mut d = case_flow::invalid_row(raw, &reason);
+                if CourtCode::parse(&d.court_code).is_err() {
+                    d.court_code.clear();
+                }
+                return Ok(Prepared::Invalid(d));
+            }
+        };
+        if self.restricted && !self.scope.as_ref().is_some_and(|s| s.covers(&row.court)) {
+            return Ok(Prepared::Invalid(case_flow::invalid_row(
+                raw,
+                "the row's court is outside header.court_scope",
+            )));
+        }
+        let ledger = facts
+            .case_facts(&row.case_number)?
+            .map(|f| ledger_case(row.case_number.clone(), f, facts.sequence()));
+        let mut found = Vec::new();
+        case_flow::check_row(&row, ledger.as_ref(), self.as_of, &self.limits, &mut |d| {
+            found.push(d)
+        });
+        let named = (
+            raw.line,
+            std::mem::take(&mut raw.case_number),
+            std::mem::take(&mut raw.court_code),
+        );
+        Ok(Prepared::Checked(Checked {
+            named,
+            row,
+            ledger,
+            found,
+        }))
+    }
+
+    /// Prepares `raws` in order into `out`, up to the first fault of the store: the
+    /// run stops there, so the rows after it do not matter.
+    fn prepare_all(
+        &self,
+        facts: &mut FactsReader,
+        raws: &mut [RawRow],
+        out: &mut Vec<Result<Prepared, Fault>>,
+    ) {
+        for raw in raws {
+            let prepared = self.prepare(facts, raw);
+            let failed = prepared.is_err();
+            out.push(prepared);
+            if failed {
+                break;
+            }
+        }
+    }
+}
+
+/// One case-flow reconciliation in progress.
+pub struct CaseFlowRun {
+    snap: Snapshot,
+    rules: Rules,
+    /// Facts for this thread's rows, and for the helper's: each keeps its own place.
+    facts: FactsReader,
+    helper_facts: FactsReader,
+    /// Whether a message's rows may be split with a second thread.
+    parallel: bool,
+    /// What [`CaseFlowRun::rows`] prepared on each thread, empty between messages.
+    prepared: Vec<Result<Prepared, Fault>>,
+    helper_prepared: Vec<Result<Prepared, Fault>>,
     courts: BTreeSet<CourtCode>,
     seen: SeenCases,
     summary: CaseFlowSummary,
@@ -116,11 +246,18 @@ impl CaseFlowRun {
                 limits,
                 ..CaseFlowSummary::default()
             },
+            rules: Rules {
+                as_of,
+                limits,
+                scope,
+                restricted: false,
+            },
+            facts: snap.reads.facts_reader(snap.sequence),
+            helper_facts: snap.reads.facts_reader(snap.sequence),
+            parallel: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+            prepared: Vec::new(),
+            helper_prepared: Vec::new(),
             snap,
-            as_of,
-            limits,
-            scope,
-            restricted: false,
             courts: BTreeSet::new(),
             seen: SeenCases::default(),
             position: 0,
@@ -129,7 +266,14 @@ impl CaseFlowRun {
 
     /// Refuses rows whose court `scope` does not cover, as INVALID_ROW.
     pub fn restricted_to_scope(mut self, restricted: bool) -> Self {
-        self.restricted = restricted;
+        self.rules.restricted = restricted;
+        self
+    }
+
+    /// Whether [`CaseFlowRun::rows`] may split a message's rows with a second thread
+    /// (by default when the machine has more than one).
+    pub fn parallel(mut self, parallel: bool) -> Self {
+        self.parallel = parallel;
         self
     }
 
@@ -149,6 +293,13 @@ impl CaseFlowRun {
         out(d);
     }
 
+    fn number(&mut self, raw: &mut RawRow) {
+        self.position += 1;
+        if raw.line == 0 {
+            raw.line = self.position;
+        }
+    }
+
     /// Reconciles one row. A bad row becomes INVALID_ROW and the run goes on; only
     /// a fault of the store stops it.
     pub fn row(
@@ -156,50 +307,113 @@ impl CaseFlowRun {
         raw: &mut RawRow,
         out: &mut impl FnMut(Discrepancy),
     ) -> Result<(), Fault> {
-        self.position += 1;
-        if raw.line == 0 {
-            raw.line = self.position;
+        self.number(raw);
+        let prepared = self.rules.prepare(&mut self.facts, raw)?;
+        self.commit(prepared, out);
+        Ok(())
+    }
+
+    /// Reconciles a message's rows in their order, exactly as [`CaseFlowRun::row`]
+    /// one by one would. The part of each row that does not depend on the rows before
+    /// it (validation, the ledger's facts, the rules) runs for the second half of a
+    /// large message on another thread; what does (the seen-set, totals, sending) runs
+    /// here in row order. `out` returns false once nobody listens: the run then stops
+    /// sending, after this message at the latest.
+    pub fn rows(
+        &mut self,
+        mut raws: Vec<RawRow>,
+        out: &mut impl FnMut(Discrepancy) -> bool,
+    ) -> Result<(), Fault> {
+        for raw in &mut raws {
+            self.number(raw);
         }
+        // Kept from message to message: a message's worth of prepared rows is then
+        // written into memory already touched, not into fresh pages.
+        let mut first = std::mem::take(&mut self.prepared);
+        let mut second = std::mem::take(&mut self.helper_prepared);
+        if self.parallel && raws.len() >= PARALLEL_ROWS_MIN {
+            let half = raws.len() / 2;
+            let (mine, theirs) = raws.split_at_mut(half);
+            let (rules, facts, helper_facts) =
+                (&self.rules, &mut self.facts, &mut self.helper_facts);
+            let helper_out = &mut second;
+            let started = std::thread::scope(|s| {
+                let helper = std::thread::Builder::new()
+                    .name("reconcile-rows".into())
+                    .spawn_scoped(s, || rules.prepare_all(helper_facts, theirs, helper_out));
+                rules.prepare_all(facts, mine, &mut first);
+                match helper {
+                    Ok(helper) => helper
+                        .join()
+                        .map_err(|_| Fault("a reconciliation thread stopped unexpectedly".into())),
+                    Err(e) => Err(Fault(format!("cannot start a reconciliation thread: {e}"))),
+                }
+            });
+            if let Err(fault) = started {
+                second.clear();
+                second.push(Err(fault));
+            }
+        } else {
+            self.rules
+                .prepare_all(&mut self.facts, &mut raws, &mut first);
+        }
+        let mut listening = true;
+        let mut outcome = Ok(());
+        for p in first.drain(..).chain(second.drain(..)) {
+            match p {
+                Ok(p) if listening => self.commit(p, &mut |d| listening = out(d)),
+                Ok(_) => {}
+                Err(fault) => {
+                    outcome = Err(fault);
+                    break;
+                }
+            }
+        }
+        first.clear();
+        second.clear();
+        self.prepared = first;
+        self.helper_prepared = second;
+        outcome
+    }
+
+    fn commit(&mut self, prepared: Prepared, out: &mut impl FnMut(Discrepancy)) {
         self.summary.rows += 1;
         let summary = &mut self.summary;
         let mut emit = |d: Discrepancy| Self::emit(summary, out, d);
-        let row = match case_flow::parse_row(raw) {
-            Ok(row) => row,
-            Err(reason) => {
-                // Counted under the court only if the court code is valid, so that
-                // garbage cannot make the per-court table grow with the rows.
-                let mut d = case_flow::invalid_row(raw, &reason);
-                if CourtCode::parse(&d.court_code).is_err() {
-                    d.court_code.clear();
-                }
-                emit(d);
-                return Ok(());
-            }
+        let Checked {
+            named,
+            row,
+            ledger,
+            found,
+        } = match prepared {
+            Prepared::Invalid(d) => return emit(d),
+            Prepared::Checked(checked) => checked,
         };
-        if self.restricted && !self.scope.as_ref().is_some_and(|s| s.covers(&row.court)) {
-            emit(case_flow::invalid_row(
-                raw,
-                "the row's court is outside header.court_scope",
-            ));
-            return Ok(());
-        }
-        let ledger = self.snap.case_by_number(&row.case_number)?;
         if let Some(l) = &ledger {
             if !self.seen.insert(l.van_serials) {
+                let (line, case_number, court_code) = named;
+                let raw = RawRow {
+                    line,
+                    case_number,
+                    court_code,
+                    ..RawRow::default()
+                };
                 emit(case_flow::invalid_row(
-                    raw,
+                    &raw,
                     &format!(
                         "case {} appears more than once in the case-flow data; only its first row was reconciled",
                         row.case_number
                     ),
                 ));
-                return Ok(());
+                return;
             }
         }
         if !self.courts.contains(&row.court) {
             self.courts.insert(row.court.clone());
         }
-        case_flow::check_row(&row, ledger.as_ref(), self.as_of, &self.limits, &mut emit);
+        for d in found {
+            emit(d);
+        }
         // Looked up by &str first: allocating the key for every row costs more than
         // the rest of the bookkeeping.
         if !summary.courts.contains_key(row.court.as_str()) {
@@ -211,56 +425,145 @@ impl CaseFlowRun {
             case_flow::add_to_totals(totals, &row, ledger.as_ref());
         }
         case_flow::add_to_totals(&mut summary.total, &row, ledger.as_ref());
-        Ok(())
     }
 
     /// After the last row: the ledger's accounts of the courts covered that the data
-    /// did not list, and their overdue money. One pass over the case accounts.
+    /// did not list, and their overdue money, in the order of their facts keys.
     pub fn finish(mut self, out: &mut impl FnMut(Discrepancy)) -> Result<CaseFlowSummary, Fault> {
-        let summary = &mut self.summary;
-        let mut emit = |d: Discrepancy| Self::emit(summary, out, d);
-        if self.scope.is_some() || !self.courts.is_empty() {
-            let reads = &self.snap.reads;
-            let sequence = self.snap.sequence;
-            // Facts come grouped by court: decide coverage once per court.
-            let mut last_court = (String::new(), false);
-            reads.for_each_case_facts(sequence, |court, facts| {
-                if last_court.0 != court {
-                    let covered = CourtCode::parse(court).is_ok_and(|c| {
-                        self.scope.as_ref().is_some_and(|s| s.covers(&c))
-                            || self.courts.contains(&c)
-                    });
-                    last_court = (court.to_owned(), covered);
-                }
-                if !last_court.1 || self.seen.contains(facts.van_serials) {
-                    return Ok(());
-                }
-                // Rare: an account the data did not list. Its number, through its
-                // virtual account number.
-                let (special, serial) = facts.van_serials;
-                let van = crate::domain::VirtualAccountNumber::issue(special, serial);
-                let id = reads
-                    .case_by_van(&van)?
-                    .ok_or_else(|| Fault(format!("facts name unknown account {van}")))?;
-                let case = reads
-                    .case(id)?
-                    .ok_or_else(|| Fault(format!("case index names missing case {id}")))?;
-                let ledger = LedgerCase {
-                    case_number: case.case_number,
-                    van_serials: facts.van_serials,
-                    target: facts.target,
-                    balances: facts.balances,
-                    clock: facts.clock,
-                    closed: facts.closed.filter(|(_, seq)| *seq <= sequence),
-                };
-                case_flow::missing_in_case_flow(&ledger, &mut emit);
-                case_flow::overdue(&ledger, self.as_of, &self.limits, &mut emit);
-                Ok(())
-            })?;
+        let covers = Coverage {
+            scope: self.rules.scope.as_ref(),
+            courts: &self.courts,
+        };
+        if covers.scope.is_some() || !covers.courts.is_empty() {
+            let (rules, seen, snap) = (&self.rules, &self.seen, &self.snap);
+            let summary = &mut self.summary;
+            let mut emit = |d: Discrepancy| Self::emit(summary, out, d);
+            let mut report = |ledger: &LedgerCase| {
+                case_flow::missing_in_case_flow(ledger, &mut emit);
+                case_flow::overdue(ledger, rules.as_of, &rules.limits, &mut emit);
+            };
+            match unseen_by_serial(snap, seen, &covers)? {
+                Some(missing) => missing.iter().for_each(&mut report),
+                None => unseen_by_scan(snap, seen, &covers, |l| report(&l))?,
+            }
         }
         self.summary.seen_bytes = self.seen.bytes();
         Ok(self.summary)
     }
+}
+
+/// Holes in the seen-set beyond which finding the unlisted accounts by their serials
+/// costs more than one pass over every case's facts: a hole costs three point reads,
+/// a case in the pass less than one.
+const HOLES_PER_SERIAL_MAX: u64 = 16;
+
+/// Which courts' cases a run expects to see.
+struct Coverage<'a> {
+    scope: Option<&'a CourtCode>,
+    courts: &'a BTreeSet<CourtCode>,
+}
+
+impl Coverage<'_> {
+    /// The header's scope covers the court, or a row named it.
+    fn covers(&self, court: &CourtCode) -> bool {
+        self.scope.is_some_and(|s| s.covers(court)) || self.courts.contains(court)
+    }
+
+    /// Whether a special account of `court` may hold a covered court's cases: it
+    /// holds cases of the courts its own code covers.
+    fn may_hold(&self, court: &CourtCode) -> bool {
+        court.is_supreme()
+            || self
+                .scope
+                .is_some_and(|s| s.covers(court) || court.covers(s))
+            || self.courts.iter().any(|c| court.covers(c))
+    }
+}
+
+/// The accounts not listed, found from the holes in the seen-set: every case serial
+/// that a special account which may hold a covered court's cases has issued and no
+/// row named. A few point reads each instead of a pass over every case's facts, so
+/// only while they are few: `None` when there is more than one hole in
+/// [`HOLES_PER_SERIAL_MAX`] serials. At most that share of the ledger's cases is held,
+/// to give them in the pass's order (their facts keys').
+fn unseen_by_serial(
+    snap: &Snapshot,
+    seen: &SeenCases,
+    covers: &Coverage,
+) -> Result<Option<Vec<LedgerCase>>, Fault> {
+    let reads = &snap.reads;
+    let candidates: Vec<(u32, u64)> = reads
+        .list_specials("", None, usize::MAX)?
+        .into_iter()
+        .filter(|(_, s)| covers.may_hold(&s.court))
+        .map(|(_, s)| (s.serial, s.next_case_serial.max(1)))
+        .collect();
+    let issued: u64 = candidates.iter().map(|(_, next)| next - 1).sum();
+    let holes: u64 = candidates
+        .iter()
+        .map(|(special, next)| seen.unseen(*special, *next))
+        .sum();
+    if holes.saturating_mul(HOLES_PER_SERIAL_MAX) > issued {
+        return Ok(None);
+    }
+    let mut missing = Vec::new();
+    for (special, next) in candidates {
+        for serial in 1..next {
+            if seen.contains((special, serial)) {
+                continue;
+            }
+            let van = crate::domain::VirtualAccountNumber::issue(special, serial);
+            let id = reads
+                .case_by_van(&van)?
+                .ok_or_else(|| Fault(format!("no case account has serial {van}")))?;
+            let case = reads
+                .case(id)?
+                .ok_or_else(|| Fault(format!("case index names missing case {id}")))?;
+            if !covers.covers(case.case_number.court()) {
+                continue;
+            }
+            // None: the account was opened after the snapshot.
+            if let Some(facts) = reads.case_facts_at(&case.case_number, snap.sequence)? {
+                missing.push(ledger_case(case.case_number, facts, snap.sequence));
+            }
+        }
+    }
+    missing.sort_by_cached_key(|l| l.case_number.ordered_key());
+    Ok(Some(missing))
+}
+
+/// The accounts not listed, one at a time, from one pass over every case's facts.
+fn unseen_by_scan(
+    snap: &Snapshot,
+    seen: &SeenCases,
+    covers: &Coverage,
+    mut found: impl FnMut(LedgerCase),
+) -> Result<(), Fault> {
+    let reads = &snap.reads;
+    let sequence = snap.sequence;
+    // Facts come grouped by court: decide coverage once per court.
+    let mut last_court = (String::new(), false);
+    reads.for_each_case_facts(sequence, |court, facts| {
+        if last_court.0 != court {
+            let covered = CourtCode::parse(court).is_ok_and(|c| covers.covers(&c));
+            last_court = (court.to_owned(), covered);
+        }
+        if !last_court.1 || seen.contains(facts.van_serials) {
+            return Ok(());
+        }
+        // Rare: an account the data did not list. Its number, through its virtual
+        // account number.
+        let (special, serial) = facts.van_serials;
+        let van = crate::domain::VirtualAccountNumber::issue(special, serial);
+        let id = reads
+            .case_by_van(&van)?
+            .ok_or_else(|| Fault(format!("facts name unknown account {van}")))?;
+        let case = reads
+            .case(id)?
+            .ok_or_else(|| Fault(format!("case index names missing case {id}")))?;
+        found(ledger_case(case.case_number, facts, sequence));
+        Ok(())
+    })
 }
 
 /// What a bank run reports at its end.
@@ -533,5 +836,353 @@ impl BankRun {
         s.ledger_cases_balance = cases;
         s.ledger_suspense_balance = suspense;
         Ok(self.summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fast paths of a case-flow run against the plain ones they replace, on a
+    //! real store: the facts cursor against one point read per row, a message split
+    //! over two threads against one row at a time, and the unlisted accounts found by
+    //! their serials against the pass over every case's facts.
+
+    use super::*;
+    use crate::domain::{
+        text::len, Amount, BankDetails, BankRef, ClosureMethod, Party, RequestId, Text,
+    };
+    use crate::ledger::{CaseKey, Command, Request};
+    use crate::store::Store;
+
+    fn text(s: &str) -> Text {
+        Text::required(s, len::NAME).expect("text")
+    }
+
+    fn number(court: &str, n: u32) -> CaseNumber {
+        CaseNumber::parse(&format!("（2024）{court}执{n}号")).expect("case number")
+    }
+
+    async fn write(store: &Store, commands: Vec<Command>) -> u64 {
+        let requests = commands
+            .into_iter()
+            .map(|command| Request {
+                id: RequestId::parse(&uuid::Uuid::now_v7().to_string()).expect("id"),
+                command,
+                principal: None,
+            })
+            .collect();
+        let mut last = 0;
+        for reply in store.handle().write_many(requests).await.expect("written") {
+            last = last.max(reply.expect("accepted").sequence);
+        }
+        last
+    }
+
+    /// Two basic courts with an account each, and an intermediate court whose account
+    /// also holds cases of the first basic court; receipts, a closure and a second
+    /// facts line for some cases. Returns the store, the case numbers, and a sequence
+    /// in the middle of it all.
+    async fn ledger(dir: &std::path::Path) -> (Store, Vec<CaseNumber>, u64) {
+        let store = Store::open(dir).expect("store");
+        for (i, court) in ["云0102", "云0103", "云01"].iter().enumerate() {
+            write(
+                &store,
+                vec![Command::OpenSpecialAccount {
+                    court: CourtCode::parse(court).expect("court"),
+                    bank: BankDetails {
+                        bank_name: text("中国工商银行"),
+                        bank_branch: text("昆明支行"),
+                        account_number: text(&format!("2502010009200{i:05}")),
+                        account_name: text("执行款专户"),
+                    },
+                    document_ref: text("test"),
+                }],
+            )
+            .await;
+        }
+        let specials = store
+            .handle()
+            .reads
+            .list_specials("", None, 10)
+            .expect("specials");
+        let special = |court: &str| {
+            specials
+                .iter()
+                .find(|(_, s)| s.court.as_str() == court)
+                .map(|(_, s)| s.id)
+                .expect("special")
+        };
+        let party = Party {
+            name: text("张三"),
+            payee_account: text("6222020200012345678"),
+            payee_bank: text("建行"),
+        };
+        let mut numbers = Vec::new();
+        let mut opens = Vec::new();
+        for n in 1..=150u32 {
+            let (court, account) = match n % 5 {
+                0 | 1 => ("云0103", "云0103"),
+                2 => ("云0102", "云01"),
+                _ => ("云0102", "云0102"),
+            };
+            let case_number = number(court, n);
+            numbers.push(case_number.clone());
+            opens.push(Command::OpenCaseAccount {
+                special_id: special(account),
+                case_number,
+                target: Fen(1_000_000),
+                applicants: vec![party.clone()],
+                respondents: vec![party.clone()],
+            });
+        }
+        // Opened in an order unlike the numbers', so that keys and serials differ.
+        opens.reverse();
+        write(&store, opens).await;
+        let receipt = |n: &CaseNumber, tag: &str| Command::RecordReceipt {
+            case: CaseKey::Number(n.clone()),
+            amount: Amount::from_fen(10_000).expect("amount"),
+            payer_name: text("某某公司"),
+            payer_account: text("6217"),
+            bank_ref: BankRef::parse(&format!("{tag}{}", n.sequence())).expect("ref"),
+            value_date: Date::parse("2024-03-01").expect("date"),
+        };
+        let early: Vec<_> = numbers.iter().step_by(3).map(|n| receipt(n, "A")).collect();
+        let middle = write(&store, early).await;
+        let late: Vec<_> = numbers.iter().step_by(4).map(|n| receipt(n, "B")).collect();
+        write(&store, late).await;
+        write(
+            &store,
+            vec![Command::CloseCaseAccount {
+                case_number: numbers[1].clone(),
+                method: ClosureMethod::Withdrawn,
+                reason: text("结案"),
+            }],
+        )
+        .await;
+        (store, numbers, middle)
+    }
+
+    /// A permutation of `0..n` far from the identity.
+    fn scrambled(n: usize) -> Vec<usize> {
+        (0..n).map(|i| (i * 97 + 13) % n).collect()
+    }
+
+    #[tokio::test]
+    async fn the_facts_cursor_answers_as_a_point_read_in_any_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, mut numbers, middle) = ledger(dir.path()).await;
+        let reads = store.handle().reads.clone();
+        // Cases the ledger never had, among and after the real ones.
+        numbers.push(number("云0102", 7_000));
+        numbers.push(number("云0104", 1));
+        numbers.sort_by_key(|n| n.ordered_key());
+        let n = numbers.len();
+        let orders: Vec<Vec<usize>> = vec![
+            (0..n).collect(),
+            (0..n).rev().collect(),
+            scrambled(n),
+            // Each case twice in a row, then every third case again from the start.
+            (0..n)
+                .flat_map(|i| [i, i])
+                .chain((0..n).step_by(3))
+                .collect(),
+        ];
+        for sequence in [1, middle, reads.last_sequence().expect("last")] {
+            for order in &orders {
+                let mut reader = reads.facts_reader(sequence);
+                for (k, i) in order.iter().enumerate() {
+                    let expected = reads.case_facts_at(&numbers[*i], sequence).expect("read");
+                    assert_eq!(
+                        reader.case_facts(&numbers[*i]).expect("cursor"),
+                        expected,
+                        "{} as of {sequence}",
+                        numbers[*i]
+                    );
+                    // Writes going on meanwhile add only lines after the snapshot.
+                    if sequence == middle && k % 40 == 0 {
+                        write(
+                            &store,
+                            vec![Command::RecordReceipt {
+                                case: CaseKey::Number(number("云0103", 5)),
+                                amount: Amount::from_fen(1).expect("amount"),
+                                payer_name: text("某某公司"),
+                                payer_account: text("6217"),
+                                bank_ref: BankRef::parse(&format!("W{}", uuid::Uuid::now_v7()))
+                                    .expect("ref"),
+                                value_date: Date::parse("2024-03-02").expect("date"),
+                            }],
+                        )
+                        .await;
+                    }
+                }
+            }
+        }
+        store.close().await;
+    }
+
+    fn raw(line: u64, number: &CaseNumber, received: &str) -> RawRow {
+        RawRow {
+            line,
+            case_number: number.as_str().to_owned(),
+            court_code: number.court().as_str().to_owned(),
+            filed_on: "2024-01-02".into(),
+            status: "open".into(),
+            received_amount: received.into(),
+            disbursed_amount: "0".into(),
+            ..RawRow::default()
+        }
+    }
+
+    struct Outcome {
+        found: Vec<Discrepancy>,
+        rows: u64,
+        invalid_rows: u64,
+        total: Totals,
+        courts: BTreeMap<String, Totals>,
+    }
+
+    fn outcome(found: Vec<Discrepancy>, s: CaseFlowSummary) -> Outcome {
+        Outcome {
+            found,
+            rows: s.rows,
+            invalid_rows: s.invalid_rows,
+            total: s.total,
+            courts: s.courts,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_split_over_two_threads_answers_as_rows_one_by_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, numbers, middle) = ledger(dir.path()).await;
+        let reads = store.handle().reads.clone();
+        let mut raws = Vec::new();
+        for (i, k) in scrambled(numbers.len()).into_iter().enumerate() {
+            let received = if k % 7 == 0 { "1.00" } else { "100.00" };
+            raws.push(raw(i as u64 + 2, &numbers[k], received));
+        }
+        // A case again in the second half of a message whose first half had it, a
+        // case the ledger lacks, and rows that do not validate.
+        let again = raws[3].clone();
+        raws[120].case_number = again.case_number;
+        raws[120].court_code = again.court_code;
+        raws.push(raw(900, &number("云0102", 7_000), "5.00"));
+        raws[40].received_amount = "1.001".into();
+        raws[77].court_code = "云0111".into();
+        let date = Date::parse("2024-06-01").expect("date");
+        for sequence in [middle, reads.last_sequence().expect("last")] {
+            let snap = || Snapshot {
+                reads: reads.clone(),
+                sequence,
+            };
+            let mut one = CaseFlowRun::new(snap(), date, Limits::default(), None).parallel(false);
+            let mut one_found = Vec::new();
+            for r in raws.clone() {
+                one.row(&mut r.clone(), &mut |d| one_found.push(d))
+                    .expect("row");
+            }
+            let one_summary = one.finish(&mut |d| one_found.push(d)).expect("finish");
+            let mut split = CaseFlowRun::new(snap(), date, Limits::default(), None).parallel(true);
+            let mut split_found = Vec::new();
+            for chunk in raws.chunks(PARALLEL_ROWS_MIN * 2) {
+                split
+                    .rows(chunk.to_vec(), &mut |d| {
+                        split_found.push(d);
+                        true
+                    })
+                    .expect("rows");
+            }
+            let split_summary = split.finish(&mut |d| split_found.push(d)).expect("finish");
+            let (one, split) = (
+                outcome(one_found, one_summary),
+                outcome(split_found, split_summary),
+            );
+            assert!(one.found.iter().any(|d| d.line == 122
+                && d.kind == Kind::InvalidRow
+                && d.found.contains("more than once")));
+            assert_eq!(one.found, split.found);
+            assert_eq!(
+                (one.rows, one.invalid_rows, &one.total, &one.courts),
+                (split.rows, split.invalid_rows, &split.total, &split.courts)
+            );
+        }
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn unlisted_accounts_by_serial_are_those_of_the_pass_over_all_facts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, numbers, middle) = ledger(dir.path()).await;
+        let reads = store.handle().reads.clone();
+        let date = Date::parse("2024-06-01").expect("date");
+        let last = reads.last_sequence().expect("last");
+        let scope = |s: &str| Some(CourtCode::parse(s).expect("court"));
+        // Rows for all but a few cases (by serial: few holes), and for a third of
+        // them (many holes: the serial path declines); with and without a scope.
+        let nearly: Vec<RawRow> = numbers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 37 != 5)
+            .map(|(i, n)| raw(i as u64 + 2, n, "0"))
+            .collect();
+        let third: Vec<RawRow> = nearly.iter().step_by(3).cloned().collect();
+        let only = |court: &str| -> Vec<RawRow> {
+            nearly
+                .iter()
+                .filter(|r| r.court_code == court)
+                .cloned()
+                .collect()
+        };
+        let (only_0102, only_0103) = (only("云0102"), only("云0103"));
+        // 云01's account holds cases of 云0102 only, but might hold 云0103's: with
+        // rows of 云0103 alone, its thirty serials are holes.
+        let cases = [
+            (&nearly, None, true),
+            (&nearly, scope("云01"), true),
+            (&only_0102, None, true),
+            (&only_0103, None, false),
+            (&only_0103, scope("云0102"), false),
+            (&third, None, false),
+            (&Vec::new(), scope("云0103"), false),
+        ];
+        for (rows, scope, by_serial) in cases {
+            for sequence in [middle, last] {
+                let snap = Snapshot {
+                    reads: reads.clone(),
+                    sequence,
+                };
+                let mut run =
+                    CaseFlowRun::new(snap.clone(), date, Limits::default(), scope.clone())
+                        .parallel(false);
+                for r in rows {
+                    run.row(&mut r.clone(), &mut |_| {}).expect("row");
+                }
+                let covers = Coverage {
+                    scope: run.rules.scope.as_ref(),
+                    courts: &run.courts,
+                };
+                let mut scanned = Vec::new();
+                unseen_by_scan(&snap, &run.seen, &covers, |l| scanned.push(l)).expect("scan");
+                let serial = unseen_by_serial(&snap, &run.seen, &covers).expect("serials");
+                assert_eq!(serial.is_some(), by_serial, "{} rows", rows.len());
+                if let Some(serial) = serial {
+                    assert!(!scanned.is_empty());
+                    assert_eq!(serial, scanned);
+                }
+            }
+        }
+        store.close().await;
+    }
+
+    #[test]
+    fn unseen_counts_only_issued_serials() {
+        let mut seen = SeenCases::default();
+        for serial in [1, 2, 63, 64, 65, 130] {
+            seen.insert((7, serial));
+        }
+        assert_eq!(seen.unseen(7, 1), 0);
+        assert_eq!(seen.unseen(7, 4), 1);
+        assert_eq!(seen.unseen(7, 66), 65 - 5);
+        assert_eq!(seen.unseen(7, 131), 130 - 6);
+        assert_eq!(seen.unseen(8, 11), 10);
     }
 }

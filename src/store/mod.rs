@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::ledger::Request;
 
+pub use snapshot::FactsReader;
 pub use state::SledState;
 pub use writer::{Reply, WriteError};
 

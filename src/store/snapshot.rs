@@ -44,6 +44,17 @@ impl SledState {
         }
     }
 
+    /// A reader of case facts as of `sequence` that keeps its place between reads:
+    /// [`FactsReader`].
+    pub fn facts_reader(&self, sequence: u64) -> FactsReader {
+        FactsReader {
+            state: self.clone(),
+            sequence,
+            cursors: Vec::new(),
+            reads: 0,
+        }
+    }
+
     /// Each case's facts as of `sequence` (its last line at or before it), with the
     /// court code its key begins with, in the order of the ordered keys: one pass over
     /// the compact facts lines instead of decoding every case record.
@@ -155,5 +166,145 @@ impl SledState {
                 self.get(&keys::unidentified(id))?
                     .ok_or_else(|| Fault(format!("index names missing unidentified receipt {id}")))
             })
+    }
+}
+
+/// Courts whose place a [`FactsReader`] keeps at once. An export that interleaves more
+/// courts than this still reads correctly, with a seek for most rows.
+const CURSORS_MAX: usize = 64;
+/// Keys a cursor steps over before it gives up and seeks. Rows in filing order need
+/// one or two steps (the older lines of the case before); each step is a search
+/// within a node sled already holds, a seek a descent from the root and a copy of
+/// the leaf.
+const STEPS_MAX: u32 = 4;
+
+/// Reads case facts as of one sequence, like [`SledState::case_facts_at`], but keeps
+/// one forward iterator per court where the last read of that court ended. A case
+/// after it in key order is then found by stepping over the few keys between (a row
+/// in case-number or filing order), anything else by a fresh seek: any order of
+/// reads gives the same answers, an ordered one just costs less.
+///
+/// Writes that go on meanwhile add only lines after the snapshot (`!sequence` sorts
+/// them before every line at or before it, within their case) or cases that did not
+/// exist at it, so an iterator that does or does not see them gives the same answer.
+pub struct FactsReader {
+    state: SledState,
+    sequence: u64,
+    cursors: Vec<Cursor>,
+    /// Reads served so far: orders cursors by last use, for eviction.
+    reads: u64,
+}
+
+struct Cursor {
+    /// `q` + court code + 0: the prefix of every facts key of the court.
+    court: Vec<u8>,
+    iter: sled::Iter,
+    /// The key and value the iterator returned last; `None` once the court's keys
+    /// are exhausted.
+    at: Option<(sled::IVec, sled::IVec)>,
+    /// No key of the court lies in `[gap_from, at)` (up to the court's end when `at`
+    /// is `None`), so any target in that range is answered by `at`.
+    gap_from: Vec<u8>,
+    used: u64,
+}
+
+impl Cursor {
+    fn seek(state: &SledState, court: &[u8], target: &[u8], used: u64) -> Result<Cursor, Fault> {
+        let mut end = court.to_vec();
+        // The court prefix ends with its 0 separator: raising it to 1 bounds the
+        // court's keys and no others.
+        if let Some(last) = end.last_mut() {
+            *last = 1;
+        }
+        let mut iter = state.tree.range(target.to_vec()..end);
+        let at = iter.next().transpose().map_err(fault)?;
+        Ok(Cursor {
+            court: court.to_vec(),
+            iter,
+            at,
+            gap_from: target.to_vec(),
+            used,
+        })
+    }
+
+    /// Whether `target` falls in the gap before `at`.
+    fn answers(&self, target: &[u8]) -> bool {
+        self.gap_from.as_slice() <= target
+            && self
+                .at
+                .as_ref()
+                .is_none_or(|(key, _)| target <= key.as_ref())
+    }
+
+    /// Steps forward until `target` falls in the gap before `at`, at most
+    /// [`STEPS_MAX`] keys; false if it did not get there.
+    fn step_to(&mut self, target: &[u8]) -> Result<bool, Fault> {
+        for _ in 0..STEPS_MAX {
+            let Some((key, _)) = &self.at else {
+                return Ok(false);
+            };
+            if target < key.as_ref() {
+                return Ok(false);
+            }
+            // The smallest key after `key` is `key` followed by a 0 byte.
+            self.gap_from.clear();
+            self.gap_from.extend_from_slice(key);
+            self.gap_from.push(0);
+            self.at = self.iter.next().transpose().map_err(fault)?;
+            if self.answers(target) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl FactsReader {
+    /// The sequence the reader reads as of.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// The case's facts after its last entry at or before the reader's sequence;
+    /// `None` if the case had no entry yet: the same answer as
+    /// [`SledState::case_facts_at`].
+    pub fn case_facts(&mut self, case_number: &CaseNumber) -> Result<Option<CaseFacts>, Fault> {
+        let target = keys::case_facts(case_number, self.sequence);
+        let malformed = || Fault("malformed facts key".into());
+        let prefix = target
+            .get(..target.len().saturating_sub(8))
+            .ok_or_else(malformed)?;
+        // `q`, the court code and its 0 separator.
+        let court_len = 1 + case_number.court().as_str().len() + 1;
+        let court = target.get(..court_len).ok_or_else(malformed)?;
+        self.reads += 1;
+        let used = self.reads;
+        let found = match self.cursors.iter().position(|c| c.court == court) {
+            Some(i) => {
+                let cursor = &mut self.cursors[i];
+                cursor.used = used;
+                if !(cursor.answers(&target) || cursor.step_to(&target)?) {
+                    *cursor = Cursor::seek(&self.state, court, &target, used)?;
+                }
+                i
+            }
+            None => {
+                let cursor = Cursor::seek(&self.state, court, &target, used)?;
+                if self.cursors.len() < CURSORS_MAX {
+                    self.cursors.push(cursor);
+                    self.cursors.len() - 1
+                } else {
+                    let oldest = (0..self.cursors.len())
+                        .min_by_key(|i| self.cursors[*i].used)
+                        .unwrap_or(0);
+                    self.cursors[oldest] = cursor;
+                    oldest
+                }
+            }
+        };
+        match &self.cursors[found].at {
+            Some((key, value)) if key.starts_with(prefix) => decode(value).map(Some),
+            _ => Ok(None),
+        }
     }
 }
