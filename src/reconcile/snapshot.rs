@@ -343,15 +343,30 @@ impl CaseFlowRun {
                     .spawn_scoped(s, || rules.prepare_all(helper_facts, theirs, helper_out));
                 rules.prepare_all(facts, mine, &mut first);
                 match helper {
-                    Ok(helper) => helper
-                        .join()
-                        .map_err(|_| Fault("a reconciliation thread stopped unexpectedly".into())),
-                    Err(e) => Err(Fault(format!("cannot start a reconciliation thread: {e}"))),
+                    Ok(helper) => {
+                        Some(helper.join().map_err(|_| {
+                            Fault("a reconciliation thread stopped unexpectedly".into())
+                        }))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot start a reconciliation thread; checking the whole message on one");
+                        None
+                    }
                 }
             });
-            if let Err(fault) = started {
-                second.clear();
-                second.push(Err(fault));
+            match started {
+                Some(Ok(())) => {}
+                Some(Err(fault)) => {
+                    second.clear();
+                    second.push(Err(fault));
+                }
+                // The thread is a speed-up, not a need: without it, this one does both.
+                None => {
+                    second.clear();
+                    let theirs = raws.get_mut(half..).unwrap_or_default();
+                    self.rules
+                        .prepare_all(&mut self.helper_facts, theirs, &mut second);
+                }
             }
         } else {
             self.rules
