@@ -17,7 +17,7 @@ use tonic::Status;
 use uuid::Uuid;
 
 use crate::domain::principal::{legacy_token_hash, token_sha256};
-use crate::domain::PrincipalState;
+use crate::domain::{PrincipalState, Role};
 
 use super::authz::{self, Caller};
 
@@ -99,11 +99,14 @@ impl Directory {
         }
         let hashes = [token_sha256(token), legacy_token_hash(token)];
         self.read(|m| {
-            hashes
-                .iter()
-                .find_map(|h| m.by_token.get(h))
-                .and_then(|id| m.principals.get(id))
-                .cloned()
+            let mut ids = hashes.iter().filter_map(|h| m.by_token.get(h));
+            let id = ids.next()?;
+            // Whoever knows an older principal's token could register its plain
+            // SHA-256 for another: a token that names two principals names neither.
+            if ids.any(|other| other != id) {
+                return None;
+            }
+            m.principals.get(id).cloned()
         })
     }
 
@@ -283,6 +286,21 @@ where
                 roles.join(" or ")
             )));
         }
+        // No principal is added with admin and a money role any more, but journals from
+        // before may hold one: it keeps its administration and loses the money calls
+        // rather than being one person on both sides.
+        if principal.has_role(Role::Admin)
+            && principal.handles_money()
+            && !rule
+                .roles
+                .iter()
+                .any(|r| *r == Role::Admin || !r.handles_money())
+        {
+            return refuse(Status::permission_denied(format!(
+                "principal {} holds the role admin and a role that handles money; an administrator may not move money (separation of duties): add the person again without admin",
+                principal.name
+            )));
+        }
         let credentials = Credentials {
             authorization: request.headers().get(http::header::AUTHORIZATION).cloned(),
             cert_sha256,
@@ -362,6 +380,22 @@ mod tests {
         let found = d.authenticate(&bearer_headers(&older), None);
         assert_eq!(found.map(|p| p.id).map_err(|s| s.code()), Ok(id));
         assert!(d.authenticate(&bearer_headers(&tok(8)), None).is_err());
+    }
+
+    /// Whoever knows an older principal's token could register its plain SHA-256 for
+    /// another principal: that token then signs in as neither.
+    #[test]
+    fn a_token_that_names_two_principals_signs_in_neither() {
+        let older = tok(7);
+        let mut first = principal(Uuid::now_v7(), &older, true, 1);
+        first.token_hash = legacy_token_hash(&older);
+        let second = principal(Uuid::now_v7(), &older, true, 2);
+        let d = Directory::new(vec![first, second]);
+        let refused = d.authenticate(&bearer_headers(&older), None);
+        assert_eq!(
+            refused.map(|p| p.id).map_err(|s| s.code()),
+            Err(tonic::Code::Unauthenticated)
+        );
     }
 
     #[test]

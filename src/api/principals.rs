@@ -56,7 +56,8 @@ pub fn parse_sha256(field: &str, text: &str) -> Result<Option<[u8; 32]>, Status>
         return Ok(None);
     }
     let bad = || Status::invalid_argument(format!("{field}: expected 64 hex digits"));
-    if text.len() != 64 || !text.is_ascii() {
+    // from_str_radix alone would also take a sign ("+a" is 10).
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
     let mut out = [0u8; 32];
@@ -354,14 +355,16 @@ impl Principals for PrincipalsService {
         let (who, target) = authz::check_rotate(&request, &self.store.reads)?;
         let r = request.into_inner();
         let brought = parse_sha256("token_sha256", &r.token_sha256)?;
-        // Only a principal rotating its own token may have the server draw one for a
-        // role that handles money: shown to anyone else, it would let one person act
-        // as two. (Roles never change once added, so reading them here is not racy.)
-        if brought.is_none() && target != who.id {
+        // Only a money principal itself sets its credential. An administrator shown a
+        // drawn token, or setting one it brought, would hold that person's identity
+        // (and its history) as well as its own. A lost token is replaced by disabling
+        // the principal and adding the person again: a new identity, in the journal.
+        // (Roles never change once added, so reading them here is not racy.)
+        if target != who.id {
             if let Some(p) = self.store.reads.principal(target)? {
                 if p.handles_money() {
-                    return Err(Status::invalid_argument(format!(
-                        "token_sha256: required to rotate the token of principal {}, which has the role clerk, approver or finance: {BRING_YOUR_OWN} (a principal may also rotate its own token)",
+                    return Err(Status::permission_denied(format!(
+                        "principal {} has the role clerk, approver or finance: only it may rotate its own token; to replace a lost one, disable it and add the person again with the SHA-256 of a token they made (`case-escrow principal new-token`)",
                         p.name
                     )));
                 }

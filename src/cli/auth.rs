@@ -132,8 +132,9 @@ pub fn new_token() -> Result<(String, String), String> {
     Ok((token, sha256))
 }
 
-/// Registers a principal, as the administrator, with a token drawn here (its holder's
-/// own: the administrator is given only its hash), and answers that token.
+/// Registers a principal, as the administrator, with a token drawn here whose hash alone
+/// the server is given, and answers that token. Tests and `bench` play every person at
+/// once with it; a real deployment's people draw their own (`principal new-token`).
 pub async fn add_principal(
     channel: Channel,
     admin: Bearer,

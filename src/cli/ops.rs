@@ -1445,8 +1445,8 @@ pub enum PrincipalCmd {
         write: WriteArgs,
     },
     /// Give a principal a new token (the old one stops working): the one whose SHA-256
-    /// `--token-sha256` gives, or else one the server draws and prints once (for a
-    /// clerk, approver or finance principal only when it rotates its own).
+    /// `--token-sha256` gives, or else one the server draws and prints once. A clerk,
+    /// approver or finance principal's token only that principal itself rotates.
     Rotate {
         /// The principal's id.
         principal: String,
