@@ -706,6 +706,32 @@ async fn a_bad_header_is_refused_naming_the_field() {
         .await
         .expect_err("rows before the header");
     assert_eq!(rows_first.code(), Code::InvalidArgument);
+    // One message may not carry more rows than a run holds at once.
+    let too_many = vec![
+        pb::ReconcileCaseFlowRequest {
+            message: Some(flow_req::Message::Header(header())),
+        },
+        pb::ReconcileCaseFlowRequest {
+            message: Some(flow_req::Message::Rows(pb::CaseFlowRows {
+                rows: vec![pb::CaseFlowRow::default(); case_escrow::api::ROWS_PER_MESSAGE_MAX + 1],
+            })),
+        },
+    ];
+    let mut answers = l
+        .recon
+        .reconcile_case_flow(tokio_stream::iter(too_many))
+        .await
+        .expect("the header is fine")
+        .into_inner();
+    let refused = loop {
+        match answers.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("a message over the limit was taken"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().starts_with("rows:"), "{refused:?}");
     l.stop().await;
 }
 

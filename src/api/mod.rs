@@ -12,6 +12,7 @@ pub mod limits;
 pub mod principals;
 pub mod receipts;
 mod reconcile;
+pub use reconcile::ROWS_PER_MESSAGE_MAX;
 mod specials;
 mod suspense;
 

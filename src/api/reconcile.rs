@@ -3,7 +3,8 @@
 //! Each run gets one blocking thread that takes the client's messages, reconciles them
 //! against the snapshot and pushes answers into a bounded channel; a task on the
 //! runtime reads and decodes the next message meanwhile. The run holds no more than
-//! its message of rows, the one decoded ahead and one channel of answers at a time,
+//! its message of rows (at most [`ROWS_PER_MESSAGE_MAX`]), the one decoded ahead and
+//! one channel of answers at a time,
 //! so a slow client slows the run down instead of growing its memory.
 
 use std::pin::Pin;
@@ -271,25 +272,39 @@ trait Run: Send + 'static {
     fn discrepancy(d: Discrepancy) -> Self::Out;
 }
 
+/// What the reader hands the run: a message, or the stream's end. A channel that closes
+/// without the end means the reader stopped (the server is stopping): what came in is
+/// then not the whole input, and the run must not conclude from it.
+type Ahead<T> = Result<Option<T>, Status>;
+
 /// Reads and decodes the client's messages on the runtime, one message ahead of the
 /// run's thread, until the stream ends, fails, or the run no longer takes them.
-async fn read_ahead<T>(mut inbound: Streaming<T>, messages: mpsc::Sender<Result<T, Status>>) {
+async fn read_ahead<T>(mut inbound: Streaming<T>, messages: mpsc::Sender<Ahead<T>>) {
     loop {
-        let message = match inbound.message().await {
-            Ok(Some(m)) => Ok(m),
-            Ok(None) => return,
-            Err(status) => Err(status),
-        };
-        let failed = message.is_err();
-        if messages.send(message).await.is_err() || failed {
+        // A place in the channel before reading: at most one decoded message waits.
+        let Ok(permit) = messages.reserve().await else {
             return;
+        };
+        // A run that stopped early ends this task now, not at the client's next frame.
+        let message = tokio::select! {
+            m = inbound.message() => m,
+            () = messages.closed() => return,
+        };
+        match message {
+            Ok(Some(m)) => permit.send(Ok(Some(m))),
+            Ok(None) => return permit.send(Ok(None)),
+            Err(status) => return permit.send(Err(status)),
         }
     }
 }
 
+/// The most rows one message may carry; the command line sends 2,000. Bounds what a run
+/// holds at once, whatever the row count of the whole run.
+pub const ROWS_PER_MESSAGE_MAX: usize = 20_000;
+
 fn drive<R: Run>(
     mut run: R,
-    mut inbound: mpsc::Receiver<Result<R::In, Status>>,
+    mut inbound: mpsc::Receiver<Ahead<R::In>>,
     started: R::Out,
     reply: &mut Reply<R::Out>,
 ) {
@@ -299,10 +314,16 @@ fn drive<R: Run>(
     let mut taken: u64 = 0;
     loop {
         let msg = match inbound.blocking_recv() {
-            Some(Ok(m)) => m,
-            None => break,
+            Some(Ok(Some(m))) => m,
+            Some(Ok(None)) => break,
             Some(Err(status)) => {
                 reply.send(Err(status));
+                return;
+            }
+            None => {
+                reply.send(Err(Status::unavailable(
+                    "the rows stopped arriving before the request ended (the server is stopping); nothing was concluded: run it again",
+                )));
                 return;
             }
         };
@@ -314,6 +335,15 @@ fn drive<R: Run>(
                 return;
             }
         };
+        if items.len() > ROWS_PER_MESSAGE_MAX {
+            reply.send(Err(invalid(
+                "rows",
+                format!(
+                    "a message carries at most {ROWS_PER_MESSAGE_MAX} rows; send more messages"
+                ),
+            )));
+            return;
+        }
         taken = taken.saturating_add((items.len() as u64).max(1));
         if taken > R::ROWS_MAX {
             reply.send(Err(Status::invalid_argument(format!(

@@ -2,8 +2,9 @@
 //! sequence, fixed when the run starts. Every ledger fact is read "at or before" that
 //! sequence (a case's facts line, its closing entry, an unidentified receipt's
 //! settling entry), and entries after it are ignored, so writes that go on during a
-//! run never change its answer. No journal reads per row: each case-flow row costs
-//! two point reads and one short range read in sled.
+//! run never change its answer. No journal reads per row: each case-flow row costs one
+//! read of its case's facts line, mostly a step of a cursor kept per court
+//! (`store::FactsReader`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -88,14 +89,6 @@ impl SeenCases {
 pub struct Snapshot {
     pub reads: SledState,
     pub sequence: u64,
-}
-
-impl Snapshot {
-    /// The case as of the snapshot, if it existed then: one range read.
-    pub fn case_by_number(&self, number: &CaseNumber) -> Result<Option<LedgerCase>, Fault> {
-        let facts = self.reads.case_facts_at(number, self.sequence)?;
-        Ok(facts.map(|f| ledger_case(number.clone(), f, self.sequence)))
-    }
 }
 
 fn ledger_case(case_number: CaseNumber, facts: CaseFacts, sequence: u64) -> LedgerCase {
