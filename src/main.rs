@@ -12,18 +12,21 @@ extern "C" {
 }
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
-/// Ten seconds: longer than a batch's allocate-and-free cycle (about one second at
-/// 8,189 receipts) and a reconciliation message's, so the churn reuses its memory,
-/// while an idle server still hands a burst's memory back.
+/// Ten seconds: well past a batch's allocate-and-free cycle (about one second at 8,189
+/// receipts) and a reconciliation message's, so the churn reuses its memory, while an
+/// idle server still hands a burst's memory back.
 const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
 fn main() -> std::process::ExitCode {
-    // By default mimalloc hands memory it freed back to the kernel after 10 ms, and the
-    // next allocation faults it in again and the kernel zeroes it: sled frees and
-    // allocates its nodes on every insert, so that cycle cost ~45% of a batch receipt's
-    // CPU and about one CPU-second in seven of a reconciliation (BENCHMARKS.md).
-    // MIMALLOC_PURGE_DELAY in the environment still wins.
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+    // By default mimalloc (v3, what libmimalloc-sys builds) hands memory it freed back
+    // to the kernel after a second, and the next allocation faults it in again and the
+    // kernel zeroes it: sled frees and allocates its nodes on every insert, so that
+    // cycle cost ~45% of a batch receipt's CPU and about one CPU-second in seven of a
+    // reconciliation (BENCHMARKS.md). The environment (either of mimalloc's names for
+    // the setting) still wins.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none()
+        && std::env::var_os("MIMALLOC_RESET_DELAY").is_none()
+    {
         // SAFETY: a plain setter of mimalloc's, called before any other thread exists
         // (mimalloc documents it as not thread safe).
         unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };

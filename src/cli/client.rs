@@ -217,21 +217,24 @@ impl ClientArgs {
             .into());
         };
         let identity = match (cert, key) {
-            (Some(cert), Some(key)) => Some((read_pem(&cert)?, read_pem(&key)?)),
+            (Some(cert), Some(key)) => {
+                Some((read_pem("--tls-cert", &cert)?, read_pem("--tls-key", &key)?))
+            }
             (None, None) => None,
             (Some(_), None) => return Err("--tls-cert needs --tls-key, its private key".into()),
             (None, Some(_)) => return Err("--tls-key needs --tls-cert, its certificate".into()),
         };
         Ok(Some(ClientTls {
-            ca_pem: read_pem(&ca)?,
+            ca_pem: read_pem("--tls-ca", &ca)?,
             identity,
             domain,
         }))
     }
 }
 
-fn read_pem(path: &Path) -> CliResult<Vec<u8>> {
-    let named = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+/// A PEM file named by `flag` (or its variable or config key), read whole.
+fn read_pem(flag: &str, path: &Path) -> CliResult<Vec<u8>> {
+    let named = |e: &dyn std::fmt::Display| format!("{flag} {}: {e}", path.display());
     let meta = std::fs::metadata(path).map_err(|e| named(&e))?;
     if !meta.is_file() || meta.len() > PEM_FILE_BYTES_MAX {
         return Err(named(&"not a PEM file (a regular file of at most 1 MiB)").into());
