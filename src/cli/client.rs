@@ -194,22 +194,29 @@ impl ClientArgs {
     /// a CA given for an http:// server, or an https:// server without one, is a
     /// mistake to name rather than a connection to attempt.
     fn tls(&self, server: &str, client: &ClientSection) -> CliResult<Option<ClientTls>> {
-        let ca = self.tls_ca.clone().or_else(|| client.tls_ca.clone());
-        let cert = self.tls_cert.clone().or_else(|| client.tls_cert.clone());
-        let key = self.tls_key.clone().or_else(|| client.tls_key.clone());
-        let domain = self
-            .tls_domain
-            .clone()
-            .or_else(|| client.tls_domain.clone());
         if !server.starts_with("https://") {
-            if ca.is_some() || cert.is_some() || key.is_some() {
+            // Given on this command line, a CA for a plain server is a mistake to name; in
+            // the config file it may serve other commands, and is left unused here.
+            if self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_key.is_some() {
                 return Err(format!(
-                    "--tls-ca, --tls-cert and --tls-key are for an https:// server; --server is {server}"
+                    "--tls-ca, --tls-cert and --tls-key are for an https:// server; the server is {server}"
                 )
                 .into());
             }
             return Ok(None);
         }
+        let ca = self.tls_ca.clone().or_else(|| client.tls_ca.clone());
+        // Certificate and key come as a pair from one place: mixing a flag's
+        // certificate with the config file's key would only fail in the handshake.
+        let (cert, key) = if self.tls_cert.is_some() || self.tls_key.is_some() {
+            (self.tls_cert.clone(), self.tls_key.clone())
+        } else {
+            (client.tls_cert.clone(), client.tls_key.clone())
+        };
+        let domain = self
+            .tls_domain
+            .clone()
+            .or_else(|| client.tls_domain.clone());
         let Some(ca) = ca else {
             return Err(format!(
                 "--server {server} is https://: give --tls-ca FILE, the PEM of the certificate authority that signed the server's certificate"
@@ -590,6 +597,63 @@ mod tests {
         .resolve_with(no_env)
         .expect("resolves");
         assert_eq!(t.token.as_deref(), Some("admin-secret"));
+    }
+
+    #[test]
+    fn tls_comes_from_the_flags_or_else_the_config_file_and_only_for_https() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = write(dir.path(), "ca.pem", "-----BEGIN CERTIFICATE-----\nx\n");
+        let other = write(dir.path(), "other.pem", "-----BEGIN CERTIFICATE-----\ny\n");
+        let config = write(
+            dir.path(),
+            "c.toml",
+            &format!(
+                "[client]\nserver = \"https://10.0.0.1:1\"\ntls_ca = {:?}\ntls_domain = \"escrow\"\n",
+                ca.display().to_string()
+            ),
+        );
+        let from_file = ClientArgs {
+            config: Some(config.clone()),
+            ..Default::default()
+        }
+        .resolve_with(no_env)
+        .expect("resolves");
+        let tls = from_file.tls.expect("https takes TLS");
+        assert!(tls.ca_pem.ends_with(b"x\n"));
+        assert_eq!(tls.domain.as_deref(), Some("escrow"));
+        let flag = ClientArgs {
+            config: Some(config.clone()),
+            tls_ca: Some(other),
+            ..Default::default()
+        }
+        .resolve_with(no_env)
+        .expect("resolves");
+        assert!(flag.tls.expect("TLS").ca_pem.ends_with(b"y\n"));
+        // The config file's CA does not get in the way of a plain local server.
+        let plain = ClientArgs {
+            config: Some(config),
+            server: Some("http://127.0.0.1:1".into()),
+            ..Default::default()
+        }
+        .resolve_with(no_env)
+        .expect("resolves");
+        assert!(plain.tls.is_none());
+        let no_ca = ClientArgs {
+            server: Some("https://10.0.0.1:1".into()),
+            ..Default::default()
+        }
+        .resolve_with(no_env)
+        .expect_err("https without a CA");
+        assert!(no_ca.to_string().contains("--tls-ca"), "{no_ca}");
+        let half = ClientArgs {
+            server: Some("https://10.0.0.1:1".into()),
+            tls_ca: Some(ca.clone()),
+            tls_key: Some(ca),
+            ..Default::default()
+        }
+        .resolve_with(no_env)
+        .expect_err("a key without its certificate");
+        assert!(half.to_string().contains("--tls-cert"), "{half}");
     }
 
     #[test]
