@@ -548,22 +548,8 @@ pub fn entry(e: &Entry, case: Option<(&CaseNumber, Balances)>) -> pb::Entry {
             case_number,
             note,
             ..
-        } => {
-            out.deferral_id = deferral_id.to_string();
-            out.case_number = case_number.to_string();
-            out.memo = note.to_string();
-            K::DeferralRecorded
         }
-        Op::DeferralEnded {
-            deferral_id,
-            case_number,
-            ..
-        } => {
-            out.deferral_id = deferral_id.to_string();
-            out.case_number = case_number.to_string();
-            K::DeferralEnded
-        }
-        Op::DeferralRequested {
+        | Op::DeferralRequested {
             deferral_id,
             case_number,
             note,
@@ -572,16 +558,29 @@ pub fn entry(e: &Entry, case: Option<(&CaseNumber, Balances)>) -> pb::Entry {
             out.deferral_id = deferral_id.to_string();
             out.case_number = case_number.to_string();
             out.memo = note.to_string();
-            K::DeferralRequested
+            if matches!(e.op, Op::DeferralRecorded { .. }) {
+                K::DeferralRecorded
+            } else {
+                K::DeferralRequested
+            }
         }
-        Op::DeferralApproved {
+        Op::DeferralEnded {
+            deferral_id,
+            case_number,
+            ..
+        }
+        | Op::DeferralApproved {
             deferral_id,
             case_number,
             ..
         } => {
             out.deferral_id = deferral_id.to_string();
             out.case_number = case_number.to_string();
-            K::DeferralApproved
+            if matches!(e.op, Op::DeferralEnded { .. }) {
+                K::DeferralEnded
+            } else {
+                K::DeferralApproved
+            }
         }
         Op::DeferralRejected {
             deferral_id,
