@@ -805,3 +805,53 @@ async fn an_administrator_never_holds_a_token_that_moves_money() {
     assert!(who_fails(&server, &clerk_token).await);
     server.stop().await;
 }
+
+/// A principal journaled with admin and a money role before AddPrincipal refused the
+/// combination keeps its administration and gets no money call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_administrator_with_a_money_role_moves_no_money() {
+    use case_escrow::domain::{text::len, CourtCode, RequestId, Text};
+    use case_escrow::ledger::{Command, Request};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    TestServer::start(&data).await.stop().await;
+    // Written past the API, as a journal from before the rule would hold it.
+    let token = case_escrow::api::auth::new_token().expect("token");
+    {
+        let _guard = SPAWN_OR_OPEN.lock().await;
+        let store = case_escrow::store::Store::open(&data).expect("store");
+        store
+            .handle()
+            .write(Request {
+                id: RequestId::parse(&uuid::Uuid::now_v7().to_string()).expect("id"),
+                command: Command::AddPrincipal {
+                    name: Text::required("旧管理员兼书记员", len::NAME).expect("name"),
+                    roles: vec![Role::Admin, Role::Clerk],
+                    courts: vec![CourtCode::parse("云0102").expect("court")],
+                    supervises: Vec::new(),
+                    approval_level: 1,
+                    token_hash: case_escrow::domain::principal::token_sha256(&token),
+                    cert_sha256: None,
+                },
+                principal: None,
+            })
+            .await
+            .expect("journaled");
+        store.close().await;
+    }
+    let server = TestServer::start(&data).await;
+    pb::principals_client::PrincipalsClient::new(server.channel_as(&token).await)
+        .list_principals(pb::ListPrincipalsRequest::default())
+        .await
+        .expect("its administration stays");
+    let refused = CaseLedgerClient::new(server.channel_as(&token).await)
+        .open_case_account(pb::OpenCaseAccountRequest::default())
+        .await
+        .expect_err("no money call");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("separation of duties"),
+        "{refused:?}"
+    );
+    server.stop().await;
+}
