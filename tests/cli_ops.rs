@@ -140,25 +140,22 @@ async fn a_case_lives_its_whole_life_through_the_command_line() {
     open_special_and_case(&server).await;
 
     // A receipt, told by its table output.
-    let (code, out, err) = cli(
-        &server,
-        &[
-            "case",
-            "receipt",
-            CASE,
-            "--amount",
-            "50000.00",
-            "--payer",
-            "某某贸易有限公司",
-            "--bank-ref",
-            "ICBC20240301000123",
-            "--value-date",
-            "2024-03-01",
-            "--request-id",
-            "clerk-r-1",
-        ],
-    )
-    .await;
+    let receipt = [
+        "case",
+        "receipt",
+        CASE,
+        "--amount",
+        "50000.00",
+        "--payer",
+        "某某贸易有限公司",
+        "--bank-ref",
+        "ICBC20240301000123",
+        "--value-date",
+        "2024-03-01",
+        "--request-id",
+        "clerk-r-1",
+    ];
+    let (code, out, err) = cli(&server, &receipt).await;
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("Amount (yuan):") && out.contains("50000.00"),
@@ -169,25 +166,7 @@ async fn a_case_lives_its_whole_life_through_the_command_line() {
         "the request id is shown for retries: {err}"
     );
     // Retrying with the same request id records nothing twice.
-    let (code, _, err) = cli(
-        &server,
-        &[
-            "case",
-            "receipt",
-            CASE,
-            "--amount",
-            "50000.00",
-            "--payer",
-            "某某贸易有限公司",
-            "--bank-ref",
-            "ICBC20240301000123",
-            "--value-date",
-            "2024-03-01",
-            "--request-id",
-            "clerk-r-1",
-        ],
-    )
-    .await;
+    let (code, _, err) = cli(&server, &receipt).await;
     assert_eq!(code, 0, "{err}");
 
     let d = cli_json(

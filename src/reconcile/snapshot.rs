@@ -520,19 +520,13 @@ fn unseen_by_serial(
             if seen.contains((special, serial)) {
                 continue;
             }
-            let van = crate::domain::VirtualAccountNumber::issue(special, serial);
-            let id = reads
-                .case_by_van(&van)?
-                .ok_or_else(|| Fault(format!("no case account has serial {van}")))?;
-            let case = reads
-                .case(id)?
-                .ok_or_else(|| Fault(format!("case index names missing case {id}")))?;
-            if !covers.covers(case.case_number.court()) {
+            let number = case_number_of(reads, (special, serial))?;
+            if !covers.covers(number.court()) {
                 continue;
             }
             // None: the account was opened after the snapshot.
-            if let Some(facts) = reads.case_facts_at(&case.case_number, snap.sequence)? {
-                missing.push(ledger_case(case.case_number, facts, snap.sequence));
+            if let Some(facts) = reads.case_facts_at(&number, snap.sequence)? {
+                missing.push(ledger_case(number, facts, snap.sequence));
             }
         }
     }
@@ -559,19 +553,24 @@ fn unseen_by_scan(
         if !last_court.1 || seen.contains(facts.van_serials) {
             return Ok(());
         }
-        // Rare: an account the data did not list. Its number, through its virtual
-        // account number.
-        let (special, serial) = facts.van_serials;
-        let van = crate::domain::VirtualAccountNumber::issue(special, serial);
-        let id = reads
-            .case_by_van(&van)?
-            .ok_or_else(|| Fault(format!("facts name unknown account {van}")))?;
-        let case = reads
-            .case(id)?
-            .ok_or_else(|| Fault(format!("case index names missing case {id}")))?;
-        found(ledger_case(case.case_number, facts, sequence));
+        // Rare: an account the data did not list.
+        let number = case_number_of(reads, facts.van_serials)?;
+        found(ledger_case(number, facts, sequence));
         Ok(())
     })
+}
+
+/// The case number of the account with these serials (special account, case), through
+/// its virtual account number: every issued serial has one, so a gap is a fault.
+fn case_number_of(reads: &SledState, (special, serial): (u32, u64)) -> Result<CaseNumber, Fault> {
+    let van = crate::domain::VirtualAccountNumber::issue(special, serial);
+    let id = reads
+        .case_by_van(&van)?
+        .ok_or_else(|| Fault(format!("no case account has the number {van}")))?;
+    let case = reads
+        .case(id)?
+        .ok_or_else(|| Fault(format!("case index names missing case {id}")))?;
+    Ok(case.case_number)
 }
 
 /// What a bank run reports at its end.
