@@ -65,6 +65,8 @@ fn every_workload_runs_bounded_and_verifies_the_ledger() {
             "500",
             "--cases",
             "5",
+            "--warmup-s",
+            "0",
         ][..],
     ] {
         let out = bench(args);
@@ -76,6 +78,30 @@ fn every_workload_runs_bounded_and_verifies_the_ledger() {
         );
         assert!(out.contains("the six invariants hold"), "{args:?}: {out}");
     }
+}
+
+#[test]
+fn calls_due_in_the_warm_up_are_counted_apart() {
+    // 100 calls at 500/s are all due within the first second, the default warm-up.
+    let open_loop = [
+        "--workload",
+        "receipts",
+        "--clients",
+        "4",
+        "--requests",
+        "100",
+        "--rate",
+        "500",
+        "--cases",
+        "5",
+    ];
+    let out = bench(&open_loop);
+    assert!(out.contains(" ops=100 "), "{out}");
+    assert!(out.contains(" warmup_calls=100 "), "{out}");
+    assert!(out.contains("warm-up: 100 calls due in the first 1 s"), "{out}");
+    let out = bench(&[&open_loop[..], &["--warmup-s", "0"]].concat());
+    assert!(out.contains(" warmup_calls=0 "), "{out}");
+    assert!(!out.contains("warm-up:"), "{out}");
 }
 
 #[test]

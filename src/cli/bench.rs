@@ -100,6 +100,11 @@ pub struct BenchArgs {
     /// Print the process's memory and the journal's length this often (0: never).
     #[arg(long, default_value_t = 10)]
     pub report_every_s: u64,
+    /// Calls due in the first this many seconds are made but left out of the latency
+    /// figures (reported on a line of their own): the first calls on new connections to
+    /// a just-started server pay for its warming up, which is not the steady state.
+    #[arg(long, default_value_t = 1)]
+    pub warmup_s: u64,
     /// Worker threads of the server's runtime and of the clients' runtime each.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -160,6 +165,9 @@ fn histogram() -> Histogram<u64> {
 /// What one client measured and acknowledged.
 struct Tally {
     latency: Vec<Histogram<u64>>,
+    /// Calls due before this are counted and measured apart, as the warm-up.
+    measure_from: Instant,
+    warmup: Histogram<u64>,
     ops: [u64; KINDS.len()],
     errors: [u64; KINDS.len()],
     first_error: Option<String>,
@@ -169,9 +177,11 @@ struct Tally {
 }
 
 impl Tally {
-    fn new() -> Tally {
+    fn new(measure_from: Instant) -> Tally {
         Tally {
             latency: KINDS.iter().map(|_| histogram()).collect(),
+            measure_from,
+            warmup: histogram(),
             ops: [0; KINDS.len()],
             errors: [0; KINDS.len()],
             first_error: None,
@@ -182,8 +192,13 @@ impl Tally {
 
     fn record(&mut self, kind: usize, since: Instant) {
         let micros = since.elapsed().as_micros().clamp(1, 100_000_000) as u64;
+        let h = if since < self.measure_from {
+            &mut self.warmup
+        } else {
+            &mut self.latency[kind]
+        };
         // Bounds are clamped above, so recording cannot fail.
-        let _ = self.latency[kind].record(micros);
+        let _ = h.record(micros);
         self.ops[kind] += 1;
     }
 
@@ -199,6 +214,7 @@ impl Tally {
             // Same bounds everywhere, so adding cannot fail.
             let _ = mine.add(theirs);
         }
+        let _ = self.warmup.add(&other.warmup);
         for k in 0..KINDS.len() {
             self.ops[k] += other.ops[k];
             self.errors[k] += other.errors[k];
@@ -445,11 +461,16 @@ async fn drive(
         stop: AtomicBool::new(false),
     });
     let reporter = spawn_reporter(args, stats.clone(), budget.clone());
+    // Every client is connected before the clock starts: an open loop's first requests
+    // would otherwise be due before their connection exists, and count that as latency.
+    let mut channels = Vec::with_capacity(args.clients);
+    for _ in 0..args.clients {
+        channels.push(crew.with_channel(connect(addr).await?));
+    }
     let started = Instant::now();
     let cpu_before = cpu_seconds();
     let mut tasks = Vec::new();
-    for c in 0..args.clients {
-        let channel = crew.with_channel(connect(addr).await?);
+    for (c, channel) in channels.into_iter().enumerate() {
         let ctx = ClientCtx {
             id: c,
             clients: args.clients,
@@ -462,6 +483,7 @@ async fn drive(
                 .then(|| Duration::from_secs_f64(args.clients as f64 / args.rate as f64)),
             batch_size: args.batch_size,
             started,
+            warmup: Duration::from_secs(args.warmup_s),
         };
         let workload = args.workload;
         tasks.push(tokio::spawn(async move {
@@ -473,7 +495,7 @@ async fn drive(
             }
         }));
     }
-    let mut tally = Tally::new();
+    let mut tally = Tally::new(started + Duration::from_secs(args.warmup_s));
     for t in tasks {
         tally.merge(t.await?);
     }
@@ -562,9 +584,14 @@ struct ClientCtx {
     interval: Option<Duration>,
     batch_size: usize,
     started: Instant,
+    warmup: Duration,
 }
 
 impl ClientCtx {
+    fn measure_from(&self) -> Instant {
+        self.started + self.warmup
+    }
+
     /// When the client's `k`-th operation is due: now, in a closed loop; on the
     /// schedule in an open one, waiting for it if early.
     async fn due(&self, k: u64) -> Instant {
@@ -597,7 +624,7 @@ impl ClientCtx {
 }
 
 async fn receipts(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
-    let mut tally = Tally::new();
+    let mut tally = Tally::new(ctx.measure_from());
     let mut rng = Rng(ctx.id as u64 + 1);
     let mut k = 0u64;
     while ctx.budget.take(1) {
@@ -618,7 +645,7 @@ async fn receipts(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
 }
 
 async fn batch(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
-    let mut tally = Tally::new();
+    let mut tally = Tally::new(ctx.measure_from());
     let mut rng = Rng(ctx.id as u64 + 1);
     let mut k = 0u64;
     let mut call = 0u64;
@@ -664,7 +691,7 @@ async fn batch(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
 /// of clients), so it knows what they hold and never asks to pay out money that is
 /// not there.
 async fn mixed(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
-    let mut tally = Tally::new();
+    let mut tally = Tally::new(ctx.measure_from());
     let mut rng = Rng(ctx.id as u64 + 1);
     let mut own: Vec<(u32, i64)> = (0..ctx.cases)
         .filter(|i| *i as usize % ctx.clients == ctx.id)
@@ -903,6 +930,16 @@ fn report(
             tally.errors[k]
         );
     }
+    if !tally.warmup.is_empty() {
+        println!(
+            "warm-up: {} calls due in the first {} s, left out of the latencies above and counted in the rates (p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms)",
+            tally.warmup.len(),
+            args.warmup_s,
+            ms(&tally.warmup, 0.5),
+            ms(&tally.warmup, 0.99),
+            tally.warmup.max() as f64 / 1000.0
+        );
+    }
     let mut all = histogram();
     for (k, h) in tally.latency.iter().enumerate() {
         if k != K_BATCH {
@@ -961,7 +998,7 @@ fn report(
     };
     let h = &tally.latency[main];
     println!(
-        "RESULT workload={:?} clients={} seconds={:.2} ops={} ops_per_s={:.0} receipts_per_s={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} all_p99_ms={:.2} errors={} rss_mib={} cpu_us_per_op={:.1}",
+        "RESULT workload={:?} clients={} seconds={:.2} ops={} ops_per_s={:.0} receipts_per_s={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} all_p99_ms={:.2} warmup_s={} warmup_calls={} errors={} rss_mib={} cpu_us_per_op={:.1}",
         args.workload,
         args.clients,
         secs,
@@ -972,6 +1009,8 @@ fn report(
         ms(h, 0.99),
         ms(h, 0.999),
         ms(&all, 0.99),
+        args.warmup_s,
+        tally.warmup.len(),
         errors,
         rss_mib(),
         cpu_us
@@ -1051,7 +1090,7 @@ fn fsync_rate(data_dir: &Path, args: &BenchArgs) -> Result<(), BoxError> {
     let path = data_dir.join("fsync-probe");
     let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
     let record = [0x5au8; 330];
-    let mut tally = Tally::new();
+    let mut tally = Tally::new(Instant::now());
     let deadline = Instant::now() + Duration::from_secs(args.seconds.min(30));
     let started = Instant::now();
     let mut n = 0u64;
