@@ -98,7 +98,10 @@ fn calls_due_in_the_warm_up_are_counted_apart() {
     let out = bench(&open_loop);
     assert!(out.contains(" ops=100 "), "{out}");
     assert!(out.contains(" warmup_calls=100 "), "{out}");
-    assert!(out.contains("warm-up: 100 calls due in the first 1 s"), "{out}");
+    assert!(
+        out.contains("warm-up: 100 calls due in the first 1 s"),
+        "{out}"
+    );
     let out = bench(&[&open_loop[..], &["--warmup-s", "0"]].concat());
     assert!(out.contains(" warmup_calls=0 "), "{out}");
     assert!(!out.contains("warm-up:"), "{out}");

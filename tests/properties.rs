@@ -461,7 +461,7 @@ proptest! {
         let replayed = MemState::replay(world.state.entries.values()).expect("replays");
         prop_assert_eq!(&replayed.cases, &world.state.cases);
         prop_assert_eq!(&replayed.specials, &world.state.specials);
-        prop_assert_eq!(&replayed.case_lines, &world.state.case_lines);
+        prop_assert_eq!(&replayed.case_facts, &world.state.case_facts);
     }
 }
 

@@ -62,26 +62,25 @@ impl CaseLedgerService {
         let case = reads
             .case(id)?
             .ok_or_else(|| error::fault(Fault(format!("case index names missing case {id}"))))?;
-        let (_, balances) = reads.case_balances_at(id, sequence)?.ok_or_else(|| {
-            DomainError::not_found(format!(
-                "case account {} at entry {sequence}",
-                case.case_number
-            ))
-        })?;
+        let balances = reads
+            .case_balances_at(&case.case_number, sequence)?
+            .ok_or_else(|| {
+                DomainError::not_found(format!(
+                    "case account {} at entry {sequence}",
+                    case.case_number
+                ))
+            })?;
         Ok(cv::case_account(&case, &balances, sequence))
     }
 
     /// An entry as its primary case's statement shows it.
     pub(super) fn entry_answer(&self, entry: &Entry) -> Result<pb::Entry, Status> {
         let cases = entry.cases();
-        let Some((case_id, number)) = cases.first() else {
+        let Some((_, number)) = cases.first() else {
             return Ok(cv::entry(entry, None));
         };
-        let line = self
-            .store
-            .reads
-            .case_balances_at(*case_id, entry.sequence)?;
-        Ok(cv::entry(entry, line.map(|(_, b)| (*number, b))))
+        let balances = self.store.reads.case_balances_at(number, entry.sequence)?;
+        Ok(cv::entry(entry, balances.map(|b| (*number, b))))
     }
 
     /// The disbursement as the entry left it, even if it has moved on since (a retried
@@ -397,7 +396,8 @@ impl CaseLedger for CaseLedgerService {
     ) -> Answer<pb::ListEntriesResponse> {
         let (_, r) = authz::authorize(request, &self.store.reads)?;
         let number = cv::case_number("case_number", &r.case_number)?;
-        let id = self.case_id(&CaseKey::Number(number.clone()))?;
+        // A case that does not exist is NOT_FOUND, not an empty statement.
+        self.case_id(&CaseKey::Number(number.clone()))?;
         let limit = page_size(r.page_size)?;
         let after = match r.page_token.as_str() {
             "" => 0,
@@ -406,7 +406,7 @@ impl CaseLedger for CaseLedgerService {
             })?,
         };
         let (until, _) = resolve_as_of(&self.store.reads, r.as_of.as_ref())?;
-        let lines = self.store.reads.case_lines(id, after, until, limit)?;
+        let lines = self.store.reads.case_lines(&number, after, until, limit)?;
         let mut entries = Vec::with_capacity(lines.len());
         for (seq, balances) in &lines {
             let entry = self.entry(*seq)?;

@@ -145,8 +145,8 @@ pub fn apply(state: &mut impl StateMut, entry: &Entry) -> Result<(), Fault> {
     if let Some(p) = t.principal {
         state.put_principal(p);
     }
+    // The facts line is also the case's statement line: its balances after the entry.
     for (case_id, facts) in lines {
-        state.put_case_line(case_id, entry.sequence, facts.balances);
         if let Some((_, number)) = entry.cases().into_iter().find(|(id, _)| *id == case_id) {
             state.put_case_facts(number, entry.sequence, facts);
         }

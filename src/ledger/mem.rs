@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 use crate::domain::{
-    Balances, BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState,
-    DisbursementState, Entry, Meta, PrincipalState, RequestId, RequestRecord, SpecialAccountState,
-    SpecialLine, Text, UnidentifiedReceiptState, VirtualAccountNumber,
+    BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState, DisbursementState, Entry,
+    Meta, PrincipalState, RequestId, RequestRecord, SpecialAccountState, SpecialLine, Text,
+    UnidentifiedReceiptState, VirtualAccountNumber,
 };
 
 use super::state::{Fault, Read, State, StateMut};
@@ -24,7 +24,6 @@ pub struct MemState {
     pub bank_refs: HashMap<(Uuid, BankRef), u64>,
     pub entries: BTreeMap<u64, Entry>,
     pub reversed_by: HashMap<u64, u64>,
-    pub case_lines: BTreeMap<(Uuid, u64), Balances>,
     pub special_lines: BTreeMap<(Uuid, u64), SpecialLine>,
     pub unidentified: BTreeMap<Uuid, UnidentifiedReceiptState>,
     pub deferrals: BTreeMap<Uuid, DeferralState>,
@@ -123,9 +122,6 @@ impl StateMut for MemState {
     }
     fn put_reversed_by(&mut self, sequence: u64, by: u64) {
         self.reversed_by.insert(sequence, by);
-    }
-    fn put_case_line(&mut self, case_id: Uuid, sequence: u64, line: Balances) {
-        self.case_lines.insert((case_id, sequence), line);
     }
     fn put_special_line(&mut self, special_id: Uuid, sequence: u64, line: SpecialLine) {
         self.special_lines.insert((special_id, sequence), line);

@@ -5,9 +5,9 @@
 use uuid::Uuid;
 
 use crate::domain::{
-    Balances, BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState,
-    DisbursementState, Entry, Meta, PrincipalState, RequestId, RequestRecord, SpecialAccountState,
-    SpecialLine, Text, UnidentifiedReceiptState, VirtualAccountNumber,
+    BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState, DisbursementState, Entry,
+    Meta, PrincipalState, RequestId, RequestRecord, SpecialAccountState, SpecialLine, Text,
+    UnidentifiedReceiptState, VirtualAccountNumber,
 };
 
 /// A failure of the storage underneath, not of the request: reported as UNAVAILABLE or
@@ -52,14 +52,12 @@ pub trait StateMut: State {
     fn put_bank_ref(&mut self, special_id: Uuid, bank_ref: BankRef, sequence: u64);
     fn put_entry(&mut self, entry: &Entry);
     fn put_reversed_by(&mut self, sequence: u64, by: u64);
-    /// One line of a case's statement: its balances after entry `sequence`.
-    fn put_case_line(&mut self, case_id: Uuid, sequence: u64, line: Balances);
     /// A special account's money after entry `sequence`, for reads of the past.
     fn put_special_line(&mut self, special_id: Uuid, sequence: u64, line: SpecialLine);
     fn put_unidentified(&mut self, receipt: UnidentifiedReceiptState);
     fn put_deferral(&mut self, deferral: DeferralState);
-    /// What reconciliation needs of a case after entry `sequence`, under its case
-    /// number; written with its case line.
+    /// What a case was after entry `sequence`, under its case number: a line of its
+    /// statement (its balances) and what reconciliation needs of it.
     fn put_case_facts(&mut self, case_number: &CaseNumber, sequence: u64, facts: CaseFacts);
     /// A movement of a special account's bank balance, made by entry `sequence`.
     fn put_bank_line(&mut self, special_id: Uuid, sequence: u64, line: BankLine);

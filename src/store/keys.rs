@@ -16,7 +16,9 @@ pub const STATE_FORMAT_KEY: &[u8] = b"V";
 /// one from the journal (which keeps its own format byte per frame).
 /// 2: disbursements record who requested and approved them (issue 5).
 /// 3: deferrals record who recorded them and the approver's decision.
-pub const STATE_FORMAT: u32 = 3;
+/// 4: a case's statement is read from its facts lines (`q`); the separate case lines
+///    (`l`, one more key an entry with the same balances) are no longer written.
+pub const STATE_FORMAT: u32 = 4;
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
@@ -74,10 +76,6 @@ pub fn reversed_by(sequence: u64) -> Vec<u8> {
     key(b'x', &[&sequence.to_be_bytes()])
 }
 
-pub fn case_line(case_id: Uuid, sequence: u64) -> Vec<u8> {
-    key(b'l', &[case_id.as_bytes(), &sequence.to_be_bytes()])
-}
-
 pub fn special_line(special_id: Uuid, sequence: u64) -> Vec<u8> {
     key(b'a', &[special_id.as_bytes(), &sequence.to_be_bytes()])
 }
@@ -86,12 +84,8 @@ pub fn special_lines(special_id: Uuid) -> Vec<u8> {
     key(b'a', &[special_id.as_bytes()])
 }
 
-pub fn case_lines(case_id: Uuid) -> Vec<u8> {
-    key(b'l', &[case_id.as_bytes()])
-}
-
-/// The sequence at the end of a case-line or special-line key.
-pub fn case_line_sequence(key: &[u8]) -> Option<u64> {
+/// The sequence at the end of a special-line or bank-line key.
+pub fn line_sequence(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))
 }
@@ -129,6 +123,11 @@ pub fn case_facts(case_number: &CaseNumber, sequence: u64) -> Vec<u8> {
         b'q',
         &[&case_number.ordered_key(), &(!sequence).to_be_bytes()],
     )
+}
+
+/// The sequence of a facts key (stored inverted).
+pub fn case_facts_sequence(key: &[u8]) -> Option<u64> {
+    line_sequence(key).map(|inverted| !inverted)
 }
 
 pub fn case_facts_prefix(case_number: &CaseNumber) -> Vec<u8> {

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::domain::{Balances, Micros, SpecialAccountState, SpecialLine};
+use crate::domain::{Balances, CaseFacts, CaseNumber, Micros, SpecialAccountState, SpecialLine};
 use crate::ledger::{Fault, State};
 
 use super::keys;
@@ -52,10 +52,12 @@ impl SledState {
         Ok(out)
     }
 
-    /// Lines of a case's statement with `after < sequence <= until`, at most `limit`.
+    /// Lines of a case's statement with `after < sequence <= until`, at most `limit`,
+    /// oldest first. They are the case's facts lines, whose keys run from the newest
+    /// entry back, so a page is read backwards; it costs its own length.
     pub fn case_lines(
         &self,
-        case_id: Uuid,
+        case_number: &CaseNumber,
         after: u64,
         until: u64,
         limit: usize,
@@ -63,14 +65,15 @@ impl SledState {
         if after >= until {
             return Ok(Vec::new());
         }
-        let start = keys::case_line(case_id, after.saturating_add(1));
-        let end = keys::case_line(case_id, until);
+        let newest = keys::case_facts(case_number, until);
+        let oldest = keys::case_facts(case_number, after.saturating_add(1));
         let mut out = Vec::new();
-        for item in self.tree.range(start..=end).take(limit) {
+        for item in self.tree.range(newest..=oldest).rev().take(limit) {
             let (key, value) = item.map_err(fault)?;
-            let seq = keys::case_line_sequence(&key)
-                .ok_or_else(|| Fault("malformed case line key".into()))?;
-            out.push((seq, decode(&value)?));
+            let sequence = keys::case_facts_sequence(&key)
+                .ok_or_else(|| Fault("malformed facts key".into()))?;
+            let facts: CaseFacts = decode(&value)?;
+            out.push((sequence, facts.balances));
         }
         Ok(out)
     }
@@ -78,20 +81,12 @@ impl SledState {
     /// The case's balances after the last of its entries at or before `sequence`.
     pub fn case_balances_at(
         &self,
-        case_id: Uuid,
+        case_number: &CaseNumber,
         sequence: u64,
-    ) -> Result<Option<(u64, Balances)>, Fault> {
-        let start = keys::case_lines(case_id);
-        let end = keys::case_line(case_id, sequence);
-        match self.tree.range(start..=end).next_back() {
-            Some(item) => {
-                let (key, value) = item.map_err(fault)?;
-                let seq = keys::case_line_sequence(&key)
-                    .ok_or_else(|| Fault("malformed case line key".into()))?;
-                Ok(Some((seq, decode(&value)?)))
-            }
-            None => Ok(None),
-        }
+    ) -> Result<Option<Balances>, Fault> {
+        Ok(self
+            .case_facts_at(case_number, sequence)?
+            .map(|facts| facts.balances))
     }
 
     /// A special account's money after the last of its entries at or before `sequence`.

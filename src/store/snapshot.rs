@@ -105,8 +105,8 @@ impl SledState {
         let end = keys::bank_line(special_id, until);
         self.tree.range(start..=end).map(|item| {
             let (key, value) = item.map_err(fault)?;
-            let seq = keys::case_line_sequence(&key)
-                .ok_or_else(|| Fault("malformed bank line key".into()))?;
+            let seq =
+                keys::line_sequence(&key).ok_or_else(|| Fault("malformed bank line key".into()))?;
             Ok((seq, decode(&value)?))
         })
     }

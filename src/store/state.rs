@@ -8,9 +8,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{
-    Balances, BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState,
-    DisbursementState, Entry, Meta, PrincipalState, RequestId, RequestRecord, SpecialAccountState,
-    SpecialLine, Text, UnidentifiedReceiptState, VirtualAccountNumber,
+    BankLine, BankRef, CaseFacts, CaseNumber, CaseState, DeferralState, DisbursementState, Entry,
+    Meta, PrincipalState, RequestId, RequestRecord, SpecialAccountState, SpecialLine, Text,
+    UnidentifiedReceiptState, VirtualAccountNumber,
 };
 use crate::ledger::{Fault, State, StateMut};
 
@@ -68,8 +68,8 @@ impl SledState {
         }
         for item in self.tree.range(keys::entry(from)..=keys::entry(to)) {
             let (key, value) = item.map_err(fault)?;
-            let seq = keys::case_line_sequence(&key)
-                .ok_or_else(|| Fault("malformed entry key".into()))?;
+            let seq =
+                keys::line_sequence(&key).ok_or_else(|| Fault("malformed entry key".into()))?;
             out.push((seq, decode(&value)?));
         }
         Ok(out)
@@ -431,9 +431,6 @@ impl StateMut for Overlay<'_> {
     }
     fn put_reversed_by(&mut self, sequence: u64, by: u64) {
         self.put(keys::reversed_by(sequence), &by);
-    }
-    fn put_case_line(&mut self, case_id: Uuid, sequence: u64, line: Balances) {
-        self.put(keys::case_line(case_id, sequence), &line);
     }
     fn put_special_line(&mut self, special_id: Uuid, sequence: u64, line: SpecialLine) {
         self.put(keys::special_line(special_id, sequence), &line);
