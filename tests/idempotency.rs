@@ -18,6 +18,46 @@ async fn setup() -> (tempfile::TempDir, TestServer) {
     (dir, server)
 }
 
+/// A single request's answer comes from what the writer had at hand when it decided
+/// the request; a retry's is read from the store as of the entry. Requests sent at
+/// once share the writer's batches, so each answer must show its case as its own entry
+/// left it, not as the batch did.
+#[tokio::test]
+async fn answers_of_receipts_sent_at_once_match_their_retries() {
+    let (_dir, server) = setup().await;
+    let cases = server.cases().await;
+    let mut sent = tokio::task::JoinSet::new();
+    for i in 1..=32 {
+        let mut cases = cases.clone();
+        let request = receipt_request(CASE, &format!("{i}.00"), &format!("REF-AT-ONCE-{i}"));
+        sent.spawn(async move {
+            let first = cases.record_receipt(request.clone()).await;
+            (request, first.expect("receipt").into_inner())
+        });
+    }
+    let mut answered = Vec::new();
+    while let Some(done) = sent.join_next().await {
+        answered.push(done.expect("task"));
+    }
+    let mut cases = cases;
+    let mut running = Vec::new();
+    for (request, first) in answered {
+        let again = cases
+            .record_receipt(request)
+            .await
+            .expect("retry")
+            .into_inner();
+        assert_eq!(first, again);
+        running.push((first.sequence, first.running_balance));
+    }
+    // In journal order the running balance rises by each receipt in turn: 1+2+...+32.
+    running.sort();
+    let last = running.last().map(|(_, b)| b.as_str());
+    assert_eq!(last, Some("528.00"));
+    let distinct: std::collections::BTreeSet<_> = running.iter().map(|(_, b)| b).collect();
+    assert_eq!(distinct.len(), 32, "{running:?}");
+}
+
 #[tokio::test]
 async fn retried_request_returns_the_original_result() {
     let (_dir, server) = setup().await;

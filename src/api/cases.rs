@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::domain::{text::len, DomainError, Entry, Op, Payee, PrincipalState};
 use crate::ledger::{self, CaseKey, Command, Fault, State};
-use crate::store::StoreHandle;
+use crate::store::{StoreHandle, Written};
 
 use super::convert::{self as cv};
 use super::pb::{self, case_ledger_server::CaseLedger};
@@ -25,13 +25,44 @@ impl CaseLedgerService {
         request_id: &str,
         command: Command,
     ) -> Result<Entry, Status> {
+        let written = self.write(who, request_id, command).await?;
+        match written.fresh {
+            Some(fresh) => Ok(fresh.entry),
+            None => self.entry(written.sequence),
+        }
+    }
+
+    /// Submits a request and answers with its entry as its case's statement shows it.
+    pub(super) async fn submit_for_entry(
+        &self,
+        who: &PrincipalState,
+        request_id: &str,
+        command: Command,
+    ) -> Result<pb::Entry, Status> {
+        let written = self.write(who, request_id, command).await?;
+        match written.fresh {
+            // What the writer had at hand is what a read as of the entry would find.
+            Some(fresh) => {
+                let case = fresh.entry.cases().first().map(|(_, number)| *number);
+                let line = case.zip(fresh.case_balances);
+                Ok(cv::entry(&fresh.entry, line))
+            }
+            None => self.entry_answer(&self.entry(written.sequence)?),
+        }
+    }
+
+    async fn write(
+        &self,
+        who: &PrincipalState,
+        request_id: &str,
+        command: Command,
+    ) -> Result<Written, Status> {
         let request = ledger::Request {
             id: cv::request_id(request_id)?,
             command,
             principal: Some(who.id),
         };
-        let outcome = self.store.write(request).await.map_err(error::write)?;
-        self.entry(outcome.sequence)
+        self.store.write(request).await.map_err(error::write)
     }
 
     fn entry(&self, sequence: u64) -> Result<Entry, Status> {
@@ -217,8 +248,9 @@ impl CaseLedger for CaseLedgerService {
         }
         // One validation for RecordReceipt and every item of RecordReceipts.
         let command = super::receipts::command(&r)?;
-        let entry = self.submit(&who, &r.request_id, command).await?;
-        self.entry_answer(&entry).map(Response::new)
+        self.submit_for_entry(&who, &r.request_id, command)
+            .await
+            .map(Response::new)
     }
 
     async fn record_receipts(
@@ -351,8 +383,9 @@ impl CaseLedger for CaseLedgerService {
             reason: cv::required("reason", &r.reason, len::REASON)?,
             document_ref: cv::optional("document_ref", &r.document_ref, len::REF)?,
         };
-        let entry = self.submit(&who, &r.request_id, command).await?;
-        self.entry_answer(&entry).map(Response::new)
+        self.submit_for_entry(&who, &r.request_id, command)
+            .await
+            .map(Response::new)
     }
 
     async fn reverse_entry(&self, request: Request<pb::ReverseEntryRequest>) -> Answer<pb::Entry> {
@@ -366,8 +399,9 @@ impl CaseLedger for CaseLedgerService {
             sequence: r.sequence,
             reason: cv::required("reason", &r.reason, len::REASON)?,
         };
-        let entry = self.submit(&who, &r.request_id, command).await?;
-        self.entry_answer(&entry).map(Response::new)
+        self.submit_for_entry(&who, &r.request_id, command)
+            .await
+            .map(Response::new)
     }
 
     async fn close_case_account(

@@ -90,8 +90,9 @@ impl CaseLedgerService {
             bank_ref: cv::bank_ref("bank_ref", &r.bank_ref)?,
             value_date: cv::date("value_date", &r.value_date)?,
         };
-        let entry = self.submit(who, &r.request_id, command).await?;
-        self.entry_answer(&entry).map(Response::new)
+        self.submit_for_entry(who, &r.request_id, command)
+            .await
+            .map(Response::new)
     }
 
     async fn unidentified_step(

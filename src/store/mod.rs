@@ -30,7 +30,7 @@ use crate::ledger::Request;
 
 pub use snapshot::FactsReader;
 pub use state::SledState;
-pub use writer::{Reply, WriteError};
+pub use writer::{Fresh, Reply, WriteError, Written};
 
 use state::Overlay;
 use writer::{Message, Writer};

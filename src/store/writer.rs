@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::domain::Micros;
-use crate::ledger::{self, Context, LedgerError, Outcome, Request};
+use crate::domain::{Balances, Entry};
+use crate::ledger::{self, Context, LedgerError, Request, State};
 
 use super::journal::{JournalSyncer, JournalWriter, BATCH_BYTES_SOFT_MAX};
 use super::state::{InFlight, Overlay, SledState};
@@ -36,7 +37,26 @@ use super::WriterStats;
 /// The most requests one batch takes; bounds the latency a batch adds to its first.
 pub const BATCH_REQUESTS_MAX: usize = 4096;
 
-pub type Reply = Result<Outcome, WriteError>;
+pub type Reply = Result<Written, WriteError>;
+
+/// What became of one request.
+#[derive(Debug)]
+pub struct Written {
+    /// The entry that answers the request: its own, or the one recorded before.
+    pub sequence: u64,
+    /// True when the request (or its bank reference) had been recorded before.
+    pub existing: bool,
+    /// For a single request that made a new entry: the entry, and its first case's
+    /// balances right after it, so that the answer needs no read of what was just
+    /// written. A retried request has none and reads its answer as of its entry.
+    pub fresh: Option<Box<Fresh>>,
+}
+
+#[derive(Debug)]
+pub struct Fresh {
+    pub entry: Entry,
+    pub case_balances: Option<Balances>,
+}
 
 /// Why a write was not acknowledged. `Ledger` is the request's own outcome, final.
 /// `Unavailable` and `DiskFull` mean the store could not take it now; when the failure
@@ -322,7 +342,7 @@ impl Writer {
             Message::Write { request, reply } => {
                 let result = match &batch.blocked {
                     Some(e) => Err(e.clone()),
-                    None => self.decide(&mut batch.overlay, &request),
+                    None => self.decide(&mut batch.overlay, &request, true),
                 };
                 batch.waiting.push(Waiting::One(reply, result));
                 batch.requests += 1;
@@ -353,7 +373,8 @@ impl Writer {
                 };
                 let result = match &batch.blocked {
                     Some(e) => Err(e.clone()),
-                    None => self.decide(&mut batch.overlay, &request),
+                    // RecordReceipts answers sequences only.
+                    None => self.decide(&mut batch.overlay, &request, false),
                 };
                 outcomes.results.push(result);
                 batch.requests += 1;
@@ -397,7 +418,7 @@ impl Writer {
         })
     }
 
-    fn decide(&self, overlay: &mut Overlay<'_>, request: &Request) -> Reply {
+    fn decide(&self, overlay: &mut Overlay<'_>, request: &Request, answer_fresh: bool) -> Reply {
         if let Some(why) = self.poisoned.get() {
             return Err(WriteError::Unavailable(why.clone()));
         }
@@ -406,9 +427,30 @@ impl Writer {
             new_id: Uuid::now_v7(),
             tiers: self.approval_tiers,
         };
-        ledger::execute(overlay, request, &ctx)
-            .map(|(outcome, _)| outcome)
-            .map_err(WriteError::from)
+        let (outcome, entry) = ledger::execute(overlay, request, &ctx)?;
+        let fresh = match entry {
+            Some(entry) if answer_fresh && !outcome.existing => {
+                // The overlay holds the case as this entry left it: later requests of
+                // the batch are not decided yet. The entry is in the batch whatever
+                // this read does; if it fails, the handler reads the answer instead.
+                let case_balances = match entry.cases().first() {
+                    None => Some(None),
+                    Some((id, _)) => overlay.case(*id).ok().flatten().map(|c| Some(c.balances)),
+                };
+                case_balances.map(|case_balances| {
+                    Box::new(Fresh {
+                        entry,
+                        case_balances,
+                    })
+                })
+            }
+            _ => None,
+        };
+        Ok(Written {
+            sequence: outcome.sequence,
+            existing: outcome.existing,
+            fresh,
+        })
     }
 
     /// Appends the batch's frames to the journal (not yet durable) and hands back what
