@@ -297,6 +297,36 @@ async fn concurrent_batches_on_one_case_lose_nothing() {
         .expect("journal reads");
     let state = case_escrow::ledger::MemState::replay(&entries).expect("replays");
     case_escrow::ledger::invariants::check(&state).expect("invariants hold");
+
+    // sled keeps a special account's money and its bank lines under one key an entry,
+    // written from batches that overlap in flight: every one of them is what the
+    // posting rules say, as of every entry.
+    let _guard = SPAWN_OR_OPEN.lock().await;
+    let store = case_escrow::store::Store::open(dir.path()).expect("reopens");
+    let reads = store.handle().reads;
+    let last = entries.len() as u64;
+    for special in state.specials.keys() {
+        let bank: Vec<_> = reads
+            .bank_lines(*special, last)
+            .collect::<Result<_, _>>()
+            .expect("bank lines read");
+        let expected: Vec<_> = state
+            .bank_lines
+            .iter()
+            .filter(|((s, _), _)| s == special)
+            .map(|((_, seq), line)| (*seq, line.clone()))
+            .collect();
+        assert!(expected.len() > 1000, "{} bank lines", expected.len());
+        assert_eq!(bank, expected);
+        for ((s, seq), line) in &state.special_lines {
+            if s == special {
+                let read = reads.special_line_at(*special, *seq).expect("reads");
+                assert_eq!(read.as_ref(), Some(line), "special line at {seq}");
+            }
+        }
+    }
+    drop(reads);
+    store.close().await;
 }
 
 /// Suspense routing is RecordReceipt's alone: a batch item asking for it is refused by

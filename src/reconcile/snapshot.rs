@@ -675,7 +675,7 @@ impl BankRun {
             }
         }
         let line = reads
-            .get(&crate::store::keys::bank_line(self.special.id, seq))?
+            .bank_line(self.special.id, seq)?
             .ok_or_else(|| Fault(format!("entry {seq} has a bank reference but no bank line")))?;
         Ok(Recorded::Line { seq, line })
     }

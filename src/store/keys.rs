@@ -18,7 +18,9 @@ pub const STATE_FORMAT_KEY: &[u8] = b"V";
 /// 3: deferrals record who recorded them and the approver's decision.
 /// 4: a case's statement is read from its facts lines (`q`); the separate case lines
 ///    (`l`, one more key an entry with the same balances) are no longer written.
-pub const STATE_FORMAT: u32 = 4;
+/// 5: an entry's bank line is kept in its special-line record (`a`), not under a key
+///    of its own (`k`).
+pub const STATE_FORMAT: u32 = 5;
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
@@ -76,6 +78,8 @@ pub fn reversed_by(sequence: u64) -> Vec<u8> {
     key(b'x', &[&sequence.to_be_bytes()])
 }
 
+/// `a` + special account + sequence: its money after that entry and, if the entry
+/// moved its bank balance, the bank line (a [`super::state::SpecialEntryLine`]).
 pub fn special_line(special_id: Uuid, sequence: u64) -> Vec<u8> {
     key(b'a', &[special_id.as_bytes(), &sequence.to_be_bytes()])
 }
@@ -84,7 +88,7 @@ pub fn special_lines(special_id: Uuid) -> Vec<u8> {
     key(b'a', &[special_id.as_bytes()])
 }
 
-/// The sequence at the end of a special-line or bank-line key.
+/// The sequence at the end of a special-line key.
 pub fn line_sequence(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))
@@ -132,15 +136,6 @@ pub fn case_facts_sequence(key: &[u8]) -> Option<u64> {
 
 pub fn case_facts_prefix(case_number: &CaseNumber) -> Vec<u8> {
     key(b'q', &[&case_number.ordered_key()])
-}
-
-/// `k` + special account + sequence: the entries that moved its bank balance.
-pub fn bank_line(special_id: Uuid, sequence: u64) -> Vec<u8> {
-    key(b'k', &[special_id.as_bytes(), &sequence.to_be_bytes()])
-}
-
-pub fn bank_lines(special_id: Uuid) -> Vec<u8> {
-    key(b'k', &[special_id.as_bytes()])
 }
 
 pub const CASE_FACTS_PREFIX: &[u8] = b"q";

@@ -6,7 +6,7 @@ use crate::domain::{Balances, CaseFacts, CaseNumber, Micros, SpecialAccountState
 use crate::ledger::{Fault, State};
 
 use super::keys;
-use super::state::{decode, SledState};
+use super::state::{decode, SledState, SpecialEntryLine};
 
 fn fault(e: sled::Error) -> Fault {
     Fault(e.to_string())
@@ -98,7 +98,7 @@ impl SledState {
         let start = keys::special_lines(special_id);
         let end = keys::special_line(special_id, sequence);
         match self.tree.range(start..=end).next_back() {
-            Some(item) => decode(&item.map_err(fault)?.1).map(Some),
+            Some(item) => decode::<SpecialEntryLine>(&item.map_err(fault)?.1).map(|r| Some(r.line)),
             None => Ok(None),
         }
     }

@@ -8,7 +8,7 @@ use crate::domain::{BankLine, CaseFacts, CaseNumber, UnidentifiedReceiptState};
 use crate::ledger::Fault;
 
 use super::keys;
-use super::state::{decode, SledState};
+use super::state::{decode, SledState, SpecialEntryLine};
 
 fn fault(e: sled::Error) -> Fault {
     Fault(e.to_string())
@@ -95,20 +95,31 @@ impl SledState {
     }
 
     /// The bank lines of a special account with sequence at or before `until`, in
-    /// journal order.
+    /// journal order: its special lines that carry one.
     pub fn bank_lines(
         &self,
         special_id: Uuid,
         until: u64,
     ) -> impl Iterator<Item = Result<(u64, BankLine), Fault>> + '_ {
-        let start = keys::bank_lines(special_id);
-        let end = keys::bank_line(special_id, until);
-        self.tree.range(start..=end).map(|item| {
-            let (key, value) = item.map_err(fault)?;
-            let seq =
-                keys::line_sequence(&key).ok_or_else(|| Fault("malformed bank line key".into()))?;
-            Ok((seq, decode(&value)?))
+        let start = keys::special_lines(special_id);
+        let end = keys::special_line(special_id, until);
+        self.tree.range(start..=end).filter_map(|item| {
+            let line = item.map_err(fault).and_then(|(key, value)| {
+                let seq = keys::line_sequence(&key)
+                    .ok_or_else(|| Fault("malformed special line key".into()))?;
+                let record: SpecialEntryLine = decode(&value)?;
+                Ok(record.bank.map(|bank| (seq, bank)))
+            });
+            line.transpose()
         })
+    }
+
+    /// The bank line entry `sequence` made on a special account, if it moved its bank
+    /// balance.
+    pub fn bank_line(&self, special_id: Uuid, sequence: u64) -> Result<Option<BankLine>, Fault> {
+        let record: Option<SpecialEntryLine> =
+            self.get(&keys::special_line(special_id, sequence))?;
+        Ok(record.and_then(|r| r.bank))
     }
 
     /// A special account's unidentified receipts in the order recorded, after the

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{
@@ -30,6 +30,15 @@ fn fault(e: impl std::fmt::Display) -> Fault {
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Fault> {
     postcard::from_bytes(bytes).map_err(|e| Fault(format!("undecodable state record: {e}")))
+}
+
+/// The record under a special-line key: the special account's money after an entry,
+/// and the entry's movement of its bank balance if it made one. Both under one key,
+/// because a receipt makes both and every sled key costs.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SpecialEntryLine {
+    pub line: SpecialLine,
+    pub bank: Option<BankLine>,
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -433,7 +442,18 @@ impl StateMut for Overlay<'_> {
         self.put(keys::reversed_by(sequence), &by);
     }
     fn put_special_line(&mut self, special_id: Uuid, sequence: u64, line: SpecialLine) {
-        self.put(keys::special_line(special_id, sequence), &line);
+        let key = keys::special_line(special_id, sequence);
+        // `apply` writes the special line first; keep a bank line written before it all
+        // the same.
+        let bank = match self.writes.get(&key).map(|v| decode::<SpecialEntryLine>(v)) {
+            Some(Ok(record)) => record.bank,
+            Some(Err(e)) => {
+                self.encode_error = Some(e.0);
+                return;
+            }
+            None => None,
+        };
+        self.put(key, &SpecialEntryLine { line, bank });
     }
     fn put_unidentified(&mut self, receipt: UnidentifiedReceiptState) {
         self.put(
@@ -449,7 +469,30 @@ impl StateMut for Overlay<'_> {
         self.put(keys::case_facts(case_number, sequence), &facts);
     }
     fn put_bank_line(&mut self, special_id: Uuid, sequence: u64, line: BankLine) {
-        self.put(keys::bank_line(special_id, sequence), &line);
+        let key = keys::special_line(special_id, sequence);
+        // The entry's special line, written just before; failing that, the account as
+        // it stands, which is its money after this entry if the entry did not touch it.
+        let pending = self.writes.get(&key).map(|v| decode::<SpecialEntryLine>(v));
+        let special_line = match pending {
+            Some(record) => record.map(|r| r.line),
+            None => self.special(special_id).and_then(|s| {
+                s.map(|s| s.line()).ok_or_else(|| {
+                    Fault(format!(
+                        "entry {sequence} moved the bank balance of special account {special_id}, which does not exist"
+                    ))
+                })
+            }),
+        };
+        match special_line {
+            Ok(special_line) => self.put(
+                key,
+                &SpecialEntryLine {
+                    line: special_line,
+                    bank: Some(line),
+                },
+            ),
+            Err(e) => self.encode_error = Some(e.0),
+        }
     }
     fn put_principal(&mut self, p: PrincipalState) {
         self.put(keys::principal_by_name(p.name.as_str()), &p.id);
