@@ -70,8 +70,9 @@ pub struct BenchArgs {
     /// Stop after this many operations (receipts, for `batch`).
     #[arg(long, default_value_t = 200_000)]
     pub requests: u64,
-    /// Stop after this many seconds, even if `--requests` is not reached.
-    #[arg(long, default_value_t = 60)]
+    /// Stop after this many seconds, even if `--requests` is not reached (at most a
+    /// week).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub seconds: u64,
     /// Total operations a second across all clients (open loop); 0: as fast as answered.
     #[arg(long, default_value_t = 0)]
@@ -103,7 +104,7 @@ pub struct BenchArgs {
     /// Calls due in the first this many seconds are made but left out of the latency
     /// figures (reported on a line of their own): the first calls on new connections to
     /// a just-started server pay for its warming up, which is not the steady state.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=604_800))]
     pub warmup_s: u64,
     /// Worker threads of the server's runtime and of the clients' runtime each.
     #[arg(long, default_value_t = 2)]

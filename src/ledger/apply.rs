@@ -93,6 +93,16 @@ pub fn apply(state: &mut impl StateMut, entry: &Entry) -> Result<(), Fault> {
     apply_postings(state, entry, &mut t)?;
     update_clocks(entry, &mut t)?;
     let bank_line = bank_line(state, entry)?;
+    // A bank line is stored with its special account's line for the entry (sled keeps
+    // both under one key), so the entry must have touched that account: it did, if it
+    // moved its bank balance. Checked here, before anything is written.
+    if bank_line.is_some() && !t.specials.contains_key(&entry.special_id()) {
+        return Err(Fault(format!(
+            "entry {} makes a bank line for special account {} without moving its money",
+            entry.sequence,
+            entry.special_id()
+        )));
+    }
     for case in t.cases.values() {
         let b = case.balances;
         if b.available().is_negative() || b.reserved.is_negative() {

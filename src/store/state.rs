@@ -442,18 +442,9 @@ impl StateMut for Overlay<'_> {
         self.put(keys::reversed_by(sequence), &by);
     }
     fn put_special_line(&mut self, special_id: Uuid, sequence: u64, line: SpecialLine) {
-        let key = keys::special_line(special_id, sequence);
-        // `apply` writes the special line first; keep a bank line written before it all
-        // the same.
-        let bank = match self.writes.get(&key).map(|v| decode::<SpecialEntryLine>(v)) {
-            Some(Ok(record)) => record.bank,
-            Some(Err(e)) => {
-                self.encode_error = Some(e.0);
-                return;
-            }
-            None => None,
-        };
-        self.put(key, &SpecialEntryLine { line, bank });
+        // The entry's bank line, if any, is added to this record by `put_bank_line`.
+        let record = SpecialEntryLine { line, bank: None };
+        self.put(keys::special_line(special_id, sequence), &record);
     }
     fn put_unidentified(&mut self, receipt: UnidentifiedReceiptState) {
         self.put(
@@ -470,29 +461,28 @@ impl StateMut for Overlay<'_> {
     }
     fn put_bank_line(&mut self, special_id: Uuid, sequence: u64, line: BankLine) {
         let key = keys::special_line(special_id, sequence);
-        // The entry's special line, written just before; failing that, the account as
-        // it stands, which is its money after this entry if the entry did not touch it.
-        let pending = self.writes.get(&key).map(|v| decode::<SpecialEntryLine>(v));
-        let special_line = match pending {
-            Some(record) => record.map(|r| r.line),
-            None => self.special(special_id).and_then(|s| {
-                s.map(|s| s.line()).ok_or_else(|| {
-                    Fault(format!(
-                        "entry {sequence} moved the bank balance of special account {special_id}, which does not exist"
-                    ))
-                })
-            }),
+        // `apply` writes the entry's special line first and refuses a bank line for an
+        // account the entry did not touch, so the record is always pending here.
+        let record = match self.writes.get(&key).map(|v| decode::<SpecialEntryLine>(v)) {
+            Some(Ok(record)) => record,
+            Some(Err(e)) => {
+                self.encode_error = Some(e.0);
+                return;
+            }
+            None => {
+                self.encode_error = Some(format!(
+                    "entry {sequence}: a bank line for special account {special_id} without its special line"
+                ));
+                return;
+            }
         };
-        match special_line {
-            Ok(special_line) => self.put(
-                key,
-                &SpecialEntryLine {
-                    line: special_line,
-                    bank: Some(line),
-                },
-            ),
-            Err(e) => self.encode_error = Some(e.0),
-        }
+        self.put(
+            key,
+            &SpecialEntryLine {
+                line: record.line,
+                bank: Some(line),
+            },
+        );
     }
     fn put_principal(&mut self, p: PrincipalState) {
         self.put(keys::principal_by_name(p.name.as_str()), &p.id);
