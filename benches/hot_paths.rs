@@ -153,7 +153,9 @@ fn posting_and_encoding(c: &mut Criterion) {
 fn writer_batch(c: &mut Criterion) {
     const RECEIPTS: u64 = 1000;
     let dir = tempfile::tempdir().expect("tempdir");
+    // Timers too: closing the store bounds its waits with them.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("runtime");
     let store = Store::open(dir.path()).expect("store opens");
