@@ -88,7 +88,8 @@ pub fn special_lines(special_id: Uuid) -> Vec<u8> {
     key(b'a', &[special_id.as_bytes()])
 }
 
-/// The sequence at the end of a special-line key.
+/// The sequence at the end of a key that ends in a big-endian one (an entry, a special
+/// line).
 pub fn line_sequence(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))
