@@ -44,8 +44,6 @@ pub type Reply = Result<Written, WriteError>;
 pub struct Written {
     /// The entry that answers the request: its own, or the one recorded before.
     pub sequence: u64,
-    /// True when the request (or its bank reference) had been recorded before.
-    pub existing: bool,
     /// For a single request that made a new entry: the entry, and its first case's
     /// balances right after it, so that the answer needs no read of what was just
     /// written. A retried request has none and reads its answer as of its entry.
@@ -448,7 +446,6 @@ impl Writer {
         };
         Ok(Written {
             sequence: outcome.sequence,
-            existing: outcome.existing,
             fresh,
         })
     }
