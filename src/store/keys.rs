@@ -1,6 +1,5 @@
 //! The layout of the derived state in sled: one tree, one byte of prefix per kind of
-//! record, so that a whole batch is one atomic `apply_batch`. Big-endian numbers keep
-//! range scans in numeric order.
+//! record. Big-endian numbers keep range scans in numeric order.
 
 use uuid::Uuid;
 
@@ -9,6 +8,8 @@ use crate::domain::CaseNumber;
 pub const META: &[u8] = b"m";
 /// The journal offset up to which the state has been built.
 pub const JOURNAL_END: &[u8] = b"j";
+/// What the keys of the batch being applied held before it (`store::undo`).
+pub const UNDO: &[u8] = b"U";
 /// The layout version of the state (a big-endian u32), [`STATE_FORMAT`].
 pub const STATE_FORMAT_KEY: &[u8] = b"V";
 /// Bumped whenever a record stored in the state changes shape, so that a build never
@@ -20,7 +21,40 @@ pub const STATE_FORMAT_KEY: &[u8] = b"V";
 ///    (`l`, one more key an entry with the same balances) are no longer written.
 /// 5: an entry's bank line is kept in its special-line record (`a`), not under a key
 ///    of its own (`k`).
-pub const STATE_FORMAT: u32 = 5;
+/// 6: a batch is applied key by key after an undo record (`U`), not as one sled batch.
+///    A state of format 5 holds no undo record and is read as format 6.
+pub const STATE_FORMAT: u32 = 6;
+
+/// One part of the undo record: `(key, what it held)` pairs of the batch being applied.
+pub fn undo_chunk(index: u32) -> Vec<u8> {
+    key(b'U', &[&index.to_be_bytes()])
+}
+
+/// Whether a key is the undo record's, not derived content.
+pub fn is_undo(key: &[u8]) -> bool {
+    key.first() == Some(&b'U')
+}
+
+/// Where a key comes in a batch applied key by key: what is referred to before what
+/// refers to it. A reader that follows a reference (a case's entries, an index's
+/// record, a request's sequence) while a batch is half applied then finds its target,
+/// as it would between two batches.
+pub fn apply_rank(key: &[u8]) -> u8 {
+    match key.first() {
+        // Entry locations: every sequence mentioned anywhere resolves.
+        Some(b'e') => 0,
+        // Special lines and case facts, keyed by sequence.
+        Some(b'a' | b'q') => 1,
+        // Records: special and case accounts, disbursements, unidentified receipts,
+        // deferrals, principals.
+        Some(b's' | b'c' | b'd' | b'u' | b'y' | b'g') => 2,
+        // The ledger's next sequence: what "the last entry" means to readers.
+        Some(b'm') => 4,
+        // Indexes to records and sequences: court, case number, virtual account,
+        // unidentified by special, principal name, request, bank reference, reversal.
+        _ => 3,
+    }
+}
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();

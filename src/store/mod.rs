@@ -14,6 +14,7 @@ pub mod keys;
 pub mod reads;
 pub mod snapshot;
 pub mod state;
+mod undo;
 pub mod writer;
 
 use std::fs::{self, File, OpenOptions};
@@ -66,7 +67,7 @@ impl Default for StoreOptions {
 
 /// How long closing waits for the last readers to let go of the store.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
-/// Entries replayed into sled per atomic batch at start-up.
+/// Entries replayed into sled per batch (each with its undo record) at start-up.
 const REPLAY_CHUNK_ENTRIES: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +239,12 @@ impl Store {
             .open()?;
         let tree = db.open_tree("ledger")?;
         check_state_format(data_dir, &tree)?;
+        if let Some(end) = undo::undo_unfinished(&tree).map_err(StoreError::Replay)? {
+            tracing::warn!(
+                journal_end = end,
+                "the last batch was only partly applied to the state when the server stopped; undid it, the replay applies it again"
+            );
+        }
         let (mut journal, reader) = journal::open(&data_dir.join("journal.log"))?;
         let state = SledState {
             tree,
@@ -388,6 +395,12 @@ fn check_state_format(data_dir: &Path, tree: &sled::Tree) -> Result<(), StoreErr
         // Written before states were stamped: the layout of format 1.
         None => 1,
     };
+    // Format 6 only adds the undo record, which a state of format 5 (applied by whole
+    // sled batches) never needs: stamp it, so that an older build no longer opens it.
+    if found == 5 && keys::STATE_FORMAT == 6 {
+        tree.insert(keys::STATE_FORMAT_KEY, &keys::STATE_FORMAT.to_be_bytes())?;
+        return Ok(());
+    }
     if found != keys::STATE_FORMAT {
         return Err(StoreError::DataDir {
             path: data_dir.to_owned(),
@@ -453,16 +466,16 @@ pub(crate) fn replay(
         if overlay.len() >= REPLAY_CHUNK_ENTRIES {
             let next = Overlay::new(state, offset + u64::from(len), frame.chain);
             let (_, batch) = std::mem::replace(&mut overlay, next)
-                .into_parts()
+                .into_batch()
                 .map_err(|f| f.to_string())?;
-            state.tree.apply_batch(batch).map_err(|e| e.to_string())?;
+            undo::apply(&state.tree, &batch).map_err(|e| e.to_string())?;
         }
         Ok(())
     })?;
     let head = overlay.chain_head();
     let (_, batch) = overlay
-        .into_parts()
+        .into_batch()
         .map_err(|f| StoreError::Replay(f.to_string()))?;
-    state.tree.apply_batch(batch)?;
+    undo::apply(&state.tree, &batch)?;
     Ok((count, head))
 }

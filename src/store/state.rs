@@ -93,12 +93,16 @@ impl SledState {
     }
 
     /// SHA-256 over every key and value of the derived state, in key order: two states
-    /// are the same exactly when their digests are.
+    /// are the same exactly when their digests are. The undo record is bookkeeping of
+    /// the last batch applied, not content, and is left out.
     pub fn content_digest(&self) -> Result<Hash, Fault> {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         for item in self.tree.iter() {
             let (k, v) = item.map_err(fault)?;
+            if keys::is_undo(&k) {
+                continue;
+            }
             h.update((k.len() as u64).to_le_bytes());
             h.update(&k);
             h.update((v.len() as u64).to_le_bytes());
@@ -163,11 +167,32 @@ impl State for SledState {
     }
 }
 
-/// A batch that is in the journal but not yet in sled: while the committer makes it
-/// durable and applies it, the writer decides the next batch through it.
+/// A batch's writes to sled. While it is in the journal but not yet in sled (the
+/// committer makes it durable and applies it), the writer decides the next batch
+/// through it.
 pub struct InFlight {
     writes: HashMap<Vec<u8>, Vec<u8>>,
     entries: HashMap<u64, Entry>,
+    /// The journal offset the state covers once the batch is applied.
+    end: u64,
+}
+
+impl InFlight {
+    /// The journal offset the state covers once the batch is applied.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// The batch's writes in the order they are applied ([`keys::apply_rank`]).
+    pub fn writes_in_order(&self) -> Vec<(&[u8], &[u8])> {
+        let mut writes: Vec<(&[u8], &[u8])> = (self.writes.iter())
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        writes.sort_unstable_by(|a, b| {
+            (keys::apply_rank(a.0), a.0).cmp(&(keys::apply_rank(b.0), b.0))
+        });
+        writes
+    }
 }
 
 /// The writer's view during one batch: its own writes first, then those of earlier
@@ -266,36 +291,18 @@ impl<'a> Overlay<'a> {
         self.entries.is_empty()
     }
 
-    /// Consumes the overlay into the journal frames to append and one atomic sled batch.
-    pub fn into_parts(self) -> Result<(Vec<u8>, sled::Batch), Fault> {
+    /// Consumes the overlay into the journal frames to append and the batch's writes
+    /// to sled (which the next batches read until sled has them).
+    pub fn into_batch(self) -> Result<(Vec<u8>, InFlight), Fault> {
         if let Some(e) = self.encode_error {
             return Err(Fault(e));
         }
-        let mut batch = sled::Batch::default();
-        let end = self.end;
-        for (k, v) in self.writes {
-            batch.insert(k, v);
-        }
-        batch.insert(keys::JOURNAL_END, encode(&end));
-        Ok((self.frames, batch))
-    }
-
-    /// Consumes the overlay into the journal frames to append, one atomic sled batch,
-    /// and the same writes for the next batches to read until sled has them.
-    pub fn into_in_flight(self) -> Result<(Vec<u8>, sled::Batch, Arc<InFlight>), Fault> {
-        if let Some(e) = self.encode_error {
-            return Err(Fault(e));
-        }
-        let mut batch = sled::Batch::default();
-        for (k, v) in &self.writes {
-            batch.insert(k.as_slice(), v.as_slice());
-        }
-        batch.insert(keys::JOURNAL_END, encode(&self.end));
-        let in_flight = InFlight {
+        let batch = InFlight {
             writes: self.writes,
             entries: self.entries,
+            end: self.end,
         };
-        Ok((self.frames, batch, Arc::new(in_flight)))
+        Ok((self.frames, batch))
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Fault> {

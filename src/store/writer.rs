@@ -3,8 +3,8 @@
 //! The writer thread owns the journal's append side. It takes requests from a bounded
 //! channel, decides and applies as many as are waiting (up to a limit) against an
 //! overlay, and appends their frames with one write. The committer thread then makes
-//! the batch durable with one `fdatasync`, applies it to sled in one atomic batch, and
-//! only then answers every request of it. One sync thus serves every client that was
+//! the batch durable with one `fdatasync`, applies it to sled (after an undo record:
+//! `store::undo`), and only then answers every request of it. One sync thus serves every client that was
 //! waiting, and while batch N is being synced and applied the writer already decides
 //! batch N+1, reading N's writes from its in-flight copy (the profile in
 //! BENCHMARKS.md: fdatasync and sled's apply were most of a batch's time).
@@ -143,7 +143,7 @@ impl Batch<'_> {
 struct Appended {
     number: u64,
     /// The sled writes, when the batch has entries and its frames are in the journal.
-    state: Option<sled::Batch>,
+    state: Option<Arc<InFlight>>,
     /// The batch's last sequence, announced to the change feed once applied.
     last_sequence: Option<u64>,
     /// Why the batch failed before reaching the committer.
@@ -487,8 +487,8 @@ impl Writer {
             return appended;
         }
         let head = overlay.chain_head();
-        let (frames, state, flight) = match overlay.into_in_flight() {
-            Ok(parts) => parts,
+        let (frames, flight) = match overlay.into_batch() {
+            Ok((frames, batch)) => (frames, Arc::new(batch)),
             Err(f) => {
                 appended.failed = Some(WriteError::Unavailable(f.to_string()));
                 return appended;
@@ -519,8 +519,8 @@ impl Writer {
             return appended;
         }
         self.chain_head = head;
-        in_flight.push_back((number, flight));
-        appended.state = Some(state);
+        in_flight.push_back((number, flight.clone()));
+        appended.state = Some(flight);
         appended
     }
 }
@@ -560,7 +560,7 @@ impl Committer {
         }
     }
 
-    fn persist(&self, state: sled::Batch, number: u64) -> Result<(), WriteError> {
+    fn persist(&self, state: Arc<InFlight>, number: u64) -> Result<(), WriteError> {
         let started = Instant::now();
         let synced = self.syncer.sync();
         let sync_took = started.elapsed();
@@ -577,7 +577,7 @@ impl Committer {
             return Err(WriteError::Unavailable(why));
         }
         let started = Instant::now();
-        let applied = self.tree.apply_batch(state);
+        let applied = super::undo::apply(&self.tree, &state);
         let micros = |d: std::time::Duration| d.as_micros() as u64;
         (self.metrics.sync_micros).fetch_add(micros(sync_took), Ordering::Relaxed);
         self.metrics.tell(super::WriterEvent::Sync(sync_took));
