@@ -129,6 +129,17 @@ pub fn line_sequence(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(tail))
 }
 
+/// The sequence of the one entry that writes this key, for the keys only their own
+/// entry ever writes: its location (`e`), its special line (`a`), its case's facts
+/// line (`q`). Such a key of an entry not yet applied is not in the state.
+pub fn written_only_by(key: &[u8]) -> Option<u64> {
+    match key.first() {
+        Some(b'e' | b'a') => line_sequence(key),
+        Some(b'q') => case_facts_sequence(key),
+        _ => None,
+    }
+}
+
 // Issue 3 (reconciliation). Letters chosen apart from the rest so that other work on
 // the layout does not collide with them.
 

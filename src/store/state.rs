@@ -183,6 +183,11 @@ impl InFlight {
         self.end
     }
 
+    /// Whether the batch holds this entry.
+    pub fn holds(&self, sequence: u64) -> bool {
+        self.entries.contains_key(&sequence)
+    }
+
     /// The batch's writes in the order they are applied ([`keys::apply_rank`]).
     pub fn writes_in_order(&self) -> Vec<(&[u8], &[u8])> {
         let mut writes: Vec<(&[u8], &[u8])> = (self.writes.iter())

@@ -41,7 +41,7 @@ struct UndoHeader {
 /// Applies a durable batch: its undo record, its keys, then `JOURNAL_END`.
 pub(crate) fn apply(tree: &sled::Tree, batch: &InFlight) -> sled::Result<()> {
     let writes = batch.writes_in_order();
-    write_undo(tree, &writes, batch.end())?;
+    write_undo(tree, batch, &writes)?;
     for (key, value) in writes {
         tree.insert(key, value)?;
     }
@@ -49,11 +49,13 @@ pub(crate) fn apply(tree: &sled::Tree, batch: &InFlight) -> sled::Result<()> {
     Ok(())
 }
 
-/// Writes the undo record of `writes`, a batch that brings the state to `end`.
-fn write_undo(tree: &sled::Tree, writes: &[(&[u8], &[u8])], end: u64) -> sled::Result<()> {
+/// Writes the undo record of `batch`, whose writes in order are `writes`.
+fn write_undo(tree: &sled::Tree, batch: &InFlight, writes: &[(&[u8], &[u8])]) -> sled::Result<()> {
     let mut priors = Vec::with_capacity(writes.len());
     for (key, _) in writes {
-        priors.push(tree.get(key)?);
+        // Half of a receipt's keys are its own lines: nothing to read for them.
+        let new = keys::written_only_by(key).is_some_and(|sequence| batch.holds(sequence));
+        priors.push(if new { None } else { tree.get(key)? });
     }
     let mut parts = 0u32;
     let mut part: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
@@ -73,6 +75,7 @@ fn write_undo(tree: &sled::Tree, writes: &[(&[u8], &[u8])], end: u64) -> sled::R
         tree.insert(keys::undo_chunk(parts), encode(&part))?;
         parts += 1;
     }
+    let end = batch.end();
     tree.insert(keys::UNDO, encode(&UndoHeader { end, parts }))?;
     Ok(())
 }
@@ -268,7 +271,7 @@ mod tests {
         journal.append(&frames).unwrap_or_else(|e| panic!("{e}"));
         journal.sync().unwrap_or_else(|e| panic!("{e}"));
         let writes = batch.writes_in_order();
-        write_undo(&tree, &writes, batch.end()).unwrap_or_else(|e| panic!("{e}"));
+        write_undo(&tree, &batch, &writes).unwrap_or_else(|e| panic!("{e}"));
         for (key, value) in writes.iter().take(keep) {
             tree.insert(key, *value).unwrap_or_else(|e| panic!("{e}"));
         }
