@@ -22,8 +22,8 @@ pub const STATE_FORMAT_KEY: &[u8] = b"V";
 /// 5: an entry's bank line is kept in its special-line record (`a`), not under a key
 ///    of its own (`k`).
 /// 6: a batch is applied key by key after an undo record (`U`), not as one sled batch.
-///    A state of format 5 holds no undo record and is read as format 6.
-pub const STATE_FORMAT: u32 = 6;
+/// 7: special lines are kept 64 to a key (`a`, with the last group's head under `A`).
+pub const STATE_FORMAT: u32 = 7;
 
 /// One part of the undo record: `(key, what it held)` pairs of the batch being applied.
 pub fn undo_chunk(index: u32) -> Vec<u8> {
@@ -43,7 +43,7 @@ pub fn apply_rank(key: &[u8]) -> u8 {
     match key.first() {
         // Entry locations: every sequence mentioned anywhere resolves.
         Some(b'e') => 0,
-        // Special lines and case facts, keyed by sequence.
+        // Special line groups and case facts, keyed by sequence.
         Some(b'a' | b'q') => 1,
         // Records: special and case accounts, disbursements, unidentified receipts,
         // deferrals, principals.
@@ -112,10 +112,16 @@ pub fn reversed_by(sequence: u64) -> Vec<u8> {
     key(b'x', &[&sequence.to_be_bytes()])
 }
 
-/// `a` + special account + sequence: its money after that entry and, if the entry
-/// moved its bank balance, the bank line (a [`super::state::SpecialEntryLine`]).
+/// `a` + special account + sequence: a group of the account's lines starting with the
+/// one of that entry (a [`super::state::LineGroup`]): its money after each entry and,
+/// if the entry moved its bank balance, the bank line.
 pub fn special_line(special_id: Uuid, sequence: u64) -> Vec<u8> {
     key(b'a', &[special_id.as_bytes(), &sequence.to_be_bytes()])
+}
+
+/// `A` + special account: where its last line group starts and how full it is.
+pub fn line_group_head(special_id: Uuid) -> Vec<u8> {
+    key(b'A', &[special_id.as_bytes()])
 }
 
 pub fn special_lines(special_id: Uuid) -> Vec<u8> {
@@ -130,11 +136,12 @@ pub fn line_sequence(key: &[u8]) -> Option<u64> {
 }
 
 /// The sequence of the one entry that writes this key, for the keys only their own
-/// entry ever writes: its location (`e`), its special line (`a`), its case's facts
-/// line (`q`). Such a key of an entry not yet applied is not in the state.
+/// entry ever writes: its location (`e`) and its case's facts line (`q`); not a line
+/// group (`a`), which later entries fill. Such a key of an entry not yet applied is
+/// not in the state.
 pub fn written_only_by(key: &[u8]) -> Option<u64> {
     match key.first() {
-        Some(b'e' | b'a') => line_sequence(key),
+        Some(b'e') => line_sequence(key),
         Some(b'q') => case_facts_sequence(key),
         _ => None,
     }

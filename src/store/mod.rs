@@ -395,12 +395,6 @@ fn check_state_format(data_dir: &Path, tree: &sled::Tree) -> Result<(), StoreErr
         // Written before states were stamped: the layout of format 1.
         None => 1,
     };
-    // Format 6 only adds the undo record, which a state of format 5 (applied by whole
-    // sled batches) never needs: stamp it, so that an older build no longer opens it.
-    if found == 5 && keys::STATE_FORMAT == 6 {
-        tree.insert(keys::STATE_FORMAT_KEY, &keys::STATE_FORMAT.to_be_bytes())?;
-        return Ok(());
-    }
     if found != keys::STATE_FORMAT {
         return Err(StoreError::DataDir {
             path: data_dir.to_owned(),

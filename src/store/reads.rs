@@ -6,7 +6,7 @@ use crate::domain::{Balances, CaseFacts, CaseNumber, Micros, SpecialAccountState
 use crate::ledger::{Fault, State};
 
 use super::keys;
-use super::state::{decode, SledState, SpecialEntryLine};
+use super::state::{decode, LineGroup, SledState};
 
 fn fault(e: sled::Error) -> Fault {
     Fault(e.to_string())
@@ -89,18 +89,31 @@ impl SledState {
             .map(|facts| facts.balances))
     }
 
+    /// The group holding a special account's last line at or before `sequence`.
+    pub(crate) fn line_group_at(
+        &self,
+        special_id: Uuid,
+        sequence: u64,
+    ) -> Result<Option<LineGroup>, Fault> {
+        let start = keys::special_lines(special_id);
+        let end = keys::special_line(special_id, sequence);
+        match self.tree.range(start..=end).next_back() {
+            Some(item) => decode(&item.map_err(fault)?.1).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// A special account's money after the last of its entries at or before `sequence`.
     pub fn special_line_at(
         &self,
         special_id: Uuid,
         sequence: u64,
     ) -> Result<Option<SpecialLine>, Fault> {
-        let start = keys::special_lines(special_id);
-        let end = keys::special_line(special_id, sequence);
-        match self.tree.range(start..=end).next_back() {
-            Some(item) => decode::<SpecialEntryLine>(&item.map_err(fault)?.1).map(|r| Some(r.line)),
-            None => Ok(None),
-        }
+        let group = self
+            .line_group_at(special_id, sequence)?
+            .unwrap_or_default();
+        let last = group.into_iter().rev().find(|(seq, _)| *seq <= sequence);
+        Ok(last.map(|(_, record)| record.line))
     }
 
     /// The last sequence recorded at or before `at` (0 if none). The journal clock never

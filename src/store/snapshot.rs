@@ -8,7 +8,7 @@ use crate::domain::{BankLine, CaseFacts, CaseNumber, UnidentifiedReceiptState};
 use crate::ledger::Fault;
 
 use super::keys;
-use super::state::{decode, SledState, SpecialEntryLine};
+use super::state::{decode, LineGroup, SledState};
 
 fn fault(e: sled::Error) -> Fault {
     Fault(e.to_string())
@@ -103,23 +103,33 @@ impl SledState {
     ) -> impl Iterator<Item = Result<(u64, BankLine), Fault>> + '_ {
         let start = keys::special_lines(special_id);
         let end = keys::special_line(special_id, until);
-        self.tree.range(start..=end).filter_map(|item| {
-            let line = item.map_err(fault).and_then(|(key, value)| {
-                let seq = keys::line_sequence(&key)
-                    .ok_or_else(|| Fault("malformed special line key".into()))?;
-                let record: SpecialEntryLine = decode(&value)?;
-                Ok(record.bank.map(|bank| (seq, bank)))
-            });
-            line.transpose()
+        self.tree.range(start..=end).flat_map(move |item| {
+            let group = item
+                .map_err(fault)
+                .and_then(|(_, value)| decode::<LineGroup>(&value));
+            let lines: Vec<Result<(u64, BankLine), Fault>> = match group {
+                Ok(group) => (group.into_iter())
+                    .filter(|(seq, _)| *seq <= until)
+                    .filter_map(|(seq, record)| record.bank.map(|bank| Ok((seq, bank))))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            lines
         })
     }
 
     /// The bank line entry `sequence` made on a special account, if it moved its bank
     /// balance.
     pub fn bank_line(&self, special_id: Uuid, sequence: u64) -> Result<Option<BankLine>, Fault> {
-        let record: Option<SpecialEntryLine> =
-            self.get(&keys::special_line(special_id, sequence))?;
-        Ok(record.and_then(|r| r.bank))
+        let group = self
+            .line_group_at(special_id, sequence)?
+            .unwrap_or_default();
+        Ok(
+            match group.binary_search_by_key(&sequence, |(seq, _)| *seq) {
+                Ok(i) => group.into_iter().nth(i).and_then(|(_, record)| record.bank),
+                Err(_) => None,
+            },
+        )
     }
 
     /// A special account's unidentified receipts in the order recorded, after the

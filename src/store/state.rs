@@ -32,6 +32,28 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Fault> {
     postcard::from_bytes(bytes).map_err(|e| Fault(format!("undecodable state record: {e}")))
 }
 
+/// Special lines are kept 64 to a key, [`LINE_GROUP`]: one sled key a receipt fewer.
+pub const LINE_GROUP: usize = 64;
+
+/// The lines of one special account under one key (`keys::special_line` of the first
+/// one's sequence), in sequence order: the next [`LINE_GROUP`] lines of the account,
+/// whatever batches they came in, so that the grouping follows from the journal alone.
+pub type LineGroup = Vec<(u64, SpecialEntryLine)>;
+
+/// Where a special account's last group starts and how many lines it has (`A`), so
+/// that the next batch goes on filling it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LineGroupHead {
+    pub first: u64,
+    pub len: u32,
+}
+
+/// A group a batch is filling.
+struct OpenGroup {
+    first: u64,
+    lines: LineGroup,
+}
+
 /// The record under a special-line key: the special account's money after an entry,
 /// and the entry's movement of its bank balance if it made one. Both under one key,
 /// because a receipt makes both and every sled key costs.
@@ -215,6 +237,8 @@ pub struct Overlay<'a> {
     encode_error: Option<String>,
     /// Set while replaying an entry that already lies in the journal at this place.
     recorded_at: Option<Location>,
+    /// The special-line groups this batch is filling, written out at its end.
+    line_groups: HashMap<Uuid, OpenGroup>,
     /// The journal offset the state covers once this batch is applied.
     end: u64,
     /// The chain value after the last entry framed (or replayed) so far.
@@ -246,6 +270,7 @@ impl<'a> Overlay<'a> {
             frames: Vec::new(),
             encode_error: None,
             recorded_at: None,
+            line_groups: HashMap::new(),
             end: journal_base,
             chain_head,
             last_sequence: 0,
@@ -298,7 +323,15 @@ impl<'a> Overlay<'a> {
 
     /// Consumes the overlay into the journal frames to append and the batch's writes
     /// to sled (which the next batches read until sled has them).
-    pub fn into_batch(self) -> Result<(Vec<u8>, InFlight), Fault> {
+    pub fn into_batch(mut self) -> Result<(Vec<u8>, InFlight), Fault> {
+        for (special_id, group) in std::mem::take(&mut self.line_groups) {
+            let head = LineGroupHead {
+                first: group.first,
+                len: u32::try_from(group.lines.len()).unwrap_or(u32::MAX),
+            };
+            self.put(keys::special_line(special_id, group.first), &group.lines);
+            self.put(keys::line_group_head(special_id), &head);
+        }
         if let Some(e) = self.encode_error {
             return Err(Fault(e));
         }
@@ -323,6 +356,32 @@ impl<'a> Overlay<'a> {
 
     fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
         self.writes.insert(key, encode(value));
+    }
+
+    /// The group a special account's next line goes into: its last one if that has
+    /// room, else a new one starting at `sequence`.
+    fn open_group(&self, special_id: Uuid, sequence: u64) -> Result<OpenGroup, Fault> {
+        let head: Option<LineGroupHead> = self.get(&keys::line_group_head(special_id))?;
+        match head {
+            Some(head) if (head.len as usize) < LINE_GROUP => {
+                let lines: LineGroup = self
+                    .get(&keys::special_line(special_id, head.first))?
+                    .ok_or_else(|| {
+                        Fault(format!(
+                            "special account {special_id}: its last line group ({}) is missing",
+                            head.first
+                        ))
+                    })?;
+                Ok(OpenGroup {
+                    first: head.first,
+                    lines,
+                })
+            }
+            _ => Ok(OpenGroup {
+                first: sequence,
+                lines: Vec::new(),
+            }),
+        }
     }
 }
 
@@ -456,7 +515,25 @@ impl StateMut for Overlay<'_> {
     fn put_special_line(&mut self, special_id: Uuid, sequence: u64, line: SpecialLine) {
         // The entry's bank line, if any, is added to this record by `put_bank_line`.
         let record = SpecialEntryLine { line, bank: None };
-        self.put(keys::special_line(special_id, sequence), &record);
+        let mut group = match self.line_groups.remove(&special_id) {
+            Some(group) => group,
+            None => match self.open_group(special_id, sequence) {
+                Ok(group) => group,
+                Err(e) => {
+                    self.encode_error = Some(e.0);
+                    return;
+                }
+            },
+        };
+        if group.lines.len() >= LINE_GROUP {
+            self.put(keys::special_line(special_id, group.first), &group.lines);
+            group = OpenGroup {
+                first: sequence,
+                lines: Vec::new(),
+            };
+        }
+        group.lines.push((sequence, record));
+        self.line_groups.insert(special_id, group);
     }
     fn put_unidentified(&mut self, receipt: UnidentifiedReceiptState) {
         self.put(
@@ -472,29 +549,19 @@ impl StateMut for Overlay<'_> {
         self.put(keys::case_facts(case_number, sequence), &facts);
     }
     fn put_bank_line(&mut self, special_id: Uuid, sequence: u64, line: BankLine) {
-        let key = keys::special_line(special_id, sequence);
         // `apply` writes the entry's special line first and refuses a bank line for an
-        // account the entry did not touch, so the record is always pending here.
-        let record = match self.writes.get(&key).map(|v| decode::<SpecialEntryLine>(v)) {
-            Some(Ok(record)) => record,
-            Some(Err(e)) => {
-                self.encode_error = Some(e.0);
-                return;
-            }
+        // account the entry did not touch, so the line is the last of an open group.
+        let last = (self.line_groups.get_mut(&special_id))
+            .and_then(|group| group.lines.last_mut())
+            .filter(|(seq, _)| *seq == sequence);
+        match last {
+            Some((_, record)) => record.bank = Some(line),
             None => {
                 self.encode_error = Some(format!(
                     "entry {sequence}: a bank line for special account {special_id} without its special line"
-                ));
-                return;
+                ))
             }
-        };
-        self.put(
-            key,
-            &SpecialEntryLine {
-                line: record.line,
-                bank: Some(line),
-            },
-        );
+        }
     }
     fn put_principal(&mut self, p: PrincipalState) {
         self.put(keys::principal_by_name(p.name.as_str()), &p.id);
