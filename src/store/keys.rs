@@ -23,7 +23,8 @@ pub const STATE_FORMAT_KEY: &[u8] = b"V";
 ///    of its own (`k`).
 /// 6: a batch is applied key by key after an undo record (`U`), not as one sled batch.
 /// 7: special lines are kept 64 to a key (`a`, with the last group's head under `A`).
-pub const STATE_FORMAT: u32 = 7;
+/// 8: entry locations are kept 64 to a key (`e` + block).
+pub const STATE_FORMAT: u32 = 8;
 
 /// One part of the undo record: `(key, what it held)` pairs of the batch being applied.
 pub fn undo_chunk(index: u32) -> Vec<u8> {
@@ -104,8 +105,19 @@ pub fn bank_ref(special_id: Uuid, bank_ref: &str) -> Vec<u8> {
     key(b'b', &[special_id.as_bytes(), bank_ref.as_bytes()])
 }
 
-pub fn entry(sequence: u64) -> Vec<u8> {
-    key(b'e', &[&sequence.to_be_bytes()])
+/// Entry locations are kept 64 to a key: entries 1-64 under block 0, 65-128 under 1...
+pub const ENTRY_BLOCK: u64 = 64;
+
+/// The block holding an entry's location, and the entry's place in it.
+pub fn entry_block_of(sequence: u64) -> (u64, usize) {
+    let index = sequence.saturating_sub(1);
+    (index / ENTRY_BLOCK, (index % ENTRY_BLOCK) as usize)
+}
+
+/// `e` + block number: the journal locations of the block's entries, in order (a
+/// `Vec<Location>`, filled across batches).
+pub fn entry_block(block: u64) -> Vec<u8> {
+    key(b'e', &[&block.to_be_bytes()])
 }
 
 pub fn reversed_by(sequence: u64) -> Vec<u8> {
@@ -136,12 +148,11 @@ pub fn line_sequence(key: &[u8]) -> Option<u64> {
 }
 
 /// The sequence of the one entry that writes this key, for the keys only their own
-/// entry ever writes: its location (`e`) and its case's facts line (`q`); not a line
-/// group (`a`), which later entries fill. Such a key of an entry not yet applied is
-/// not in the state.
+/// entry ever writes: its case's facts line (`q`); not a block of locations (`e`) or
+/// a group of lines (`a`), which later entries fill. Such a key of an entry not yet
+/// applied is not in the state.
 pub fn written_only_by(key: &[u8]) -> Option<u64> {
     match key.first() {
-        Some(b'e') => line_sequence(key),
         Some(b'q') => case_facts_sequence(key),
         _ => None,
     }

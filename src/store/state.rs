@@ -88,20 +88,34 @@ impl SledState {
     }
 
     pub fn entry_location(&self, sequence: u64) -> Result<Option<Location>, Fault> {
-        self.get(&keys::entry(sequence))
+        if sequence == 0 {
+            return Ok(None);
+        }
+        let (block, index) = keys::entry_block_of(sequence);
+        let block: Option<Vec<Location>> = self.get(&keys::entry_block(block))?;
+        Ok(block.and_then(|b| b.get(index).copied()))
     }
 
     /// The locations (with hashes) of entries `from..=to`, in order.
     pub fn entry_locations(&self, from: u64, to: u64) -> Result<Vec<(u64, Location)>, Fault> {
         let mut out = Vec::new();
+        let from = from.max(1);
         if from > to {
             return Ok(out);
         }
-        for item in self.tree.range(keys::entry(from)..=keys::entry(to)) {
+        let first = keys::entry_block(keys::entry_block_of(from).0);
+        let last = keys::entry_block(keys::entry_block_of(to).0);
+        for item in self.tree.range(first..=last) {
             let (key, value) = item.map_err(fault)?;
-            let seq =
+            let block =
                 keys::line_sequence(&key).ok_or_else(|| Fault("malformed entry key".into()))?;
-            out.push((seq, decode(&value)?));
+            let locations: Vec<Location> = decode(&value)?;
+            for (i, location) in (0u64..).zip(locations) {
+                let sequence = block * keys::ENTRY_BLOCK + i + 1;
+                if (from..=to).contains(&sequence) {
+                    out.push((sequence, location));
+                }
+            }
         }
         Ok(out)
     }
@@ -239,6 +253,8 @@ pub struct Overlay<'a> {
     recorded_at: Option<Location>,
     /// The special-line groups this batch is filling, written out at its end.
     line_groups: HashMap<Uuid, OpenGroup>,
+    /// The block of entry locations this batch is filling (its number and locations).
+    entry_block: Option<(u64, Vec<Location>)>,
     /// The journal offset the state covers once this batch is applied.
     end: u64,
     /// The chain value after the last entry framed (or replayed) so far.
@@ -271,6 +287,7 @@ impl<'a> Overlay<'a> {
             encode_error: None,
             recorded_at: None,
             line_groups: HashMap::new(),
+            entry_block: None,
             end: journal_base,
             chain_head,
             last_sequence: 0,
@@ -324,6 +341,9 @@ impl<'a> Overlay<'a> {
     /// Consumes the overlay into the journal frames to append and the batch's writes
     /// to sled (which the next batches read until sled has them).
     pub fn into_batch(mut self) -> Result<(Vec<u8>, InFlight), Fault> {
+        if let Some((block, locations)) = self.entry_block.take() {
+            self.put(keys::entry_block(block), &locations);
+        }
         for (special_id, group) in std::mem::take(&mut self.line_groups) {
             let head = LineGroupHead {
                 first: group.first,
@@ -356,6 +376,34 @@ impl<'a> Overlay<'a> {
 
     fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
         self.writes.insert(key, encode(value));
+    }
+
+    /// Adds an entry's location to its block, which earlier batches may have begun.
+    fn put_location(&mut self, sequence: u64, location: Location) -> Result<(), Fault> {
+        let (block, index) = keys::entry_block_of(sequence);
+        let mut open = match self.entry_block.take() {
+            Some((number, locations)) if number == block => locations,
+            other => {
+                if let Some((number, locations)) = other {
+                    self.put(keys::entry_block(number), &locations);
+                }
+                if index == 0 {
+                    Vec::new()
+                } else {
+                    self.get(&keys::entry_block(block))?.unwrap_or_default()
+                }
+            }
+        };
+        // Sequences are gapless, so the block holds exactly the entries before this one.
+        if open.len() != index {
+            return Err(Fault(format!(
+                "entry {sequence}: its block of locations holds {} entries, not {index}",
+                open.len()
+            )));
+        }
+        open.push(location);
+        self.entry_block = Some((block, open));
+        Ok(())
     }
 
     /// The group a special account's next line goes into: its last one if that has
@@ -506,7 +554,9 @@ impl StateMut for Overlay<'_> {
         self.end = loc.offset + u64::from(loc.len);
         self.chain_head = loc.chain;
         self.last_sequence = entry.sequence;
-        self.put(keys::entry(entry.sequence), &loc);
+        if let Err(e) = self.put_location(entry.sequence, loc) {
+            self.encode_error = Some(e.0);
+        }
         self.entries.insert(entry.sequence, entry.clone());
     }
     fn put_reversed_by(&mut self, sequence: u64, by: u64) {

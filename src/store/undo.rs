@@ -198,7 +198,7 @@ mod tests {
         )
     }
 
-    fn receipt(n: u32, i: u32) -> Request {
+    pub(super) fn receipt(n: u32, i: u32) -> Request {
         request(
             &format!("receipt-{i}"),
             Command::RecordReceipt {
@@ -214,7 +214,7 @@ mod tests {
 
     /// A ledger of one special account, two cases and a few receipts, written the usual
     /// way. Returns the special account.
-    async fn ledger(dir: &Path) -> Uuid {
+    pub(super) async fn ledger(dir: &Path) -> Uuid {
         let store = Store::open(dir).unwrap_or_else(|e| panic!("{e}"));
         let handle = store.handle();
         let written = handle.write(open_special()).await;
@@ -311,6 +311,77 @@ mod tests {
                 reopened, rebuilt,
                 "{keep} of {total} keys applied before the crash: the state differs from the journal's"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod locations {
+    use super::tests::{ledger, receipt};
+    use crate::store::Store;
+
+    /// Entry locations are kept 64 to a key, filled across batches: every entry's is
+    /// found, alone or in a range crossing blocks, live and after a rebuild (whose
+    /// batches are cut elsewhere).
+    #[tokio::test]
+    async fn every_entry_is_located_across_blocks_and_batches() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        ledger(dir.path()).await;
+        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let handle = store.handle();
+        // One at a time, then many at once: batches of one and of dozens.
+        for i in 0..70 {
+            assert!(handle.write(receipt(1, 1000 + i)).await.is_ok());
+        }
+        let many: Vec<_> = (0..150).map(|i| receipt(2, 2000 + i)).collect();
+        assert!(handle.write_many(many).await.is_ok());
+        drop(handle);
+        store.close().await;
+        for rebuild in [false, true] {
+            let store = if rebuild {
+                Store::rebuild(dir.path())
+            } else {
+                Store::open(dir.path())
+            }
+            .unwrap_or_else(|e| panic!("{e}"));
+            let reads = store.handle().reads;
+            let last = reads.last_sequence().unwrap_or_else(|e| panic!("{e}"));
+            assert!(last > 3 * 64, "{last} entries");
+            let mut each = Vec::new();
+            for sequence in 1..=last {
+                let (frame, _) = match reads.journal_entry(sequence) {
+                    Ok(Some(found)) => found,
+                    other => panic!("entry {sequence}: {other:?}"),
+                };
+                assert_eq!(frame.entry.sequence, sequence);
+                let location = reads
+                    .entry_location(sequence)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                each.push((sequence, location.unwrap_or_else(|| panic!("{sequence}"))));
+            }
+            assert_eq!(reads.entry_location(last + 1).ok(), Some(None));
+            assert_eq!(reads.entry_location(0).ok(), Some(None));
+            for (from, to) in [
+                (1, last),
+                (0, 64),
+                (64, 65),
+                (63, 130),
+                (129, last + 5),
+                (5, 4),
+            ] {
+                let range: Vec<_> = (reads.entry_locations(from, to))
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .into_iter()
+                    .map(|(s, l)| (s, l.offset, l.entry_hash))
+                    .collect();
+                let expected: Vec<_> = (each.iter())
+                    .filter(|(s, _)| (from..=to).contains(s))
+                    .map(|(s, l)| (*s, l.offset, l.entry_hash))
+                    .collect();
+                assert_eq!(range, expected, "entries {from}..={to}");
+            }
+            drop(reads);
+            store.close().await;
         }
     }
 }
