@@ -46,14 +46,18 @@ pub fn apply_rank(key: &[u8]) -> u8 {
         Some(b'e') => 0,
         // Special line groups and case facts, keyed by sequence.
         Some(b'a' | b'q') => 1,
-        // Records: special and case accounts, disbursements, unidentified receipts,
-        // deferrals, principals.
-        Some(b's' | b'c' | b'd' | b'u' | b'y' | b'g') => 2,
+        // Special accounts and principals, which other records name.
+        Some(b's' | b'g') => 2,
+        // Case accounts, which name their special account.
+        Some(b'c') => 3,
+        // Disbursements, unidentified receipts, deferrals: they name the above.
+        Some(b'd' | b'u' | b'y') => 4,
         // The ledger's next sequence: what "the last entry" means to readers.
-        Some(b'm') => 4,
+        Some(b'm') => 6,
         // Indexes to records and sequences: court, case number, virtual account,
-        // unidentified by special, principal name, request, bank reference, reversal.
-        _ => 3,
+        // unidentified by special, principal name, request, bank reference, reversal;
+        // the head of a special account's last line group.
+        _ => 5,
     }
 }
 
@@ -140,8 +144,8 @@ pub fn special_lines(special_id: Uuid) -> Vec<u8> {
     key(b'a', &[special_id.as_bytes()])
 }
 
-/// The sequence at the end of a key that ends in a big-endian one (an entry, a special
-/// line).
+/// The number at the end of a key that ends in a big-endian one: a special line
+/// group's first sequence, a block of entry locations' number.
 pub fn line_sequence(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))

@@ -110,8 +110,10 @@ impl SledState {
             let block =
                 keys::line_sequence(&key).ok_or_else(|| Fault("malformed entry key".into()))?;
             let locations: Vec<Location> = decode(&value)?;
-            for (i, location) in (0u64..).zip(locations) {
-                let sequence = block * keys::ENTRY_BLOCK + i + 1;
+            let first = (block.checked_mul(keys::ENTRY_BLOCK))
+                .and_then(|b| b.checked_add(1))
+                .ok_or_else(|| Fault("malformed entry key".into()))?;
+            for (sequence, location) in (first..).zip(locations) {
                 if (from..=to).contains(&sequence) {
                     out.push((sequence, location));
                 }
@@ -414,12 +416,14 @@ impl<'a> Overlay<'a> {
             Some(head) if (head.len as usize) < LINE_GROUP => {
                 let lines: LineGroup = self
                     .get(&keys::special_line(special_id, head.first))?
-                    .ok_or_else(|| {
-                        Fault(format!(
-                            "special account {special_id}: its last line group ({}) is missing",
-                            head.first
-                        ))
-                    })?;
+                    .unwrap_or_default();
+                let follows = lines.last().is_some_and(|(last, _)| *last < sequence);
+                if lines.len() != head.len as usize || !follows {
+                    return Err(Fault(format!(
+                        "special account {special_id}: its last line group ({}) does not hold the {} lines before entry {sequence} its head says",
+                        head.first, head.len
+                    )));
+                }
                 Ok(OpenGroup {
                     first: head.first,
                     lines,

@@ -41,19 +41,25 @@ struct UndoHeader {
 /// Applies a durable batch: its undo record, its keys, then `JOURNAL_END`.
 pub(crate) fn apply(tree: &sled::Tree, batch: &InFlight) -> sled::Result<()> {
     let writes = batch.writes_in_order();
-    write_undo(tree, batch, &writes)?;
+    let parts = write_undo(tree, batch, &writes)?;
     for (key, value) in writes {
         tree.insert(key, value)?;
     }
     tree.insert(keys::JOURNAL_END, encode(&batch.end()))?;
+    // Parts of an earlier, larger undo record (a replay chunk's) are never read again.
+    let stale = keys::undo_chunk(parts)..=keys::undo_chunk(u32::MAX);
+    for item in tree.range(stale) {
+        tree.remove(item?.0)?;
+    }
     Ok(())
 }
 
-/// Writes the undo record of `batch`, whose writes in order are `writes`.
-fn write_undo(tree: &sled::Tree, batch: &InFlight, writes: &[(&[u8], &[u8])]) -> sled::Result<()> {
+/// Writes the undo record of `batch`, whose writes in order are `writes`. Returns how
+/// many parts it has.
+fn write_undo(tree: &sled::Tree, batch: &InFlight, writes: &[(&[u8], &[u8])]) -> sled::Result<u32> {
     let mut priors = Vec::with_capacity(writes.len());
     for (key, _) in writes {
-        // Half of a receipt's keys are its own lines: nothing to read for them.
+        // A receipt's facts line is its own: nothing to read for it.
         let new = keys::written_only_by(key).is_some_and(|sequence| batch.holds(sequence));
         priors.push(if new { None } else { tree.get(key)? });
     }
@@ -77,7 +83,7 @@ fn write_undo(tree: &sled::Tree, batch: &InFlight, writes: &[(&[u8], &[u8])]) ->
     }
     let end = batch.end();
     tree.insert(keys::UNDO, encode(&UndoHeader { end, parts }))?;
-    Ok(())
+    Ok(parts)
 }
 
 /// Puts back every key of a batch whose apply a crash interrupted, and makes that
@@ -225,7 +231,9 @@ mod tests {
         for n in 1..=2 {
             assert!(handle.write(open_case(special_id, n)).await.is_ok());
         }
-        for i in 0..4 {
+        // Entries 4-59: the crash's batch below then crosses a block of entry
+        // locations and fills a group of special lines in its middle.
+        for i in 0..56 {
             assert!(handle.write(receipt(1 + i % 2, i)).await.is_ok());
         }
         drop(handle);
@@ -251,14 +259,11 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let mut overlay = Overlay::new(&state, journal.end(), head);
-        // Both cases move, one twice, and a third case is opened: records change,
-        // lines and indexes are new.
-        let requests = [
-            receipt(1, 100),
-            receipt(2, 101),
-            receipt(1, 102),
-            open_case(special_id, 3),
-        ];
+        // Both cases move, many times, and a third case is opened: records change,
+        // lines and indexes are new, the entry block and the line group in use are
+        // filled and new ones begun, and the undo record takes several parts.
+        let mut requests: Vec<Request> = (100..130).map(|i| receipt(1 + i % 2, i)).collect();
+        requests.push(open_case(special_id, 3));
         for (i, r) in requests.iter().enumerate() {
             let ctx = Context {
                 now: Micros(1_700_000_000_000_000 + i as i64),
@@ -295,15 +300,21 @@ mod tests {
     /// that the journal alone rebuilds: the batch counted once, nothing of it missing.
     #[tokio::test]
     async fn a_batch_cut_short_by_a_crash_is_undone_and_applied_again() {
-        let mut cuts = vec![0, 1, 2];
-        let mut keys = None;
-        while let Some(keep) = cuts.pop() {
+        // After every number of keys, from none to all (without JOURNAL_END).
+        let mut keep = 0;
+        let mut total = usize::MAX;
+        while keep <= total {
             let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
             let special_id = ledger(dir.path()).await;
-            let total = crash_during_apply(dir.path(), special_id, keep);
-            if keys.is_none() {
-                keys = Some(total);
-                cuts.extend([total / 3, total / 2, total - 1, total]);
+            total = crash_during_apply(dir.path(), special_id, keep);
+            if keep == 0 {
+                let parts = keys::undo_chunk(0)..=keys::undo_chunk(u32::MAX);
+                let db = sled::open(dir.path().join("state")).unwrap_or_else(|e| panic!("{e}"));
+                let tree = db.open_tree("ledger").unwrap_or_else(|e| panic!("{e}"));
+                assert!(
+                    tree.range(parts).count() > 1,
+                    "the undo record has several parts"
+                );
             }
             let reopened = digest(dir.path(), false).await;
             let rebuilt = digest(dir.path(), true).await;
@@ -311,6 +322,7 @@ mod tests {
                 reopened, rebuilt,
                 "{keep} of {total} keys applied before the crash: the state differs from the journal's"
             );
+            keep += 1;
         }
     }
 }
