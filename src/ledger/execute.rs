@@ -1054,17 +1054,17 @@ fn open_special(state: &impl State, id: Uuid) -> Result<SpecialAccountState, Led
 }
 
 fn case_by_key(state: &impl State, key: &CaseKey) -> Result<CaseState, LedgerError> {
-    let (id, what) = match key {
-        CaseKey::Number(n) => (
-            state.case_by_number(n)?,
-            format!("case account for case number {n}"),
-        ),
-        CaseKey::Van(v) => (
-            state.case_by_van(v)?,
-            format!("case account with virtual account number {v}"),
-        ),
+    let id = match key {
+        CaseKey::Number(n) => state.case_by_number(n)?,
+        CaseKey::Van(v) => state.case_by_van(v)?,
     };
-    let id = id.ok_or_else(|| DomainError::not_found(what))?;
+    // Named only when missing: this is on every receipt's path.
+    let id = id.ok_or_else(|| {
+        DomainError::not_found(match key {
+            CaseKey::Number(n) => format!("case account for case number {n}"),
+            CaseKey::Van(v) => format!("case account with virtual account number {v}"),
+        })
+    })?;
     state
         .case(id)?
         .ok_or_else(|| Fault(format!("case index points at missing case {id}")).into())

@@ -205,12 +205,58 @@ impl State for SledState {
     }
 }
 
+/// A batch's entries. Their sequences follow one another without gaps, so an entry
+/// is found by its distance from the first: no hashing, and no rehash that moves
+/// every entry as a large batch grows (a profile of the writer showed it).
+#[derive(Default)]
+struct BatchEntries(Vec<Entry>);
+
+impl BatchEntries {
+    fn get(&self, sequence: u64) -> Option<&Entry> {
+        let first = self.0.first()?.sequence;
+        let index = usize::try_from(sequence.checked_sub(first)?).ok()?;
+        self.0.get(index).filter(|e| e.sequence == sequence)
+    }
+
+    /// Adds the next entry; refuses one that does not follow the last.
+    fn push(&mut self, entry: Entry) -> Result<(), Fault> {
+        if let Some(last) = self.0.last() {
+            if last.sequence.checked_add(1) != Some(entry.sequence) {
+                return Err(Fault(format!(
+                    "entry {} does not follow entry {} in its batch",
+                    entry.sequence, last.sequence
+                )));
+            }
+        }
+        self.0.push(entry);
+        Ok(())
+    }
+}
+
+/// Where the writer remembers what the indexes written once and never again (case
+/// number → case, virtual account → case) said when it found them in sled, so that a
+/// backlog of receipts to the same cases does not look each up in sled every time.
+/// Only what was read from sled is kept: it is applied, so durable, and no later batch
+/// can change it. Bounded: emptied when full.
+#[derive(Default)]
+pub struct IndexCache(std::cell::RefCell<HashMap<Vec<u8>, Uuid>>);
+
+impl IndexCache {
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.borrow().len()
+    }
+}
+
+/// Enough for the cases a province's backlog touches; about 100 bytes each.
+const INDEX_CACHE_MAX: usize = 1 << 17;
+
 /// A batch's writes to sled. While it is in the journal but not yet in sled (the
 /// committer makes it durable and applies it), the writer decides the next batch
 /// through it.
 pub struct InFlight {
     writes: HashMap<Vec<u8>, Vec<u8>>,
-    entries: HashMap<u64, Entry>,
+    entries: BatchEntries,
     /// The journal offset the state covers once the batch is applied.
     end: u64,
 }
@@ -223,7 +269,7 @@ impl InFlight {
 
     /// Whether the batch holds this entry.
     pub fn holds(&self, sequence: u64) -> bool {
-        self.entries.contains_key(&sequence)
+        self.entries.get(sequence).is_some()
     }
 
     /// The batch's writes in the order they are applied ([`keys::apply_rank`]).
@@ -246,7 +292,8 @@ pub struct Overlay<'a> {
     /// Earlier batches not yet applied to sled, oldest first.
     in_flight: Vec<Arc<InFlight>>,
     writes: HashMap<Vec<u8>, Vec<u8>>,
-    entries: HashMap<u64, Entry>,
+    entries: BatchEntries,
+    index_cache: Option<&'a IndexCache>,
     /// The journal offset the batch's first frame will land at.
     journal_base: u64,
     frames: Vec<u8>,
@@ -283,7 +330,8 @@ impl<'a> Overlay<'a> {
             base,
             in_flight,
             writes: HashMap::new(),
-            entries: HashMap::new(),
+            entries: BatchEntries::default(),
+            index_cache: None,
             journal_base,
             frames: Vec::new(),
             encode_error: None,
@@ -294,6 +342,13 @@ impl<'a> Overlay<'a> {
             chain_head,
             last_sequence: 0,
         }
+    }
+
+    /// Remembers the write-once indexes it finds in sled in `cache`, and looks there
+    /// first.
+    pub fn with_index_cache(mut self, cache: &'a IndexCache) -> Self {
+        self.index_cache = Some(cache);
+        self
     }
 
     /// The last entry the batch holds, if any.
@@ -329,7 +384,7 @@ impl<'a> Overlay<'a> {
 
     /// How many entries the batch holds so far.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.0.len()
     }
 
     pub fn frame_bytes(&self) -> usize {
@@ -337,7 +392,7 @@ impl<'a> Overlay<'a> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.0.is_empty()
     }
 
     /// Consumes the overlay into the journal frames to append and the batch's writes
@@ -374,6 +429,33 @@ impl<'a> Overlay<'a> {
             Some(bytes) => decode(bytes).map(Some),
             None => self.base.get(key),
         }
+    }
+
+    /// A write-once index (`case_number`, `van`): from this batch or those in flight,
+    /// else from the cache, else from sled into the cache.
+    fn get_index(&self, key: &[u8]) -> Result<Option<Uuid>, Fault> {
+        let layered = self
+            .writes
+            .get(key)
+            .or_else(|| (self.in_flight.iter().rev()).find_map(|f| f.writes.get(key)));
+        if let Some(bytes) = layered {
+            return decode(bytes).map(Some);
+        }
+        let Some(cache) = self.index_cache else {
+            return self.base.get(key);
+        };
+        if let Some(id) = cache.0.borrow().get(key) {
+            return Ok(Some(*id));
+        }
+        let found: Option<Uuid> = self.base.get(key)?;
+        if let Some(id) = found {
+            let mut cache = cache.0.borrow_mut();
+            if cache.len() >= INDEX_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(key.to_vec(), id);
+        }
+        Ok(found)
     }
 
     fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
@@ -448,10 +530,10 @@ impl State for Overlay<'_> {
         self.get(&keys::case(id))
     }
     fn case_by_number(&self, number: &CaseNumber) -> Result<Option<Uuid>, Fault> {
-        self.get(&keys::case_number(number.as_str()))
+        self.get_index(&keys::case_number(number.as_str()))
     }
     fn case_by_van(&self, van: &VirtualAccountNumber) -> Result<Option<Uuid>, Fault> {
-        self.get(&keys::van(van.as_str()))
+        self.get_index(&keys::van(van.as_str()))
     }
     fn disbursement(&self, id: Uuid) -> Result<Option<DisbursementState>, Fault> {
         self.get(&keys::disbursement(id))
@@ -465,8 +547,8 @@ impl State for Overlay<'_> {
     fn entry(&self, sequence: u64) -> Result<Option<Entry>, Fault> {
         let found = self
             .entries
-            .get(&sequence)
-            .or_else(|| (self.in_flight.iter().rev()).find_map(|f| f.entries.get(&sequence)));
+            .get(sequence)
+            .or_else(|| (self.in_flight.iter().rev()).find_map(|f| f.entries.get(sequence)));
         match found {
             Some(e) => Ok(Some(e.clone())),
             None => self.base.entry(sequence),
@@ -561,7 +643,9 @@ impl StateMut for Overlay<'_> {
         if let Err(e) = self.put_location(entry.sequence, loc) {
             self.encode_error = Some(e.0);
         }
-        self.entries.insert(entry.sequence, entry.clone());
+        if let Err(e) = self.entries.push(entry.clone()) {
+            self.encode_error = Some(e.0);
+        }
     }
     fn put_reversed_by(&mut self, sequence: u64, by: u64) {
         self.put(keys::reversed_by(sequence), &by);
@@ -652,5 +736,74 @@ impl SledState {
             .take(limit)
             .map(|kv| kv.map_err(fault).and_then(|(_, v)| decode(&v)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod index_cache {
+    use std::sync::Arc;
+
+    use uuid::Uuid;
+
+    use super::{IndexCache, Overlay, SledState};
+    use crate::domain::Micros;
+    use crate::ledger::{self, Context, State};
+    use crate::store::journal;
+    use crate::store::undo::tests::{case_number, ledger, open_case};
+
+    /// What the cache answers must be what sled holds: the indexes of a batch that
+    /// never reached sled (refused at its append) are not remembered, and an index
+    /// found in sled is answered from the cache afterwards.
+    #[tokio::test]
+    async fn remembers_only_what_sled_holds() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let special_id = ledger(dir.path()).await;
+        let db = sled::open(dir.path().join("state")).unwrap_or_else(|e| panic!("{e}"));
+        let tree = db.open_tree("ledger").unwrap_or_else(|e| panic!("{e}"));
+        let (_, reader) =
+            journal::open(&dir.path().join("journal.log")).unwrap_or_else(|e| panic!("{e}"));
+        let state = SledState {
+            tree,
+            journal: Arc::new(reader),
+        };
+        let cache = IndexCache::default();
+        let lookup = |overlay: &Overlay<'_>, n: u32| -> Option<Uuid> {
+            overlay
+                .case_by_number(&case_number(n))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let in_sled = {
+            let mut overlay = Overlay::new(&state, 0, [0; 32]).with_index_cache(&cache);
+            let ctx = Context {
+                now: Micros(1_700_000_000_000_000),
+                new_id: Uuid::now_v7(),
+                tiers: Default::default(),
+            };
+            let opened = ledger::execute(&mut overlay, &open_case(special_id, 3), &ctx);
+            assert!(opened.is_ok(), "{opened:?}");
+            assert!(
+                lookup(&overlay, 3).is_some(),
+                "its own batch sees the new case"
+            );
+            lookup(&overlay, 1)
+        };
+        assert!(in_sled.is_some());
+        assert_eq!(
+            cache.len(),
+            1,
+            "only the index read from sled is remembered"
+        );
+        let next = Overlay::new(&state, 0, [0; 32]).with_index_cache(&cache);
+        assert_eq!(
+            lookup(&next, 3),
+            None,
+            "the dropped batch's case is unknown"
+        );
+        assert_eq!(lookup(&next, 1), in_sled);
+        assert_eq!(
+            lookup(&next, 2),
+            state.case_by_number(&case_number(2)).ok().flatten()
+        );
+        assert_eq!(cache.len(), 2);
     }
 }

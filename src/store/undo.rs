@@ -138,7 +138,7 @@ pub(crate) fn undo_unfinished(tree: &sled::Tree) -> Result<Option<u64>, String> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::Path;
     use std::sync::Arc;
 
@@ -166,7 +166,7 @@ mod tests {
         }
     }
 
-    fn case_number(n: u32) -> CaseNumber {
+    pub(crate) fn case_number(n: u32) -> CaseNumber {
         CaseNumber::parse(&format!("（2024）云0102执{n}号")).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -186,7 +186,7 @@ mod tests {
         )
     }
 
-    fn open_case(special_id: Uuid, n: u32) -> Request {
+    pub(crate) fn open_case(special_id: Uuid, n: u32) -> Request {
         let party = |name: &str| Party {
             name: text(name),
             payee_account: text(""),
@@ -204,7 +204,7 @@ mod tests {
         )
     }
 
-    pub(super) fn receipt(n: u32, i: u32) -> Request {
+    pub(crate) fn receipt(n: u32, i: u32) -> Request {
         request(
             &format!("receipt-{i}"),
             Command::RecordReceipt {
@@ -220,7 +220,7 @@ mod tests {
 
     /// A ledger of one special account, two cases and a few receipts, written the usual
     /// way. Returns the special account.
-    pub(super) async fn ledger(dir: &Path) -> Uuid {
+    pub(crate) async fn ledger(dir: &Path) -> Uuid {
         let store = Store::open(dir).unwrap_or_else(|e| panic!("{e}"));
         let handle = store.handle();
         let written = handle.write(open_special()).await;

@@ -31,7 +31,7 @@ use crate::domain::{Balances, Entry};
 use crate::ledger::{self, Context, LedgerError, Request, State};
 
 use super::journal::{JournalSyncer, JournalWriter, BATCH_BYTES_SOFT_MAX};
-use super::state::{InFlight, Overlay, SledState};
+use super::state::{InFlight, IndexCache, Overlay, SledState};
 use super::WriterStats;
 
 /// The most requests one batch takes; bounds the latency a batch adds to its first.
@@ -262,6 +262,7 @@ impl Writer {
         // The overlay borrows the state while `self` is borrowed mutably to append; the
         // clone shares the same sled tree and journal reader.
         let state = self.state.clone();
+        let index_cache = IndexCache::default();
         let mut in_flight: VecDeque<(u64, Arc<InFlight>)> = VecDeque::new();
         let mut number = 0u64;
         let mut stopping = false;
@@ -275,7 +276,8 @@ impl Writer {
             }
             let chain = in_flight.iter().map(|(_, f)| f.clone()).collect();
             let mut batch = Batch {
-                overlay: Overlay::over(&state, self.journal.end(), self.chain_head, chain),
+                overlay: Overlay::over(&state, self.journal.end(), self.chain_head, chain)
+                    .with_index_cache(&index_cache),
                 waiting: Vec::new(),
                 requests: 0,
                 blocked: None,
