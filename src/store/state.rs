@@ -420,12 +420,15 @@ impl<'a> Overlay<'a> {
         Ok((self.frames, batch))
     }
 
-    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Fault> {
-        let found = self
-            .writes
+    /// What this batch, or else the newest batch in flight that wrote `key`, wrote there.
+    fn layered(&self, key: &[u8]) -> Option<&Vec<u8>> {
+        self.writes
             .get(key)
-            .or_else(|| (self.in_flight.iter().rev()).find_map(|f| f.writes.get(key)));
-        match found {
+            .or_else(|| (self.in_flight.iter().rev()).find_map(|f| f.writes.get(key)))
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Fault> {
+        match self.layered(key) {
             Some(bytes) => decode(bytes).map(Some),
             None => self.base.get(key),
         }
@@ -434,11 +437,7 @@ impl<'a> Overlay<'a> {
     /// A write-once index (`case_number`, `van`): from this batch or those in flight,
     /// else from the cache, else from sled into the cache.
     fn get_index(&self, key: &[u8]) -> Result<Option<Uuid>, Fault> {
-        let layered = self
-            .writes
-            .get(key)
-            .or_else(|| (self.in_flight.iter().rev()).find_map(|f| f.writes.get(key)));
-        if let Some(bytes) = layered {
+        if let Some(bytes) = self.layered(key) {
             return decode(bytes).map(Some);
         }
         let Some(cache) = self.index_cache else {
