@@ -124,6 +124,7 @@ async fn a_journal_altered_where_the_state_meets_it_stops_start_up() {
 
 #[tokio::test]
 async fn a_state_of_another_format_is_refused_and_rebuilt_on_request() {
+    use case_escrow::store::{release_sled, CLOSE_WAIT};
     let dir = tempfile::tempdir().expect("tempdir");
     ledger_with_entries(dir.path()).await;
     let _guard = SPAWN_OR_OPEN.lock().await;
@@ -140,6 +141,9 @@ async fn a_state_of_another_format_is_refused_and_rebuilt_on_request() {
         );
         tree.insert(b"V", &99u32.to_be_bytes()).expect("writes");
         db.flush().expect("flushes");
+        drop(tree);
+        // sled lets go of the directory a moment after its last handle goes.
+        release_sled(db, &dir.path().join("state"), CLOSE_WAIT).expect("sled lets go");
     }
     let Err(err) = case_escrow::store::Store::open(dir.path()) else {
         panic!("a state of another format must not be read");
@@ -153,6 +157,9 @@ async fn a_state_of_another_format_is_refused_and_rebuilt_on_request() {
         let tree = db.open_tree("ledger").expect("tree");
         tree.insert(b"V", &2u32.to_be_bytes()).expect("writes");
         db.flush().expect("flushes");
+        drop(tree);
+        // sled lets go of the directory a moment after its last handle goes.
+        release_sled(db, &dir.path().join("state"), CLOSE_WAIT).expect("sled lets go");
     }
     let Err(err) = case_escrow::store::Store::open(dir.path()) else {
         panic!("a state of the previous format must not be read");
@@ -164,6 +171,9 @@ async fn a_state_of_another_format_is_refused_and_rebuilt_on_request() {
         let tree = db.open_tree("ledger").expect("tree");
         tree.remove(b"V").expect("removes");
         db.flush().expect("flushes");
+        drop(tree);
+        // sled lets go of the directory a moment after its last handle goes.
+        release_sled(db, &dir.path().join("state"), CLOSE_WAIT).expect("sled lets go");
     }
     let Err(err) = case_escrow::store::Store::open(dir.path()) else {
         panic!("an unstamped state of an older build must not be read");

@@ -186,8 +186,8 @@ pub struct Store {
     /// closing knows when nothing reads the state any more.
     handles_gone: mpsc::Receiver<()>,
     db: sled::Db,
-    /// sled's own lock file, to know when its background threads have let go.
-    sled_lock_path: PathBuf,
+    /// Where sled keeps its files, to know when its background threads have let go.
+    state_dir: PathBuf,
     /// Held for the store's life; the OS releases it if the process dies.
     _lock: File,
 }
@@ -228,15 +228,44 @@ impl Store {
         lock: File,
         options: StoreOptions,
     ) -> Result<Store, StoreError> {
+        let state_dir = data_dir.join("state");
+        if state_dir.join("db").exists() {
+            // This process holds LOCK, so no other server uses the directory; a sled
+            // lock still held is that of a handle of this process closing (sled's I/O
+            // threads are shared by the process and may be busy with other work).
+            if let Err(e) = wait_until_sled_lets_go(&state_dir, CLOSE_WAIT) {
+                tracing::warn!(error = %e, "sled's lock is still held; opening anyway");
+            }
+        }
+        let db = sled::Config::new()
+            .path(&state_dir)
+            .flush_every_ms(Some(SLED_FLUSH_EVERY_MS))
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()?;
+        match Self::start(data_dir, lock, options, &db) {
+            Ok(store) => Ok(store),
+            Err(e) => {
+                // A refused state (another format, a failed replay) must not leave sled
+                // holding the directory: the operator's next step, or a test's, is to
+                // open it again at once, say with `rebuild`.
+                if let Err(wait) = release_sled(db, &state_dir, CLOSE_WAIT) {
+                    tracing::warn!(error = %wait, "sled did not release its files in time");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn start(
+        data_dir: &Path,
+        lock: File,
+        options: StoreOptions,
+        db: &sled::Db,
+    ) -> Result<Store, StoreError> {
         let dir_err = |reason: String| StoreError::DataDir {
             path: data_dir.to_owned(),
             reason,
         };
-        let db = sled::Config::new()
-            .path(data_dir.join("state"))
-            .flush_every_ms(Some(SLED_FLUSH_EVERY_MS))
-            .cache_capacity(SLED_CACHE_BYTES)
-            .open()?;
         let tree = db.open_tree("ledger")?;
         check_state_format(data_dir, &tree)?;
         if let Some(end) = undo::undo_unfinished(&tree).map_err(StoreError::Replay)? {
@@ -288,8 +317,8 @@ impl Store {
             },
             writer: Some(thread),
             handles_gone,
-            db,
-            sled_lock_path: data_dir.join("state").join("db"),
+            db: db.clone(),
+            state_dir: data_dir.join("state"),
             _lock: lock,
         })
     }
@@ -310,7 +339,7 @@ impl Store {
             writer,
             mut handles_gone,
             db,
-            sled_lock_path,
+            state_dir,
             _lock,
         } = self;
         // The writer may be gone already; then there is nothing to stop.
@@ -334,20 +363,45 @@ impl Store {
                 "readers still hold the store; closing without them"
             );
         }
-        drop(db);
-        // sled finishes background writes on threads of its own and releases its files
-        // (and its lock) only then. Waiting for its lock means that when this returns,
-        // the directory can be opened again at once, by this process or another.
-        let released = tokio::task::spawn_blocking(move || {
-            // Closing the file releases the lock again.
-            File::open(sled_lock_path)?.lock_exclusive()
-        });
-        if !matches!(
-            tokio::time::timeout(CLOSE_WAIT, released).await,
-            Ok(Ok(Ok(())))
-        ) {
+        // When this returns, the directory can be opened again at once, by this
+        // process or another.
+        let released =
+            tokio::task::spawn_blocking(move || release_sled(db, &state_dir, CLOSE_WAIT)).await;
+        if !matches!(released, Ok(Ok(()))) {
             tracing::warn!("sled did not release its files in time");
         }
+    }
+}
+
+/// Drops a sled handle and waits, up to `wait`, until sled has let go of its files.
+///
+/// sled finishes background writes on threads of its own and closes its files (and
+/// releases its lock on `<state_dir>/db`) only then, a moment after the last handle is
+/// dropped. Whoever opens the directory next in that moment is refused with
+/// `WouldBlock`. Blocks the calling thread.
+pub fn release_sled(db: sled::Db, state_dir: &Path, wait: Duration) -> std::io::Result<()> {
+    drop(db);
+    wait_until_sled_lets_go(state_dir, wait)
+}
+
+/// Waits, up to `wait`, until nothing holds sled's lock on `<state_dir>/db`.
+fn wait_until_sled_lets_go(state_dir: &Path, wait: Duration) -> std::io::Result<()> {
+    let lock_path = state_dir.join("db");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // A blocking lock on a thread of its own rather than polling: it returns the
+    // moment sled lets go, and the thread ends then too (or when the process does).
+    std::thread::Builder::new()
+        .name("sled-release".into())
+        .spawn(move || {
+            // Closing the file at the end of this closure releases the lock again.
+            let _ = tx.send(File::open(lock_path).and_then(|f| f.lock_exclusive()));
+        })?;
+    match rx.recv_timeout(wait) {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("sled still holds {} after {wait:?}", state_dir.display()),
+        )),
     }
 }
 
@@ -472,4 +526,41 @@ pub(crate) fn replay(
         .map_err(|f| StoreError::Replay(f.to_string()))?;
     undo::apply(&state.tree, &batch)?;
     Ok((count, head))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// sled closes its files a moment after its last handle is dropped; once
+    /// `release_sled` returns, the directory opens again at once, every time.
+    #[test]
+    fn a_released_state_opens_again_at_once() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state_dir = dir.path().join("state");
+        for i in 0u32..50 {
+            let db = sled::open(&state_dir).unwrap_or_else(|e| panic!("open {i}: {e}"));
+            db.insert(i.to_be_bytes(), &[0u8; 4096][..])
+                .unwrap_or_else(|e| panic!("{e}"));
+            db.flush().unwrap_or_else(|e| panic!("{e}"));
+            release_sled(db, &state_dir, CLOSE_WAIT).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    /// While any handle is left, sled keeps its lock: the wait ends in an error, not
+    /// in a directory that looks free.
+    #[test]
+    fn a_state_still_held_is_not_released() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state_dir = dir.path().join("state");
+        let db = sled::open(&state_dir).unwrap_or_else(|e| panic!("{e}"));
+        let tree = db.open_tree("ledger").unwrap_or_else(|e| panic!("{e}"));
+        let waited = release_sled(db, &state_dir, Duration::from_millis(200));
+        assert!(
+            matches!(&waited, Err(e) if e.kind() == std::io::ErrorKind::TimedOut),
+            "{waited:?}"
+        );
+        assert!(sled::open(&state_dir).is_err(), "sled still holds it");
+        drop(tree);
+    }
 }

@@ -152,7 +152,7 @@ pub(crate) mod tests {
     use crate::ledger::{self, CaseKey, Command, Context, Request};
     use crate::store::journal;
     use crate::store::state::{Overlay, SledState};
-    use crate::store::{Store, Written};
+    use crate::store::{release_sled, Store, Written, CLOSE_WAIT};
 
     fn text(s: &str) -> Text {
         Text::optional(s, 1000).unwrap_or_else(|e| panic!("{e}"))
@@ -281,7 +281,11 @@ pub(crate) mod tests {
             tree.insert(key, *value).unwrap_or_else(|e| panic!("{e}"));
         }
         db.flush().unwrap_or_else(|e| panic!("{e}"));
-        writes.len()
+        let total = writes.len();
+        drop(writes);
+        drop((batch, tree, state));
+        release_sled(db, &dir.join("state"), CLOSE_WAIT).unwrap_or_else(|e| panic!("{e}"));
+        total
     }
 
     async fn digest(dir: &Path, rebuild: bool) -> journal::Hash {
@@ -315,6 +319,9 @@ pub(crate) mod tests {
                     tree.range(parts).count() > 1,
                     "the undo record has several parts"
                 );
+                drop(tree);
+                release_sled(db, &dir.path().join("state"), CLOSE_WAIT)
+                    .unwrap_or_else(|e| panic!("{e}"));
             }
             let reopened = digest(dir.path(), false).await;
             let rebuilt = digest(dir.path(), true).await;
