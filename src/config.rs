@@ -8,6 +8,7 @@
 //! data_dir = "/var/lib/case-escrow"
 //! shutdown_grace_s = 10
 //! disk_reserve_mb = 64
+//! state_engine = "auto"   # or "sled", "fjall"; auto: the directory's, sled if new
 //! metrics_listen = "127.0.0.1:9464"   # or "off" (the default)
 //! disburse_within_days = 30
 //! after_deferral_days = 10
@@ -69,6 +70,7 @@ pub struct ServerSection {
     pub data_dir: Option<PathBuf>,
     pub shutdown_grace_s: Option<u64>,
     pub disk_reserve_mb: Option<u64>,
+    pub state_engine: Option<String>,
     pub metrics_listen: Option<String>,
     pub disburse_within_days: Option<u32>,
     pub after_deferral_days: Option<u32>,
@@ -136,6 +138,11 @@ pub struct ServerOverrides {
     /// refused with RESOURCE_EXHAUSTED until space is freed. [default: 64]
     #[arg(long, env = "CASE_ESCROW_DISK_RESERVE_MB")]
     pub disk_reserve_mb: Option<u64>,
+    /// The engine of the derived state: "sled", "fjall", or "auto" (the one the data
+    /// directory has; sled for a new one). To move a state to the other engine, use
+    /// `case-escrow rebuild --state-engine …`. [default: auto]
+    #[arg(long, env = "CASE_ESCROW_STATE_ENGINE")]
+    pub state_engine: Option<String>,
     /// Where to serve Prometheus metrics over HTTP (GET /metrics), e.g.
     /// 127.0.0.1:9464; "off" serves none. [default: off]
     #[arg(long, env = "CASE_ESCROW_METRICS_LISTEN")]
@@ -279,6 +286,20 @@ impl ServerOverrides {
         );
         note("server.disk_reserve_mb", reserve_mb.to_string(), src);
 
+        let (engine_text, src) = pick(&self.state_engine, &s.state_engine, "auto".to_owned());
+        let state_engine = match engine_text.trim() {
+            "auto" => None,
+            "sled" => Some(crate::store::Engine::Sled),
+            "fjall" => Some(crate::store::Engine::Fjall),
+            other => {
+                return Err(value(
+                    "server.state_engine",
+                    &format!("{other:?} is not \"auto\", \"sled\" or \"fjall\""),
+                ))
+            }
+        };
+        note("server.state_engine", quote(&engine_text), src);
+
         let (metrics, src) = pick(&self.metrics_listen, &s.metrics_listen, "off".to_owned());
         let metrics_listen = match metrics.trim() {
             "" | "off" => None,
@@ -406,6 +427,7 @@ impl ServerOverrides {
                 store: crate::store::StoreOptions {
                     disk_reserve_bytes: reserve_mb.saturating_mul(1 << 20),
                     approval_tiers,
+                    engine: state_engine,
                 },
                 metrics_listen,
                 limits,

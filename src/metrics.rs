@@ -295,7 +295,8 @@ impl Metrics {
     }
 }
 
-/// Bytes of the files under `dir`, two levels deep (the journal, sled's files).
+/// Bytes of the files under `dir`: the journal, and the state's files (fjall keeps its
+/// tables four levels down, `state-fjall/partitions/ledger/segments/`).
 fn dir_bytes(dir: &Path) -> u64 {
     fn walk(dir: &Path, depth: u32) -> u64 {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -311,7 +312,7 @@ fn dir_bytes(dir: &Path) -> u64 {
         }
         total
     }
-    walk(dir, 3)
+    walk(dir, 5)
 }
 
 /// Serves `GET /metrics` until `stop` completes. One connection at a time, each bounded

@@ -96,6 +96,10 @@ pub struct BenchArgs {
     /// temporary directory, removed afterwards.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The engine of the state of the server started here; by default the one the
+    /// data directory has (sled if none).
+    #[arg(long, value_enum)]
+    pub state_engine: Option<crate::store::Engine>,
     #[arg(long, value_enum, default_value = "auto")]
     pub verify: Verify,
     /// Print the process's memory and the journal's length this often (0: never).
@@ -311,7 +315,10 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
                 listen: "127.0.0.1:0".parse()?,
                 data_dir: data_dir.clone(),
                 shutdown_grace: Duration::from_secs(30),
-                store: Default::default(),
+                store: crate::store::StoreOptions {
+                    engine: args.state_engine,
+                    ..Default::default()
+                },
                 ..Default::default()
             }))?;
             let took = started.elapsed();

@@ -120,6 +120,10 @@ enum Command {
     Rebuild {
         #[arg(long, env = "CASE_ESCROW_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
+        /// The engine to rebuild the state into; by default the one the directory
+        /// has (sled if none). Rebuilding into the other moves the state to it.
+        #[arg(long, value_enum)]
+        state_engine: Option<crate::store::Engine>,
     },
     /// Reconcile a case-flow export or a bank statement against a running server.
     Reconcile(ReconcileArgs),
@@ -263,7 +267,10 @@ pub fn main() -> ExitCode {
             Command::Verify { data_dir } => tools::verify(&data_dir),
             Command::Backup { to, client } => tools::backup(&client.resolve()?, &to).await,
             Command::Restore { from, data_dir } => tools::restore(&from, &data_dir).await,
-            Command::Rebuild { data_dir } => tools::rebuild(&data_dir).await,
+            Command::Rebuild {
+                data_dir,
+                state_engine,
+            } => tools::rebuild(&data_dir, state_engine).await,
             Command::Reconcile(args) => run_reconcile(args).await,
             Command::BenchReconcile(args) => bench_reconcile::run(args).await,
             Command::Bench(_) | Command::Config { .. } => Ok(()),

@@ -100,12 +100,19 @@ pub async fn restore(from: &Path, data_dir: &Path) -> Result<(), Failure> {
 }
 
 /// Rebuilds every balance and index from the journal alone.
-pub async fn rebuild(data_dir: &Path) -> Result<(), Failure> {
-    let store = Store::rebuild(data_dir)?;
-    let last = store.handle().reads.last_sequence()?;
+pub async fn rebuild(data_dir: &Path, engine: Option<crate::store::Engine>) -> Result<(), Failure> {
+    let options = crate::store::StoreOptions {
+        engine,
+        ..Default::default()
+    };
+    let store = Store::rebuild_with(data_dir, options)?;
+    let reads = store.handle().reads;
+    let last = reads.last_sequence()?;
+    let engine = reads.engine();
+    drop(reads);
     store.close().await;
     println!(
-        "rebuilt the state of {} from {last} journal entries",
+        "rebuilt the state of {} from {last} journal entries, in {engine}",
         data_dir.display()
     );
     Ok(())

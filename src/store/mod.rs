@@ -1,16 +1,19 @@
-//! Storage: the journal file (the truth), sled (what is derived from it), the single
-//! writer with group commit, and the replay that brings sled up to the journal.
+//! Storage: the journal file (the truth), the state derived from it (`kv`: sled, or
+//! fjall), the single writer with group commit, and the replay that brings the state up
+//! to the journal.
 //!
 //! Data directory layout:
 //! - `journal.log`: the append-only journal, fdatasync'ed once per batch;
-//! - `state/`: sled, holding balances, indexes and idempotency records; it is never
-//!   flushed on the write path, because whatever it loses in a crash is replayed from
-//!   the journal at the next start;
+//! - `state/` (sled, the default) or `state-fjall/` (fjall): balances, indexes and
+//!   idempotency records; never flushed on the write path, because whatever it loses
+//!   in a crash is replayed from the journal at the next start;
 //! - `LOCK`: held exclusively while a server runs on the directory.
 
 pub mod backup;
+mod commit;
 pub mod journal;
 pub mod keys;
+pub mod kv;
 pub mod reads;
 pub mod snapshot;
 pub mod state;
@@ -29,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::ledger::Request;
 
+pub use kv::Engine;
 pub use snapshot::FactsReader;
 pub use state::SledState;
 pub use writer::{Fresh, Reply, WriteError, Written};
@@ -36,16 +40,13 @@ pub use writer::{Fresh, Reply, WriteError, Written};
 use state::Overlay;
 use writer::{Message, Writer};
 
-/// How often sled writes its own state back in the background. Explicit, not sled's
-/// default: this only bounds how much journal a restart replays, never durability.
-pub const SLED_FLUSH_EVERY_MS: u64 = 1000;
-/// sled's page cache.
-pub const SLED_CACHE_BYTES: u64 = 256 << 20;
 /// Requests waiting for the writer; beyond this, callers wait (backpressure).
 pub const WRITE_QUEUE_DEPTH: usize = 8192;
 /// Free space the writer keeps on the data directory's disk by default. Below it, writes
-/// are refused (RESOURCE_EXHAUSTED) before anything is written, so that sled, which
-/// cannot recover from running out of space without a restart, never does.
+/// are refused (RESOURCE_EXHAUSTED) before anything is written, so that the state's
+/// engine, which cannot recover from running out of space without a restart (sled), or
+/// stops accepting writes until one (fjall), never does. For fjall it is a margin, not
+/// a guarantee: its compactions need temporary space that grows with the state.
 pub const DISK_RESERVE_BYTES_DEFAULT: u64 = 64 << 20;
 
 /// Choices an operator makes about the store.
@@ -54,6 +55,9 @@ pub struct StoreOptions {
     pub disk_reserve_bytes: u64,
     /// Which approver level a disbursement's amount needs (`ledger::decide` checks it).
     pub approval_tiers: crate::domain::ApprovalTiers,
+    /// The engine of the derived state; `None`: the one the directory has, or sled for
+    /// a new directory.
+    pub engine: Option<Engine>,
 }
 
 impl Default for StoreOptions {
@@ -61,13 +65,14 @@ impl Default for StoreOptions {
         StoreOptions {
             disk_reserve_bytes: DISK_RESERVE_BYTES_DEFAULT,
             approval_tiers: crate::domain::ApprovalTiers::default(),
+            engine: None,
         }
     }
 }
 
 /// How long closing waits for the last readers to let go of the store.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
-/// Entries replayed into sled per batch (each with its undo record) at start-up.
+/// Entries replayed into the state per batch at start-up.
 const REPLAY_CHUNK_ENTRIES: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +82,7 @@ pub enum StoreError {
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
     #[error("state store: {0}")]
-    Sled(#[from] sled::Error),
+    State(#[from] kv::Error),
     #[error("the state does not follow from the journal: {0}")]
     Replay(String),
 }
@@ -185,11 +190,20 @@ pub struct Store {
     /// Yields `None` once every [`StoreHandle`] is gone (each holds a sender), so that
     /// closing knows when nothing reads the state any more.
     handles_gone: mpsc::Receiver<()>,
-    db: sled::Db,
-    /// Where sled keeps its files, to know when its background threads have let go.
-    state_dir: PathBuf,
-    /// Held for the store's life; the OS releases it if the process dies.
-    _lock: File,
+    held: Held,
+}
+
+/// What closing the state needs, by engine.
+enum Held {
+    Sled {
+        db: sled::Db,
+        /// Where sled keeps its files, to know when its background threads have let go.
+        state_dir: PathBuf,
+        /// LOCK, held for the store's life; the OS releases it if the process dies.
+        _lock: File,
+    },
+    /// fjall's tree holds LOCK itself, until its last handle (and its workers) are gone.
+    Fjall(kv::Tree),
 }
 
 impl Store {
@@ -206,21 +220,39 @@ impl Store {
     /// aside (to `state.before-rebuild-<unix seconds>`, never deleted) and the whole
     /// journal is replayed into a new one. Returns the store, open.
     pub fn rebuild(data_dir: &Path) -> Result<Store, StoreError> {
+        Self::rebuild_with(data_dir, StoreOptions::default())
+    }
+
+    /// [`Store::rebuild`] into the engine `options` name (by default the one the
+    /// directory has, or sled): this is also how a state moves to the other engine.
+    /// Every state present, of either engine, is moved aside.
+    pub fn rebuild_with(data_dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let lock = lock(data_dir)?;
-        let state = data_dir.join("state");
-        if state.exists() {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            let aside = data_dir.join(format!("state.before-rebuild-{secs}"));
+        let engine = match options.engine {
+            Some(engine) => engine,
+            None => match states_present(data_dir).as_slice() {
+                [one] => *one,
+                _ => Engine::default(),
+            },
+        };
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        for present in states_present(data_dir) {
+            let state = data_dir.join(present.dir_name());
+            let aside = data_dir.join(format!("{}.before-rebuild-{secs}", present.dir_name()));
             fs::rename(&state, &aside).map_err(|e| StoreError::DataDir {
                 path: data_dir.to_owned(),
                 reason: format!("cannot move the old state aside: {e}"),
             })?;
             tracing::info!(aside = %aside.display(), "moved the old state aside");
         }
-        Self::open_locked(data_dir, lock, StoreOptions::default())
+        let options = StoreOptions {
+            engine: Some(engine),
+            ..options
+        };
+        Self::open_locked(data_dir, lock, options)
     }
 
     fn open_locked(
@@ -228,47 +260,73 @@ impl Store {
         lock: File,
         options: StoreOptions,
     ) -> Result<Store, StoreError> {
-        let state_dir = data_dir.join("state");
-        if state_dir.join("db").exists() {
-            // This process holds LOCK, so no other server uses the directory; a sled
-            // lock still held is that of a handle of this process closing (sled's I/O
-            // threads are shared by the process and may be busy with other work).
-            if let Err(e) = wait_until_sled_lets_go(&state_dir, CLOSE_WAIT) {
-                tracing::warn!(error = %e, "sled's lock is still held; opening anyway");
-            }
-        }
-        let db = sled::Config::new()
-            .path(&state_dir)
-            .flush_every_ms(Some(SLED_FLUSH_EVERY_MS))
-            .cache_capacity(SLED_CACHE_BYTES)
-            .open()?;
-        match Self::start(data_dir, lock, options, &db) {
-            Ok(store) => Ok(store),
-            Err(e) => {
-                // A refused state (another format, a failed replay) must not leave sled
-                // holding the directory: the operator's next step, or a test's, is to
-                // open it again at once, say with `rebuild`.
-                if let Err(wait) = release_sled(db, &state_dir, CLOSE_WAIT) {
-                    tracing::warn!(error = %wait, "sled did not release its files in time");
+        let engine = choose_engine(data_dir, options.engine)?;
+        let state_dir = data_dir.join(engine.dir_name());
+        tracing::info!(engine = %engine, state = %state_dir.display(), "opening the state");
+        match engine {
+            Engine::Sled => {
+                if state_dir.join("db").exists() {
+                    // This process holds LOCK, so no other server uses the directory; a
+                    // sled lock still held is that of a handle of this process closing
+                    // (sled's I/O threads are shared by the process and may be busy
+                    // with other work).
+                    if let Err(e) = wait_until_sled_lets_go(&state_dir, CLOSE_WAIT) {
+                        tracing::warn!(error = %e, "sled's lock is still held; opening anyway");
+                    }
                 }
-                Err(e)
+                let (db, tree) = kv::Tree::open_sled(&state_dir)?;
+                let held = Held::Sled {
+                    db: db.clone(),
+                    state_dir: state_dir.clone(),
+                    _lock: lock,
+                };
+                match Self::start(data_dir, tree, options, held) {
+                    Ok(store) => Ok(store),
+                    Err(e) => {
+                        // A refused state (another format, a failed replay) must not
+                        // leave sled holding the directory: the operator's next step, or
+                        // a test's, is to open it again at once, say with `rebuild`.
+                        if let Err(wait) = release_sled(db, &state_dir, CLOSE_WAIT) {
+                            tracing::warn!(error = %wait, "sled did not release its files in time");
+                        }
+                        Err(e)
+                    }
+                }
+            }
+            Engine::Fjall => {
+                // The state is derived: whatever keeps it from opening (a table damaged
+                // by a power loss, say), a rebuild from the journal gets past.
+                let tree = kv::Tree::open_fjall(&state_dir, Some(Arc::new(lock))).map_err(|e| {
+                    StoreError::DataDir {
+                        path: data_dir.to_owned(),
+                        reason: format!(
+                            "its state cannot be opened ({e}); the state is derived from the journal: run `case-escrow rebuild --data-dir {}` to rebuild it (the old state is moved aside, not deleted)",
+                            data_dir.display()
+                        ),
+                    }
+                })?;
+                Self::start(data_dir, tree.clone(), options, Held::Fjall(tree))
             }
         }
     }
 
     fn start(
         data_dir: &Path,
-        lock: File,
+        tree: kv::Tree,
         options: StoreOptions,
-        db: &sled::Db,
+        held: Held,
     ) -> Result<Store, StoreError> {
         let dir_err = |reason: String| StoreError::DataDir {
             path: data_dir.to_owned(),
             reason,
         };
-        let tree = db.open_tree("ledger")?;
         check_state_format(data_dir, &tree)?;
-        if let Some(end) = undo::undo_unfinished(&tree).map_err(StoreError::Replay)? {
+        let unfinished = match &tree {
+            kv::Tree::Sled(sled) => undo::undo_unfinished(sled).map_err(StoreError::Replay)?,
+            // A fjall write batch is atomic by itself: there is nothing to undo.
+            kv::Tree::Fjall(_) => None,
+        };
+        if let Some(end) = unfinished {
             tracing::warn!(
                 journal_end = end,
                 "the last batch was only partly applied to the state when the server stopped; undid it, the replay applies it again"
@@ -282,7 +340,7 @@ impl Store {
         let (replayed, chain_head) = replay(&mut journal, &state)?;
         if replayed > 0 {
             tracing::info!(entries = replayed, "replayed the journal into the state");
-            db.flush()?;
+            state.tree.flush()?;
         }
         let stats = Arc::new(WriterStats::default());
         let last = state
@@ -317,9 +375,7 @@ impl Store {
             },
             writer: Some(thread),
             handles_gone,
-            db: db.clone(),
-            state_dir: data_dir.join("state"),
-            _lock: lock,
+            held,
         })
     }
 
@@ -327,7 +383,7 @@ impl Store {
         self.handle.clone()
     }
 
-    /// Lets the writer finish what is queued, stops it, and flushes sled. Writes that
+    /// Lets the writer finish what is queued, stops it, and flushes the state. Writes that
     /// arrive afterwards are refused as UNAVAILABLE.
     ///
     /// It then waits, up to [`CLOSE_WAIT`], until no handle is left (readers finish, the
@@ -338,9 +394,7 @@ impl Store {
             handle,
             writer,
             mut handles_gone,
-            db,
-            state_dir,
-            _lock,
+            held,
         } = self;
         // The writer may be gone already; then there is nothing to stop.
         let _ = handle.tx.send(Message::Stop).await;
@@ -350,9 +404,6 @@ impl Store {
             if !matches!(joined, Ok(Ok(()))) {
                 tracing::error!("the writer thread ended abnormally");
             }
-        }
-        if let Err(e) = db.flush_async().await {
-            tracing::warn!(error = %e, "final flush of the state failed; it is rebuilt from the journal at start");
         }
         if tokio::time::timeout(CLOSE_WAIT, handles_gone.recv())
             .await
@@ -364,11 +415,32 @@ impl Store {
             );
         }
         // When this returns, the directory can be opened again at once, by this
-        // process or another.
-        let released =
-            tokio::task::spawn_blocking(move || release_sled(db, &state_dir, CLOSE_WAIT)).await;
-        if !matches!(released, Ok(Ok(()))) {
-            tracing::warn!("sled did not release its files in time");
+        // process or another (unless readers still hold the state).
+        let closed = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            match held {
+                Held::Sled { db, state_dir, .. } => {
+                    if let Err(e) = db.flush() {
+                        tracing::warn!(error = %e, "final flush of the state failed; it is rebuilt from the journal at start");
+                    }
+                    release_sled(db, &state_dir, CLOSE_WAIT).map_err(|e| e.to_string())
+                }
+                Held::Fjall(tree) => {
+                    if let Err(e) = tree.flush() {
+                        tracing::warn!(error = %e, "final flush of the state failed; it is rebuilt from the journal at start");
+                    }
+                    // The last handle on the engine stops its background threads and
+                    // waits for them (fjall's drop), and only then lets LOCK go.
+                    drop(tree);
+                    Ok(())
+                }
+            }
+        });
+        match tokio::time::timeout(2 * CLOSE_WAIT, closed).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "the state did not let go of its files in time")
+            }
+            _ => tracing::warn!("the state's engine did not close in time"),
         }
     }
 }
@@ -405,6 +477,41 @@ fn wait_until_sled_lets_go(state_dir: &Path, wait: Duration) -> std::io::Result<
     }
 }
 
+/// The engines whose state directory is in `data_dir`.
+fn states_present(data_dir: &Path) -> Vec<Engine> {
+    (Engine::ALL.into_iter())
+        .filter(|e| data_dir.join(e.dir_name()).exists())
+        .collect()
+}
+
+/// The engine to open `data_dir`'s state with: the one asked for, if the directory
+/// has none or has that one; else the directory's own.
+fn choose_engine(data_dir: &Path, wanted: Option<Engine>) -> Result<Engine, StoreError> {
+    let present = states_present(data_dir);
+    let refuse = |reason: String| StoreError::DataDir {
+        path: data_dir.to_owned(),
+        reason,
+    };
+    match (wanted, present.as_slice()) {
+        (Some(wanted), []) => Ok(wanted),
+        (Some(wanted), present) if present.contains(&wanted) => Ok(wanted),
+        (None, []) => Ok(Engine::default()),
+        (None, [one]) => Ok(*one),
+        (Some(wanted), [other, ..]) => Err(refuse(format!(
+            "its state is kept by {other} ({}/), not {wanted}: start it with --state-engine {other}, or move it with `case-escrow rebuild --state-engine {wanted} --data-dir {}` (the old state is moved aside, not deleted)",
+            other.dir_name(),
+            data_dir.display()
+        ))),
+        (None, _) => Err(refuse(format!(
+            "it holds a state of each engine ({}): name the one to use with --state-engine",
+            (present.iter())
+                .map(|e| format!("{}/ for {e}", e.dir_name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 /// Creates the data directory if needed and takes its lock: one server per directory.
 fn lock(data_dir: &Path) -> Result<File, StoreError> {
     let dir_err = |reason: String| StoreError::DataDir {
@@ -432,7 +539,7 @@ fn lock(data_dir: &Path) -> Result<File, StoreError> {
 /// Returns how many entries were replayed and the chain value at the end.
 /// Refuses a state whose records this build would misread; stamps a new one. A
 /// non-empty state without a stamp was written before stamps existed, in format 1.
-fn check_state_format(data_dir: &Path, tree: &sled::Tree) -> Result<(), StoreError> {
+fn check_state_format(data_dir: &Path, tree: &kv::Tree) -> Result<(), StoreError> {
     let found = match tree.get(keys::STATE_FORMAT_KEY)? {
         Some(v) => {
             let bytes: [u8; 4] = v.as_ref().try_into().map_err(|_| StoreError::DataDir {
@@ -442,8 +549,8 @@ fn check_state_format(data_dir: &Path, tree: &sled::Tree) -> Result<(), StoreErr
             u32::from_be_bytes(bytes)
         }
         // A new, empty state takes this build's format.
-        None if tree.is_empty() => {
-            tree.insert(keys::STATE_FORMAT_KEY, &keys::STATE_FORMAT.to_be_bytes())?;
+        None if tree.is_empty()? => {
+            tree.insert(keys::STATE_FORMAT_KEY, keys::STATE_FORMAT.to_be_bytes())?;
             return Ok(());
         }
         // Written before states were stamped: the layout of format 1.
@@ -516,7 +623,7 @@ pub(crate) fn replay(
             let (_, batch) = std::mem::replace(&mut overlay, next)
                 .into_batch()
                 .map_err(|f| f.to_string())?;
-            undo::apply(&state.tree, &batch).map_err(|e| e.to_string())?;
+            commit::apply(&state.tree, &batch).map_err(|e| e.to_string())?;
         }
         Ok(())
     })?;
@@ -524,7 +631,7 @@ pub(crate) fn replay(
     let (_, batch) = overlay
         .into_batch()
         .map_err(|f| StoreError::Replay(f.to_string()))?;
-    undo::apply(&state.tree, &batch)?;
+    commit::apply(&state.tree, &batch)?;
     Ok((count, head))
 }
 
@@ -562,5 +669,82 @@ mod tests {
         );
         assert!(sled::open(&state_dir).is_err(), "sled still holds it");
         drop(tree);
+    }
+
+    fn with(engine: Engine) -> StoreOptions {
+        StoreOptions {
+            engine: Some(engine),
+            ..Default::default()
+        }
+    }
+
+    fn refusal(opened: Result<Store, StoreError>) -> String {
+        match opened {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("opened"),
+        }
+    }
+
+    /// The same journal gives the same state in either engine; a directory keeps to
+    /// the engine its state is in unless rebuilt into the other, which moves it.
+    #[tokio::test]
+    async fn either_engine_derives_the_same_state_and_a_rebuild_moves_it() {
+        use undo::tests::{digest, ledger, receipt};
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let data = dir.path();
+        ledger(data).await;
+        let in_sled = digest(data, false).await;
+
+        let message = refusal(Store::open_with(data, with(Engine::Fjall)));
+        assert!(message.contains("kept by sled"), "{message}");
+        assert!(
+            message.contains("rebuild --state-engine fjall"),
+            "{message}"
+        );
+
+        let store =
+            Store::rebuild_with(data, with(Engine::Fjall)).unwrap_or_else(|e| panic!("{e}"));
+        let reads = store.handle().reads;
+        assert_eq!(reads.engine(), Engine::Fjall);
+        assert_eq!(reads.content_digest().ok(), Some(in_sled));
+        drop(reads);
+        store.close().await;
+        assert!(!data.join("state").exists(), "sled's state was moved aside");
+        let aside = fs::read_dir(data)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("state.before-rebuild-")
+            })
+            .count();
+        assert_eq!(aside, 1);
+
+        // Without a choice, the directory's own engine; writes go on there.
+        let store = Store::open(data).unwrap_or_else(|e| panic!("{e}"));
+        let handle = store.handle();
+        assert_eq!(handle.reads.engine(), Engine::Fjall);
+        for i in 0..20 {
+            assert!(handle.write(receipt(1, 7000 + i)).await.is_ok());
+        }
+        drop(handle);
+        store.close().await;
+        let in_fjall = digest(data, false).await;
+        assert_ne!(in_fjall, in_sled);
+
+        let store = Store::rebuild_with(data, with(Engine::Sled)).unwrap_or_else(|e| panic!("{e}"));
+        let reads = store.handle().reads;
+        assert_eq!(reads.engine(), Engine::Sled);
+        assert_eq!(reads.content_digest().ok(), Some(in_fjall));
+        drop(reads);
+        store.close().await;
+        assert!(!data.join(Engine::Fjall.dir_name()).exists());
+
+        // Both at once (an operator's copy, say): which one is not guessed.
+        fs::create_dir(data.join(Engine::Fjall.dir_name())).unwrap_or_else(|e| panic!("{e}"));
+        let message = refusal(Store::open(data));
+        assert!(message.contains("a state of each engine"), "{message}");
+        assert!(message.contains("--state-engine"), "{message}");
     }
 }

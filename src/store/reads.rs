@@ -8,7 +8,7 @@ use crate::ledger::{Fault, State};
 use super::keys;
 use super::state::{decode, LineGroup, SledState};
 
-fn fault(e: sled::Error) -> Fault {
+fn fault(e: super::kv::Error) -> Fault {
     Fault(e.to_string())
 }
 

@@ -4,13 +4,14 @@
 
 use uuid::Uuid;
 
+use super::kv::Bytes;
 use crate::domain::{BankLine, CaseFacts, CaseNumber, UnidentifiedReceiptState};
 use crate::ledger::Fault;
 
 use super::keys;
 use super::state::{decode, LineGroup, SledState};
 
-fn fault(e: sled::Error) -> Fault {
+fn fault(e: super::kv::Error) -> Fault {
     Fault(e.to_string())
 }
 
@@ -200,7 +201,8 @@ const CURSORS_MAX: usize = 64;
 const STEPS_MAX: u32 = 4;
 
 /// Reads case facts as of one sequence, like [`SledState::case_facts_at`], but keeps
-/// one forward iterator per court where the last read of that court ended. A case
+/// one cursor per court (the keys read ahead from where the last read of that court
+/// ended). A case
 /// after it in key order is then found by stepping over the few keys between (a row
 /// in case-number or filing order), anything else by a fresh seek: any order of
 /// reads gives the same answers, an ordered one just costs less.
@@ -219,30 +221,69 @@ pub struct FactsReader {
 struct Cursor {
     /// `q` + court code + 0: the prefix of every facts key of the court.
     court: Vec<u8>,
-    iter: sled::Iter,
-    /// The key and value the iterator returned last; `None` once the court's keys
-    /// are exhausted.
-    at: Option<(sled::IVec, sled::IVec)>,
+    /// The key and value the cursor stands on; `None` once the court's keys are
+    /// exhausted.
+    at: Option<(Bytes, Bytes)>,
+    /// The keys after `at`, read ahead. The engine's iterators cannot be kept (they
+    /// are not `Send`, and each holds its tree's manifest for as long as it lives), so
+    /// the cursor reads [`READ_AHEAD`] keys at a time and lets the iterator go.
+    ahead: std::collections::VecDeque<(Bytes, Bytes)>,
+    /// Whether the court has keys beyond `ahead` (the last read filled it).
+    more: bool,
     /// No key of the court lies in `[gap_from, at)` (up to the court's end when `at`
     /// is `None`), so any target in that range is answered by `at`.
     gap_from: Vec<u8>,
     used: u64,
 }
 
+/// Keys a cursor reads at once: enough that rows in order mostly step within what was
+/// read; few enough that a seek reads little it does not use.
+const READ_AHEAD: usize = 32;
+
+/// The first key after `key`: `key` followed by a 0 byte.
+fn successor(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
+}
+
 impl Cursor {
-    fn seek(state: &SledState, court: &[u8], target: &[u8], used: u64) -> Result<Cursor, Fault> {
+    /// The end of the court's keys: its prefix ends with its 0 separator, and raising
+    /// it to 1 bounds the court's keys and no others.
+    fn court_end(court: &[u8]) -> Vec<u8> {
         let mut end = court.to_vec();
-        // The court prefix ends with its 0 separator: raising it to 1 bounds the
-        // court's keys and no others.
         if let Some(last) = end.last_mut() {
             *last = 1;
         }
-        let mut iter = state.tree.range(target.to_vec()..end);
-        let at = iter.next().transpose().map_err(fault)?;
+        end
+    }
+
+    /// Up to [`READ_AHEAD`] of the court's keys from `from` on; true if there are more.
+    fn read(
+        state: &SledState,
+        court: &[u8],
+        from: Vec<u8>,
+        into: &mut std::collections::VecDeque<(Bytes, Bytes)>,
+    ) -> Result<bool, Fault> {
+        for item in state
+            .tree
+            .range(from..Self::court_end(court))
+            .take(READ_AHEAD)
+        {
+            into.push_back(item.map_err(fault)?);
+        }
+        Ok(into.len() == READ_AHEAD)
+    }
+
+    fn seek(state: &SledState, court: &[u8], target: &[u8], used: u64) -> Result<Cursor, Fault> {
+        let mut ahead = std::collections::VecDeque::with_capacity(READ_AHEAD);
+        let more = Self::read(state, court, target.to_vec(), &mut ahead)?;
         Ok(Cursor {
             court: court.to_vec(),
-            iter,
-            at,
+            at: ahead.pop_front(),
+            ahead,
+            more,
             gap_from: target.to_vec(),
             used,
         })
@@ -259,7 +300,7 @@ impl Cursor {
 
     /// Steps forward until `target` falls in the gap before `at`, at most
     /// [`STEPS_MAX`] keys; false if it did not get there.
-    fn step_to(&mut self, target: &[u8]) -> Result<bool, Fault> {
+    fn step_to(&mut self, state: &SledState, target: &[u8]) -> Result<bool, Fault> {
         for _ in 0..STEPS_MAX {
             let Some((key, _)) = &self.at else {
                 return Ok(false);
@@ -267,11 +308,11 @@ impl Cursor {
             if target < key.as_ref() {
                 return Ok(false);
             }
-            // The smallest key after `key` is `key` followed by a 0 byte.
-            self.gap_from.clear();
-            self.gap_from.extend_from_slice(key);
-            self.gap_from.push(0);
-            self.at = self.iter.next().transpose().map_err(fault)?;
+            self.gap_from = successor(key);
+            if self.ahead.is_empty() && self.more {
+                self.more = Self::read(state, &self.court, self.gap_from.clone(), &mut self.ahead)?;
+            }
+            self.at = self.ahead.pop_front();
             if self.answers(target) {
                 return Ok(true);
             }
@@ -304,7 +345,7 @@ impl FactsReader {
             Some(i) => {
                 let cursor = &mut self.cursors[i];
                 cursor.used = used;
-                if !(cursor.answers(&target) || cursor.step_to(&target)?) {
+                if !(cursor.answers(&target) || cursor.step_to(&self.state, &target)?) {
                     *cursor = Cursor::seek(&self.state, court, &target, used)?;
                 }
                 i

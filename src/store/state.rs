@@ -20,7 +20,7 @@ use super::keys;
 /// Read access to the derived state and to the journal's entries.
 #[derive(Clone)]
 pub struct SledState {
-    pub(crate) tree: sled::Tree,
+    pub(crate) tree: super::kv::Tree,
     pub(crate) journal: Arc<JournalReader>,
 }
 
@@ -128,6 +128,11 @@ impl SledState {
             Some(loc) => self.journal.read_raw(loc).map(Some).map_err(fault),
             None => Ok(None),
         }
+    }
+
+    /// The engine that keeps this state.
+    pub fn engine(&self) -> super::kv::Engine {
+        self.tree.engine()
     }
 
     /// SHA-256 over every key and value of the derived state, in key order: two states
@@ -757,8 +762,8 @@ mod index_cache {
     async fn remembers_only_what_sled_holds() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let special_id = ledger(dir.path()).await;
-        let db = sled::open(dir.path().join("state")).unwrap_or_else(|e| panic!("{e}"));
-        let tree = db.open_tree("ledger").unwrap_or_else(|e| panic!("{e}"));
+        let (_db, tree) = crate::store::kv::Tree::open_sled(&dir.path().join("state"))
+            .unwrap_or_else(|e| panic!("{e}"));
         let (_, reader) =
             journal::open(&dir.path().join("journal.log")).unwrap_or_else(|e| panic!("{e}"));
         let state = SledState {

@@ -250,7 +250,7 @@ pub(crate) mod tests {
         let (mut journal, reader) =
             journal::open(&dir.join("journal.log")).unwrap_or_else(|e| panic!("{e}"));
         let state = SledState {
-            tree: tree.clone(),
+            tree: crate::store::kv::Tree::Sled(tree.clone()),
             journal: Arc::new(reader),
         };
         let last = state.last_sequence().unwrap_or_else(|e| panic!("{e}"));
@@ -288,7 +288,8 @@ pub(crate) mod tests {
         total
     }
 
-    async fn digest(dir: &Path, rebuild: bool) -> journal::Hash {
+    /// The content digest of `dir`'s state, opened as it is or rebuilt.
+    pub(crate) async fn digest(dir: &Path, rebuild: bool) -> journal::Hash {
         let store = if rebuild {
             Store::rebuild(dir)
         } else {

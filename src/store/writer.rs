@@ -532,7 +532,7 @@ struct Committer {
     /// Bumped after each applied batch; dropped (closing the feed) when this ends.
     committed: tokio::sync::watch::Sender<u64>,
     syncer: JournalSyncer,
-    tree: sled::Tree,
+    tree: super::kv::Tree,
     poisoned: Arc<OnceLock<String>>,
     metrics: Arc<WriterStats>,
     /// The number of the last batch applied to sled.
@@ -579,14 +579,14 @@ impl Committer {
             return Err(WriteError::Unavailable(why));
         }
         let started = Instant::now();
-        let applied = super::undo::apply(&self.tree, &state);
+        let applied = super::commit::apply(&self.tree, &state);
         let micros = |d: std::time::Duration| d.as_micros() as u64;
         (self.metrics.sync_micros).fetch_add(micros(sync_took), Ordering::Relaxed);
         self.metrics.tell(super::WriterEvent::Sync(sync_took));
         (self.metrics.apply_micros).fetch_add(micros(started.elapsed()), Ordering::Relaxed);
         if let Err(e) = applied {
             let why = format!("applying the state failed: {e}; the request may be recorded: restart the server, then retry with the same request_id");
-            tracing::error!(error = %e, "applying a durable batch to sled failed; refusing writes until restart");
+            tracing::error!(error = %e, "applying a durable batch to the state failed; refusing writes until restart");
             poison(&self.poisoned, &why);
             return Err(WriteError::Unavailable(why));
         }

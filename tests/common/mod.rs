@@ -55,6 +55,23 @@ pub async fn run_cli(args: Vec<String>) -> std::process::Output {
     .expect("the command's thread")
 }
 
+/// The state engine of a new data directory's server: `CASE_ESCROW_TEST_STATE_ENGINE`
+/// (`sled` or `fjall`), to run the whole suite on either; by default, and for a
+/// directory that has a state already, the server's own choice.
+pub fn test_engine(data_dir: &Path) -> Option<case_escrow::store::Engine> {
+    let has_state =
+        (case_escrow::store::Engine::ALL.iter()).any(|e| data_dir.join(e.dir_name()).exists());
+    if has_state {
+        return None;
+    }
+    match std::env::var("CASE_ESCROW_TEST_STATE_ENGINE").as_deref() {
+        Ok("fjall") => Some(case_escrow::store::Engine::Fjall),
+        Ok("sled") => Some(case_escrow::store::Engine::Sled),
+        Ok(other) => panic!("CASE_ESCROW_TEST_STATE_ENGINE={other:?}: sled or fjall"),
+        Err(_) => None,
+    }
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     /// Where metrics are served, when the test asked for them.
@@ -79,7 +96,10 @@ impl TestServer {
             listen: "127.0.0.1:0".parse().expect("literal address"),
             data_dir: data_dir.to_owned(),
             shutdown_grace: Duration::from_secs(5),
-            store: Default::default(),
+            store: case_escrow::store::StoreOptions {
+                engine: test_engine(data_dir),
+                ..Default::default()
+            },
             ..Default::default()
         };
         change(&mut config);

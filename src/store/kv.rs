@@ -1,0 +1,237 @@
+//! The derived state's key-value engine, behind the few operations the store uses:
+//! sled (the default) or fjall (an LSM), chosen when the directory's state is made.
+//!
+//! Both hold the same keys and values. They differ in how a batch is made atomic
+//! across a crash (sled: the undo record of `undo.rs`; fjall: its own write batches,
+//! `commit.rs`) and in what they cost: on the service's own write pattern fjall applies
+//! a receipt's keys about 11× cheaper, holds a third of the memory, a fifth of the disk,
+//! and opens in a fraction of a second however much was written since the last open,
+//! where sled reads all the log written since it last opened (BENCHMARKS.md).
+//!
+//! Nothing here is fsynced on the write path: the journal is the durable record, and
+//! the state is rebuilt from it wherever it lags.
+
+use std::fmt;
+use std::ops::{Deref, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Which engine keeps the derived state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// sled 0.34.7: the default.
+    #[default]
+    Sled,
+    /// fjall 2 (an LSM): faster, smaller, and quick to open after a long run.
+    Fjall,
+}
+
+impl Engine {
+    pub const ALL: [Engine; 2] = [Engine::Sled, Engine::Fjall];
+
+    /// The directory, inside the data directory, that holds this engine's state. Each
+    /// engine has its own, so that a state is never opened by the other.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Engine::Sled => "state",
+            Engine::Fjall => "state-fjall",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Sled => "sled",
+            Engine::Fjall => "fjall",
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// sled's page cache.
+pub const SLED_CACHE_BYTES: u64 = 256 << 20;
+/// How often sled writes its own state back in the background. Explicit, not sled's
+/// default: this only bounds how much journal a restart replays, never durability.
+pub const SLED_FLUSH_EVERY_MS: u64 = 1000;
+
+/// fjall's block cache: the hot part of the state (cases, indexes) stays in memory.
+pub const FJALL_CACHE_BYTES: u64 = 256 << 20;
+/// A memtable is written out as a table when it reaches this. A quarter of fjall's
+/// default: each flush (and the compaction after it) then takes the CPU for a quarter
+/// as long, and on two cores shared with the writer and the server that burst is the
+/// p99 at 5,000 receipts/s (8.6-9.3 ms against 10.4-21.9 with 16 MiB; BENCHMARKS.md),
+/// for about a tenth less throughput in a backlog.
+const FJALL_MEMTABLE_BYTES: u32 = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Fjall(#[from] fjall::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A key or a value as the engine hands it out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bytes {
+    Sled(sled::IVec),
+    Fjall(fjall::Slice),
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Sled(b) => b,
+            Bytes::Fjall(b) => b,
+        }
+    }
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+/// An open state: clones share it.
+#[derive(Clone)]
+pub enum Tree {
+    Sled(sled::Tree),
+    Fjall(FjallTree),
+}
+
+#[derive(Clone)]
+pub struct FjallTree {
+    keyspace: fjall::Keyspace,
+    part: fjall::PartitionHandle,
+    /// The data directory's lock, held until the last handle on the engine is gone
+    /// (declared last: dropped after the keyspace, whose drop waits for its flushes
+    /// and compactions). fjall does not lock its directory, and a second keyspace on
+    /// the same files while the first one's workers still run would corrupt them.
+    _lock: Option<Arc<std::fs::File>>,
+}
+
+/// An iterator over keys and values, in key order.
+pub type Iter = Box<dyn DoubleEndedIterator<Item = Result<(Bytes, Bytes)>>>;
+
+impl Tree {
+    /// Opens a sled state; the database handle is returned too, for closing it.
+    pub fn open_sled(path: &Path) -> Result<(sled::Db, Tree)> {
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(Some(SLED_FLUSH_EVERY_MS))
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()?;
+        let tree = db.open_tree("ledger")?;
+        Ok((db, Tree::Sled(tree)))
+    }
+
+    /// Opens a fjall state under `path`; `lock`, the data directory's, is held as long
+    /// as any clone of the tree lives.
+    pub fn open_fjall(path: &Path, lock: Option<Arc<std::fs::File>>) -> Result<Tree> {
+        let keyspace = fjall::Config::new(path)
+            .cache_size(FJALL_CACHE_BYTES)
+            .fsync_ms(None)
+            .open()?;
+        let options =
+            fjall::PartitionCreateOptions::default().max_memtable_size(FJALL_MEMTABLE_BYTES);
+        let part = keyspace.open_partition("ledger", options)?;
+        Ok(Tree::Fjall(FjallTree {
+            keyspace,
+            part,
+            _lock: lock,
+        }))
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            Tree::Sled(_) => Engine::Sled,
+            Tree::Fjall(_) => Engine::Fjall,
+        }
+    }
+
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        Ok(match self {
+            Tree::Sled(t) => t.get(key)?.map(Bytes::Sled),
+            Tree::Fjall(t) => t.part.get(key)?.map(Bytes::Fjall),
+        })
+    }
+
+    pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        match self {
+            Tree::Sled(t) => {
+                t.insert(key.as_ref(), value.as_ref())?;
+            }
+            Tree::Fjall(t) => t.part.insert(key.as_ref(), value.as_ref())?,
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(match self {
+            Tree::Sled(t) => t.is_empty(),
+            Tree::Fjall(t) => t.part.is_empty()?,
+        })
+    }
+
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
+        match self {
+            Tree::Sled(t) => Box::new(t.range(range).map(sled_item)),
+            Tree::Fjall(t) => Box::new(t.part.range(range).map(fjall_item)),
+        }
+    }
+
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
+        match self {
+            Tree::Sled(t) => Box::new(t.scan_prefix(prefix).map(sled_item)),
+            Tree::Fjall(t) => Box::new(t.part.prefix(prefix).map(fjall_item)),
+        }
+    }
+
+    pub fn iter(&self) -> Iter {
+        match self {
+            Tree::Sled(t) => Box::new(t.iter().map(sled_item)),
+            Tree::Fjall(t) => Box::new(t.part.iter().map(fjall_item)),
+        }
+    }
+
+    /// Makes everything applied so far durable (at shutdown, after a replay).
+    pub fn flush(&self) -> Result<()> {
+        match self {
+            Tree::Sled(t) => {
+                t.flush()?;
+            }
+            Tree::Fjall(t) => t.keyspace.persist(fjall::PersistMode::SyncAll)?,
+        }
+        Ok(())
+    }
+}
+
+impl FjallTree {
+    /// Writes `writes` as one batch, in their order: after a crash the state holds all
+    /// of them or none. Written to the OS, not fsynced.
+    pub fn apply(&self, writes: &[(&[u8], &[u8])]) -> Result<()> {
+        let mut batch = (self.keyspace.batch()).durability(Some(fjall::PersistMode::Buffer));
+        for (key, value) in writes {
+            batch.insert(&self.part, *key, *value);
+        }
+        Ok(batch.commit()?)
+    }
+}
+
+fn sled_item(item: sled::Result<(sled::IVec, sled::IVec)>) -> Result<(Bytes, Bytes)> {
+    let (k, v) = item?;
+    Ok((Bytes::Sled(k), Bytes::Sled(v)))
+}
+
+fn fjall_item(item: fjall::Result<(fjall::Slice, fjall::Slice)>) -> Result<(Bytes, Bytes)> {
+    let (k, v) = item?;
+    Ok((Bytes::Fjall(k), Bytes::Fjall(v)))
+}
