@@ -305,7 +305,10 @@ fn dir_bytes(dir: &Path) -> u64 {
         let mut total = 0;
         for e in entries.flatten() {
             match e.metadata() {
-                Ok(m) if m.is_file() => total += m.len(),
+                // Blocks, not lengths: fjall preallocates its log files (sparse).
+                Ok(m) if m.is_file() => {
+                    total += std::os::unix::fs::MetadataExt::blocks(&m).saturating_mul(512)
+                }
                 Ok(m) if m.is_dir() && depth > 0 => total += walk(&e.path(), depth - 1),
                 _ => {}
             }

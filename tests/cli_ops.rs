@@ -634,6 +634,7 @@ async fn json_log_lines_carry_the_request_id_and_no_party_accounts() {
         .arg(&data)
         .env_remove("CASE_ESCROW_CONFIG")
         .env_remove("CASE_ESCROW_METRICS_LISTEN")
+        .env("CASE_ESCROW_STATE_ENGINE", engine_env(&data))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

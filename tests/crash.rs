@@ -39,6 +39,7 @@ fn spawn(dir: &Path) -> ServerProcess {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .env("CASE_ESCROW_LOG", "warn")
+        .env("CASE_ESCROW_STATE_ENGINE", engine_env(dir))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -76,6 +76,7 @@ fn spawn(data_dir: &Path, log: PathBuf) -> ServerProcess {
         ])
         .arg(data_dir)
         .env("CASE_ESCROW_LOG", "warn")
+        .env("CASE_ESCROW_STATE_ENGINE", engine_env(data_dir))
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()

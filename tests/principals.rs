@@ -286,6 +286,7 @@ fn the_first_start_writes_the_admin_token_file_and_logs_only_its_path() {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
             .env("CASE_ESCROW_LOG", "info")
+            .env("CASE_ESCROW_STATE_ENGINE", engine_env(&data))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -131,6 +131,7 @@ fn sigterm_stops_gracefully_and_keeps_everything() {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .env("CASE_ESCROW_LOG", "warn")
+            .env("CASE_ESCROW_STATE_ENGINE", engine_env(dir.path()))
             .stdout(Stdio::piped())
             .spawn()
             .expect("server starts");

@@ -967,7 +967,7 @@ fn report(
         let requests = b.requests - a.requests;
         let per_batch = |v: u64| v as f64 / batches.max(1) as f64;
         println!(
-            "writer: {} batches (= fdatasyncs) in {:.2} s = {:.0}/s; {:.1} requests and {:.1} entries a batch; a commit {:.0} µs, of which fdatasync {:.0} µs and sled apply {:.0} µs ({:.1} µs an entry)",
+            "writer: {} batches (= fdatasyncs) in {:.2} s = {:.0}/s; {:.1} requests and {:.1} entries a batch; a commit {:.0} µs, of which fdatasync {:.0} µs and state apply {:.0} µs ({:.1} µs an entry)",
             batches,
             secs,
             batches as f64 / secs,

@@ -114,6 +114,9 @@ enum Command {
         from: PathBuf,
         #[arg(long)]
         data_dir: PathBuf,
+        /// The engine to build the state in (sled if not named).
+        #[arg(long, value_enum)]
+        state_engine: Option<crate::store::Engine>,
     },
     /// Rebuild every balance and index from the journal alone (the server must be
     /// stopped; the old state is moved aside, not deleted).
@@ -266,7 +269,11 @@ pub fn main() -> ExitCode {
             Command::Health { client } => ops::health(client).await,
             Command::Verify { data_dir } => tools::verify(&data_dir),
             Command::Backup { to, client } => tools::backup(&client.resolve()?, &to).await,
-            Command::Restore { from, data_dir } => tools::restore(&from, &data_dir).await,
+            Command::Restore {
+                from,
+                data_dir,
+                state_engine,
+            } => tools::restore(&from, &data_dir, state_engine).await,
             Command::Rebuild {
                 data_dir,
                 state_engine,

@@ -86,9 +86,17 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Restores a backup into a new data directory and builds its state.
-pub async fn restore(from: &Path, data_dir: &Path) -> Result<(), Failure> {
+pub async fn restore(
+    from: &Path,
+    data_dir: &Path,
+    engine: Option<crate::store::Engine>,
+) -> Result<(), Failure> {
     let (header, v) = backup::restore(from, data_dir)?;
-    let store = Store::open(data_dir)?;
+    let options = crate::store::StoreOptions {
+        engine,
+        ..Default::default()
+    };
+    let store = Store::open_with(data_dir, options)?;
     store.close().await;
     println!(
         "restored {} entries into {} (digest {} verified); the state is built",

@@ -122,15 +122,20 @@ pub struct FjallTree {
 pub type Iter = Box<dyn DoubleEndedIterator<Item = Result<(Bytes, Bytes)>>>;
 
 impl Tree {
-    /// Opens a sled state; the database handle is returned too, for closing it.
-    pub fn open_sled(path: &Path) -> Result<(sled::Db, Tree)> {
-        let db = sled::Config::new()
+    /// Opens a sled database; [`Tree::sled`] then opens the state in it. Apart, so
+    /// that whoever opens can wait for sled to let go of its files however the rest
+    /// of opening ends.
+    pub fn open_sled_db(path: &Path) -> Result<sled::Db> {
+        Ok(sled::Config::new()
             .path(path)
             .flush_every_ms(Some(SLED_FLUSH_EVERY_MS))
             .cache_capacity(SLED_CACHE_BYTES)
-            .open()?;
-        let tree = db.open_tree("ledger")?;
-        Ok((db, Tree::Sled(tree)))
+            .open()?)
+    }
+
+    /// The state in a sled database.
+    pub fn sled(db: &sled::Db) -> Result<Tree> {
+        Ok(Tree::Sled(db.open_tree("ledger")?))
     }
 
     /// Opens a fjall state under `path`; `lock`, the data directory's, is held as long

@@ -94,7 +94,7 @@ pub struct WriterStats {
     pub requests: AtomicU64,
     pub entries: AtomicU64,
     pub commit_micros: AtomicU64,
-    /// Parts of `commit_micros`: the journal's write + fdatasync, and sled's apply.
+    /// Parts of `commit_micros`: the journal's write + fdatasync, and the state's apply.
     pub sync_micros: AtomicU64,
     pub apply_micros: AtomicU64,
     /// Told of every batch and every sync, for histograms the counters above cannot
@@ -200,7 +200,7 @@ enum Held {
         /// Where sled keeps its files, to know when its background threads have let go.
         state_dir: PathBuf,
         /// LOCK, held for the store's life; the OS releases it if the process dies.
-        _lock: File,
+        _lock: Arc<File>,
     },
     /// fjall's tree holds LOCK itself, until its last handle (and its workers) are gone.
     Fjall(kv::Tree),
@@ -217,8 +217,9 @@ impl Store {
     }
 
     /// Rebuilds every balance and index from the journal alone: the old state is moved
-    /// aside (to `state.before-rebuild-<unix seconds>`, never deleted) and the whole
-    /// journal is replayed into a new one. Returns the store, open.
+    /// aside (to `state.before-rebuild-<unix seconds>`, or `state-fjall.before-…`;
+    /// never deleted) and the whole journal is replayed into a new one. Returns the
+    /// store, open.
     pub fn rebuild(data_dir: &Path) -> Result<Store, StoreError> {
         Self::rebuild_with(data_dir, StoreOptions::default())
     }
@@ -228,12 +229,10 @@ impl Store {
     /// Every state present, of either engine, is moved aside.
     pub fn rebuild_with(data_dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let lock = lock(data_dir)?;
+        // Named, any engine; else the directory's own, refusing to guess between two.
         let engine = match options.engine {
             Some(engine) => engine,
-            None => match states_present(data_dir).as_slice() {
-                [one] => *one,
-                _ => Engine::default(),
-            },
+            None => choose_engine(data_dir, None)?,
         };
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -274,13 +273,20 @@ impl Store {
                         tracing::warn!(error = %e, "sled's lock is still held; opening anyway");
                     }
                 }
-                let (db, tree) = kv::Tree::open_sled(&state_dir)?;
-                let held = Held::Sled {
-                    db: db.clone(),
-                    state_dir: state_dir.clone(),
-                    _lock: lock,
-                };
-                match Self::start(data_dir, tree, options, held) {
+                let db = kv::Tree::open_sled_db(&state_dir)?;
+                // LOCK is let go only after sled, on every path below.
+                let lock = Arc::new(lock);
+                let started = kv::Tree::sled(&db)
+                    .map_err(StoreError::from)
+                    .and_then(|tree| {
+                        let held = Held::Sled {
+                            db: db.clone(),
+                            state_dir: state_dir.clone(),
+                            _lock: lock.clone(),
+                        };
+                        Self::start(data_dir, tree, options, held)
+                    });
+                match started {
                     Ok(store) => Ok(store),
                     Err(e) => {
                         // A refused state (another format, a failed replay) must not
@@ -289,6 +295,7 @@ impl Store {
                         if let Err(wait) = release_sled(db, &state_dir, CLOSE_WAIT) {
                             tracing::warn!(error = %wait, "sled did not release its files in time");
                         }
+                        drop(lock);
                         Err(e)
                     }
                 }
@@ -498,12 +505,12 @@ fn choose_engine(data_dir: &Path, wanted: Option<Engine>) -> Result<Engine, Stor
         (None, []) => Ok(Engine::default()),
         (None, [one]) => Ok(*one),
         (Some(wanted), [other, ..]) => Err(refuse(format!(
-            "its state is kept by {other} ({}/), not {wanted}: start it with --state-engine {other}, or move it with `case-escrow rebuild --state-engine {wanted} --data-dir {}` (the old state is moved aside, not deleted)",
+            "its state is kept by {other} ({}/), not {wanted}: start it with state engine {other} or auto (--state-engine, CASE_ESCROW_STATE_ENGINE or server.state_engine), or move it with `case-escrow rebuild --state-engine {wanted} --data-dir {}` (the old state is moved aside, not deleted)",
             other.dir_name(),
             data_dir.display()
         ))),
         (None, _) => Err(refuse(format!(
-            "it holds a state of each engine ({}): name the one to use with --state-engine",
+            "it holds a state of each engine ({}): name the one to use (--state-engine, CASE_ESCROW_STATE_ENGINE or server.state_engine), or move the other aside",
             (present.iter())
                 .map(|e| format!("{}/ for {e}", e.dir_name()))
                 .collect::<Vec<_>>()

@@ -195,9 +195,8 @@ impl SledState {
 /// courts than this still reads correctly, with a seek for most rows.
 const CURSORS_MAX: usize = 64;
 /// Keys a cursor steps over before it gives up and seeks. Rows in filing order need
-/// one or two steps (the older lines of the case before); each step is a search
-/// within a node sled already holds, a seek a descent from the root and a copy of
-/// the leaf.
+/// one or two steps (the older lines of the case before); a step mostly takes the
+/// next key already read ahead, a seek is a fresh range read.
 const STEPS_MAX: u32 = 4;
 
 /// Reads case facts as of one sequence, like [`SledState::case_facts_at`], but keeps

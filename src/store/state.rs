@@ -762,8 +762,9 @@ mod index_cache {
     async fn remembers_only_what_sled_holds() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let special_id = ledger(dir.path()).await;
-        let (_db, tree) = crate::store::kv::Tree::open_sled(&dir.path().join("state"))
+        let db = crate::store::kv::Tree::open_sled_db(&dir.path().join("state"))
             .unwrap_or_else(|e| panic!("{e}"));
+        let tree = crate::store::kv::Tree::sled(&db).unwrap_or_else(|e| panic!("{e}"));
         let (_, reader) =
             journal::open(&dir.path().join("journal.log")).unwrap_or_else(|e| panic!("{e}"));
         let state = SledState {

@@ -72,6 +72,11 @@ pub fn test_engine(data_dir: &Path) -> Option<case_escrow::store::Engine> {
     }
 }
 
+/// [`test_engine`] for a `case-escrow serve` child: its `CASE_ESCROW_STATE_ENGINE`.
+pub fn engine_env(data_dir: &Path) -> &'static str {
+    test_engine(data_dir).map_or("auto", case_escrow::store::Engine::name)
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     /// Where metrics are served, when the test asked for them.
