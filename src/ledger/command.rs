@@ -202,7 +202,10 @@ impl Request {
         // postcard fails only for types serde cannot describe; a command is plain derived
         // data written into a growable Vec, so failure is a bug of ours, not a request's.
         #[allow(clippy::expect_used)]
-        let bytes = postcard::to_stdvec(&self.command).expect("plain commands always encode");
+        // Room for a usual command up front: growing from empty reallocates several
+        // times, on the writer's thread, for every request.
+        let bytes = postcard::to_extend(&self.command, Vec::with_capacity(256))
+            .expect("plain commands always encode");
         let mut hasher = Sha256::new();
         hasher.update(b"case-escrow/request/v1\0");
         hasher.update(&bytes);
