@@ -309,6 +309,12 @@ pub struct Overlay<'a> {
     line_groups: HashMap<Uuid, OpenGroup>,
     /// The block of entry locations this batch is filling (its number and locations).
     entry_block: Option<(u64, Vec<Location>)>,
+    /// Case and special account records this batch wrote, kept decoded and encoded
+    /// once at its end: nearly every entry rewrites its special account and its case,
+    /// and decoding and encoding them (parties, bank registrations) for each was a
+    /// sixth of the writer's time in a backlog (BENCHMARKS.md).
+    cases: HashMap<Uuid, CaseState>,
+    specials: HashMap<Uuid, SpecialAccountState>,
     /// The journal offset the state covers once this batch is applied.
     end: u64,
     /// The chain value after the last entry framed (or replayed) so far.
@@ -343,6 +349,8 @@ impl<'a> Overlay<'a> {
             recorded_at: None,
             line_groups: HashMap::new(),
             entry_block: None,
+            cases: HashMap::new(),
+            specials: HashMap::new(),
             end: journal_base,
             chain_head,
             last_sequence: 0,
@@ -405,6 +413,12 @@ impl<'a> Overlay<'a> {
     pub fn into_batch(mut self) -> Result<(Vec<u8>, InFlight), Fault> {
         if let Some((block, locations)) = self.entry_block.take() {
             self.put(keys::entry_block(block), &locations);
+        }
+        for (id, case) in std::mem::take(&mut self.cases) {
+            self.put(keys::case(id), &case);
+        }
+        for (id, special) in std::mem::take(&mut self.specials) {
+            self.put(keys::special(id), &special);
         }
         for (special_id, group) in std::mem::take(&mut self.line_groups) {
             let head = LineGroupHead {
@@ -528,10 +542,16 @@ impl State for Overlay<'_> {
         Ok(self.get(keys::META)?.unwrap_or_default())
     }
     fn special(&self, id: Uuid) -> Result<Option<SpecialAccountState>, Fault> {
-        self.get(&keys::special(id))
+        match self.specials.get(&id) {
+            Some(special) => Ok(Some(special.clone())),
+            None => self.get(&keys::special(id)),
+        }
     }
     fn case(&self, id: Uuid) -> Result<Option<CaseState>, Fault> {
-        self.get(&keys::case(id))
+        match self.cases.get(&id) {
+            Some(case) => Ok(Some(case.clone())),
+            None => self.get(&keys::case(id)),
+        }
     }
     fn case_by_number(&self, number: &CaseNumber) -> Result<Option<Uuid>, Fault> {
         self.get_index(&keys::case_number(number.as_str()))
@@ -607,10 +627,10 @@ impl StateMut for Overlay<'_> {
             keys::special_by_court(special.court.as_str(), special.id),
             &(),
         );
-        self.put(keys::special(special.id), &special);
+        self.specials.insert(special.id, special);
     }
     fn put_case(&mut self, case: CaseState) {
-        self.put(keys::case(case.id), &case);
+        self.cases.insert(case.id, case);
     }
     fn put_case_number(&mut self, number: CaseNumber, case_id: Uuid) {
         self.put(keys::case_number(number.as_str()), &case_id);
