@@ -199,11 +199,11 @@ impl Request {
     /// amount is fen, a case number has one form), so the same request sent as "1.0" or
     /// "1.00", with ASCII or full-width parentheses, hashes the same.
     pub fn content_hash(&self) -> [u8; 32] {
+        // Room for a usual command up front: growing from empty reallocates several
+        // times, on the writer's thread, for every request.
         // postcard fails only for types serde cannot describe; a command is plain derived
         // data written into a growable Vec, so failure is a bug of ours, not a request's.
         #[allow(clippy::expect_used)]
-        // Room for a usual command up front: growing from empty reallocates several
-        // times, on the writer's thread, for every request.
         let bytes = postcard::to_extend(&self.command, Vec::with_capacity(256))
             .expect("plain commands always encode");
         let mut hasher = Sha256::new();
