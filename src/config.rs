@@ -577,8 +577,12 @@ mod tests {
 
     #[test]
     fn every_bad_value_names_its_key() {
-        let cases: [(&str, &str); 7] = [
+        let cases: [(&str, &str); 8] = [
             ("[server]\nlisten = \"localhost\"\n", "server.listen"),
+            (
+                "[server]\nstate_engine = \"rocksdb\"\n",
+                "server.state_engine",
+            ),
             (
                 "[server]\nmetrics_listen = \"9464\"\n",
                 "server.metrics_listen",
