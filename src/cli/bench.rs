@@ -28,6 +28,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+use rand::{RngExt as _, SeedableRng as _};
+
 use super::client::ClientArgs;
 use super::procfs::{cpu_seconds, load_average, status_kib};
 use hdrhistogram::Histogram;
@@ -145,21 +148,15 @@ fn yuan(fen: i64) -> String {
     format!("{}.{:02}", fen / 100, fen % 100)
 }
 
-/// splitmix64: enough randomness for picking cases and amounts, with no dependency.
-struct Rng(u64);
+/// The workload's randomness, seeded per client: a run's mix of cases and amounts is
+/// the same every time.
+fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
+/// A number below `n` (0 when `n` is 0).
+fn below(rng: &mut StdRng, n: u64) -> u64 {
+    rng.random_range(0..n.max(1))
 }
 
 fn histogram() -> Histogram<u64> {
@@ -409,7 +406,7 @@ async fn drive(
     admin_token: &str,
     stats: Option<Arc<WriterStats>>,
 ) -> Result<(Tally, u64), BoxError> {
-    let run_tag = format!("{:08x}", Rng(crate::api::now().0 as u64).next() as u32);
+    let run_tag = format!("{:08x}", rand::random::<u32>());
     let crew = super::auth::crew(
         connect(addr).await?,
         admin_token,
@@ -633,11 +630,11 @@ impl ClientCtx {
 
 async fn receipts(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
     let mut tally = Tally::new(ctx.measure_from());
-    let mut rng = Rng(ctx.id as u64 + 1);
+    let mut rng = rng(ctx.id as u64 + 1);
     let mut k = 0u64;
     while ctx.budget.take(1) {
-        let n = ctx.base + rng.below(u64::from(ctx.cases)) as u32;
-        let fen = 100 + rng.below(1_000_000) as i64;
+        let n = ctx.base + below(&mut rng, u64::from(ctx.cases)) as u32;
+        let fen = 100 + below(&mut rng, 1_000_000) as i64;
         let request = ctx.receipt(n, fen, k);
         let due = ctx.due(k).await;
         k += 1;
@@ -654,15 +651,15 @@ async fn receipts(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
 
 async fn batch(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
     let mut tally = Tally::new(ctx.measure_from());
-    let mut rng = Rng(ctx.id as u64 + 1);
+    let mut rng = rng(ctx.id as u64 + 1);
     let mut k = 0u64;
     let mut call = 0u64;
     while ctx.budget.take(ctx.batch_size as u64) {
         let mut items = Vec::with_capacity(ctx.batch_size);
         let mut amounts = Vec::with_capacity(ctx.batch_size);
         for _ in 0..ctx.batch_size {
-            let n = ctx.base + rng.below(u64::from(ctx.cases)) as u32;
-            let fen = 100 + rng.below(1_000_000) as i64;
+            let n = ctx.base + below(&mut rng, u64::from(ctx.cases)) as u32;
+            let fen = 100 + below(&mut rng, 1_000_000) as i64;
             items.push(ctx.receipt(n, fen, k));
             amounts.push((n, fen));
             k += 1;
@@ -700,7 +697,7 @@ async fn batch(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
 /// not there.
 async fn mixed(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
     let mut tally = Tally::new(ctx.measure_from());
-    let mut rng = Rng(ctx.id as u64 + 1);
+    let mut rng = rng(ctx.id as u64 + 1);
     let mut own: Vec<(u32, i64)> = (0..ctx.cases)
         .filter(|i| *i as usize % ctx.clients == ctx.id)
         .map(|i| (ctx.base + i, 0))
@@ -708,7 +705,7 @@ async fn mixed(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
     let mut opened = 0u32;
     let mut k = 0u64;
     while ctx.budget.take(1) {
-        let roll = rng.below(100);
+        let roll = below(&mut rng, 100);
         let due = ctx.due(k).await;
         k += 1;
         if roll < 5 || own.is_empty() {
@@ -727,10 +724,10 @@ async fn mixed(rpc: &mut CaseLedgerClient<Ch>, ctx: ClientCtx) -> Tally {
             }
             continue;
         }
-        let pick = rng.below(own.len() as u64) as usize;
+        let pick = below(&mut rng, own.len() as u64) as usize;
         let (n, available) = own[pick];
         if roll < 75 || (roll < 85 && available < 100) {
-            let fen = 100 + rng.below(1_000_000) as i64;
+            let fen = 100 + below(&mut rng, 1_000_000) as i64;
             match rpc.record_receipt(ctx.receipt(n, fen, k)).await {
                 Ok(_) => {
                     tally.record(K_RECEIPT, due);

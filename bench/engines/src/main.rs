@@ -16,6 +16,9 @@ use std::collections::BTreeSet;
 use std::error::Error;
 use std::time::Instant;
 
+use rand::rngs::StdRng;
+use rand::{Rng as _, RngExt as _, SeedableRng as _};
+
 type Res<T> = Result<T, Box<dyn Error>>;
 
 fn proc_field(file: &str, f: impl Fn(&str) -> Option<f64>) -> f64 {
@@ -37,19 +40,6 @@ fn cpu_s() -> f64 {
         let f: Vec<&str> = s.rsplit(')').next()?.split_whitespace().collect();
         Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
     })
-}
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 trait Kv {
@@ -145,7 +135,7 @@ fn main() -> Res<()> {
         kv.apply(&index)?;
     }
     const BATCH: u64 = 8189;
-    let mut rng = Rng(first + 1);
+    let mut rng = StdRng::seed_from_u64(first + 1);
     let (started, cpu0) = (Instant::now(), cpu_s());
     let (mut reading, mut applying) = (0f64, 0f64);
     let mut seq = first;
@@ -156,9 +146,9 @@ fn main() -> Res<()> {
         let t = Instant::now();
         for _ in 0..BATCH {
             seq += 1;
-            let request = format!("r{:016x}{:016x}", rng.next(), rng.next()).into_bytes();
+            let request = format!("r{:016x}{:016x}", rng.next_u64(), rng.next_u64()).into_bytes();
             let bank_ref = format!("b0123456789abcdefICBC{seq:012}").into_bytes();
-            let case = rng.next() % cases;
+            let case = rng.random_range(0..cases.max(1));
             if kv.get(&request)?.is_some() || kv.get(&bank_ref)?.is_some() {
                 return Err("a new key was found".into());
             }
