@@ -35,6 +35,18 @@ fn every_workload_runs_bounded_and_verifies_the_ledger() {
         ][..],
         &[
             "--workload",
+            "receipts",
+            "--clients",
+            "6",
+            "--connections",
+            "2",
+            "--requests",
+            "200",
+            "--cases",
+            "10",
+        ][..],
+        &[
+            "--workload",
             "mixed",
             "--clients",
             "4",
@@ -64,6 +76,9 @@ fn every_workload_runs_bounded_and_verifies_the_ledger() {
             "{args:?}: {out}"
         );
         assert!(out.contains("the six invariants hold"), "{args:?}: {out}");
+        if args.contains(&"--connections") {
+            assert!(out.contains("6 clients on 2 connections"), "{out}");
+        }
     }
 }
 

@@ -67,9 +67,13 @@ pub enum Verify {
 pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "receipts")]
     pub workload: Workload,
-    /// Concurrent clients, each on its own connection.
+    /// Concurrent clients, each with one call at a time.
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
+    /// Connections the clients share, in turn (an HTTP/2 connection carries many
+    /// calls at once); 0: each client its own.
+    #[arg(long, default_value_t = 0)]
+    pub connections: usize,
     /// Stop after this many operations (receipts, for `batch`).
     #[arg(long, default_value_t = 200_000)]
     pub requests: u64,
@@ -116,6 +120,15 @@ pub struct BenchArgs {
     /// Worker threads of the server's runtime and of the clients' runtime each.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+}
+
+impl BenchArgs {
+    fn connections(&self) -> usize {
+        match self.connections {
+            0 => self.clients,
+            n => n.min(self.clients),
+        }
+    }
 }
 
 /// The kinds of call measured, each with its own latency histogram.
@@ -468,10 +481,14 @@ async fn drive(
     let reporter = spawn_reporter(args, stats.clone(), budget.clone());
     // Every client is connected before the clock starts: an open loop's first requests
     // would otherwise be due before their connection exists, and count that as latency.
-    let mut channels = Vec::with_capacity(args.clients);
-    for _ in 0..args.clients {
-        channels.push(crew.with_channel(connect(addr).await?));
+    let connections = args.connections();
+    let mut shared = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        shared.push(crew.with_channel(connect(addr).await?));
     }
+    let channels: Vec<Ch> = (0..args.clients)
+        .map(|c| shared[c % connections].clone())
+        .collect();
     let started = Instant::now();
     let cpu_before = cpu_seconds();
     let mut tasks = Vec::new();
@@ -891,9 +908,10 @@ fn report(
 ) {
     let secs = elapsed.as_secs_f64();
     println!(
-        "\nworkload {:?}: {} clients, {:.2} s{}",
+        "\nworkload {:?}: {} clients on {} connections, {:.2} s{}",
         args.workload,
         args.clients,
+        args.connections(),
         secs,
         if args.rate > 0 {
             format!(", open loop at {} ops/s", args.rate)
