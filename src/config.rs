@@ -428,6 +428,7 @@ impl ServerOverrides {
                     disk_reserve_bytes: reserve_mb.saturating_mul(1 << 20),
                     approval_tiers,
                     engine: state_engine,
+                    faults: None,
                 },
                 metrics_listen,
                 limits,

@@ -264,6 +264,14 @@ impl JournalSyncer {
             source,
         })
     }
+
+    /// What a failed [`JournalSyncer::sync`] returns, for a test that injects one.
+    pub(crate) fn injected_failure(&self) -> JournalError {
+        JournalError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other("a failure injected by a test"),
+        }
+    }
 }
 
 /// The read side, shared by every reader: positioned reads need no lock.

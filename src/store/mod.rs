@@ -58,6 +58,41 @@ pub struct StoreOptions {
     /// The engine of the derived state; `None`: the one the directory has, or sled for
     /// a new directory.
     pub engine: Option<Engine>,
+    /// Failures to inject into the commit, for tests; `None` in a server.
+    #[doc(hidden)]
+    pub faults: Option<&'static Faults>,
+}
+
+/// Failures a test arms to see what the writer does when the disk fails it after the
+/// journal append: each happens once, to the next batch that reaches it. They stand
+/// for what no test can make a real disk do on demand: an `fdatasync` that reports an
+/// error, and a state engine that refuses a write.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct Faults {
+    sync: std::sync::atomic::AtomicBool,
+    apply: std::sync::atomic::AtomicBool,
+}
+
+impl Faults {
+    /// The next batch's `fdatasync` fails (after its frames were written).
+    pub fn fail_next_sync(&self) {
+        self.sync.store(true, Ordering::SeqCst);
+    }
+
+    /// The next batch's apply to the state fails (after its `fdatasync` succeeded),
+    /// before any of its keys is written.
+    pub fn fail_next_apply(&self) {
+        self.apply.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn take_sync(&self) -> bool {
+        self.sync.swap(false, Ordering::SeqCst)
+    }
+
+    pub(crate) fn take_apply(&self) -> bool {
+        self.apply.swap(false, Ordering::SeqCst)
+    }
 }
 
 impl Default for StoreOptions {
@@ -66,6 +101,7 @@ impl Default for StoreOptions {
             disk_reserve_bytes: DISK_RESERVE_BYTES_DEFAULT,
             approval_tiers: crate::domain::ApprovalTiers::default(),
             engine: None,
+            faults: None,
         }
     }
 }
@@ -366,6 +402,7 @@ impl Store {
             disk_reserve_bytes: options.disk_reserve_bytes,
             approval_tiers: options.approval_tiers,
             space_low: false,
+            faults: options.faults,
         };
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())

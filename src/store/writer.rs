@@ -204,6 +204,7 @@ pub struct Writer {
     pub(crate) approval_tiers: crate::domain::ApprovalTiers,
     /// Whether the last check found the disk below the reserve (to log changes once).
     pub(crate) space_low: bool,
+    pub(crate) faults: Option<&'static super::Faults>,
 }
 
 fn now() -> Micros {
@@ -242,6 +243,7 @@ impl Writer {
                     metrics: self.metrics.clone(),
                     applied: applied.clone(),
                     settled: settled.clone(),
+                    faults: self.faults,
                 };
                 std::thread::Builder::new()
                     .name("ledger-commit".into())
@@ -538,6 +540,7 @@ struct Committer {
     /// The number of the last batch applied to sled.
     applied: Arc<AtomicU64>,
     settled: Arc<Settled>,
+    faults: Option<&'static super::Faults>,
 }
 
 impl Committer {
@@ -564,7 +567,10 @@ impl Committer {
 
     fn persist(&self, state: Arc<InFlight>, number: u64) -> Result<(), WriteError> {
         let started = Instant::now();
-        let synced = self.syncer.sync();
+        let synced = match self.faults.is_some_and(super::Faults::take_sync) {
+            true => Err(self.syncer.injected_failure()),
+            false => self.syncer.sync(),
+        };
         let sync_took = started.elapsed();
         if let Err(e) = &synced {
             // Poisoned before the writer may append after these bytes.
@@ -579,7 +585,10 @@ impl Committer {
             return Err(WriteError::Unavailable(why));
         }
         let started = Instant::now();
-        let applied = super::commit::apply(&self.tree, &state);
+        let applied = match self.faults.is_some_and(super::Faults::take_apply) {
+            true => Err("a failure injected by a test".to_owned()),
+            false => super::commit::apply(&self.tree, &state).map_err(|e| e.to_string()),
+        };
         let micros = |d: std::time::Duration| d.as_micros() as u64;
         (self.metrics.sync_micros).fetch_add(micros(sync_took), Ordering::Relaxed);
         self.metrics.tell(super::WriterEvent::Sync(sync_took));
