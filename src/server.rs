@@ -231,6 +231,7 @@ impl Server {
     /// finish within the grace period, lets the writer drain, and flushes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let handle = self.store.handle();
+        let visible = handle.visible.clone();
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
         let reflection = tonic_reflection::server::Builder::configure()
@@ -244,7 +245,8 @@ impl Server {
             })
             .max_decoding_message_size(MESSAGE_BYTES_MAX),
             self.directory.clone(),
-        );
+        )
+        .reading(visible.clone());
         let cases = Authenticated::new(
             api::limits::CaseLedgerWithLimits::new(
                 CaseLedgerService {
@@ -254,7 +256,8 @@ impl Server {
                 api::receipts::MESSAGE_BYTES_MAX,
             ),
             self.directory.clone(),
-        );
+        )
+        .reading(visible.clone());
         let journal = Authenticated::new(
             JournalServer::new(JournalService {
                 store: handle.clone(),
@@ -262,7 +265,8 @@ impl Server {
             })
             .max_decoding_message_size(MESSAGE_BYTES_MAX),
             self.directory.clone(),
-        );
+        )
+        .reading(visible.clone());
         let principals = Authenticated::new(
             PrincipalsServer::new(PrincipalsService {
                 store: handle.clone(),
@@ -270,7 +274,8 @@ impl Server {
             })
             .max_decoding_message_size(MESSAGE_BYTES_MAX),
             self.directory.clone(),
-        );
+        )
+        .reading(visible.clone());
         // Rows come in batches: a message may hold a few thousand of them.
         let reconciliation = Authenticated::new(
             ReconciliationServer::new(ReconciliationService {
@@ -279,7 +284,8 @@ impl Server {
             })
             .max_decoding_message_size(RECONCILE_MESSAGE_BYTES_MAX),
             self.directory.clone(),
-        );
+        )
+        .reading(visible);
         let reflection = Authenticated::new(reflection, self.directory.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Without TCP_NODELAY a client that waits for each answer before its next call

@@ -201,13 +201,15 @@ async fn a_call_larger_than_one_batch_spills_into_the_next() {
         .expect("call succeeds")
         .into_inner()
         .results;
-    let batches = server.stats.batches.load(Ordering::Relaxed) - before;
-    assert!(batches >= 2, "{batches} batch(es): the call did not spill");
     let first = sequence(&results[0]);
     for (i, r) in results.iter().enumerate() {
         assert_eq!(sequence(r), first + i as u64);
     }
+    // The answer comes once the batches are durable; a read waits until the state
+    // has them, and they are counted by then.
     assert_eq!(balances(&mut cases, CASE_A).await.received, "100.00");
+    let batches = server.stats.batches.load(Ordering::Relaxed) - before;
+    assert!(batches >= 2, "{batches} batch(es): the call did not spill");
     server.stop().await;
 
     // What was acknowledged is what the journal says, and it replays to the same state.

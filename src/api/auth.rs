@@ -226,11 +226,26 @@ pub fn new_token() -> Result<String, Status> {
 pub struct Authenticated<S> {
     inner: S,
     directory: Arc<Directory>,
+    /// For a service that reads the state: every call first waits until the state
+    /// holds what was acknowledged when it arrived (`store::Visible`).
+    visible: Option<crate::store::Visible>,
 }
 
 impl<S> Authenticated<S> {
     pub fn new(inner: S, directory: Arc<Directory>) -> Self {
-        Authenticated { inner, directory }
+        Authenticated {
+            inner,
+            directory,
+            visible: None,
+        }
+    }
+
+    /// The service reads the state.
+    pub fn reading(self, visible: crate::store::Visible) -> Self {
+        Authenticated {
+            visible: Some(visible),
+            ..self
+        }
     }
 }
 
@@ -308,7 +323,17 @@ where
         };
         request.extensions_mut().insert(credentials);
         request.extensions_mut().insert(Caller { principal, rule });
-        Box::pin(self.inner.call(request))
+        // A service's future does nothing until polled: the wait comes first.
+        let call = self.inner.call(request);
+        let Some(visible) = self.visible.clone() else {
+            return Box::pin(call);
+        };
+        Box::pin(async move {
+            match visible.wait().await {
+                Ok(()) => call.await,
+                Err(behind) => Ok(Status::unavailable(behind.to_string()).into_http()),
+            }
+        })
     }
 }
 

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::domain::{text::len, DomainError, Entry, Op, Payee, PrincipalState};
 use crate::ledger::{self, CaseKey, Command, Fault, State};
-use crate::store::{StoreHandle, Written};
+use crate::store::StoreHandle;
 
 use super::convert::{self as cv};
 use super::pb::{self, case_ledger_server::CaseLedger};
@@ -25,7 +25,10 @@ impl CaseLedgerService {
         request_id: &str,
         command: Command,
     ) -> Result<Entry, Status> {
-        let written = self.write(who, request_id, command).await?;
+        // Callers read what the entry left (a case account, a disbursement): they wait
+        // until the state has it.
+        let request = Self::request(who, request_id, command)?;
+        let written = self.store.write(request).await.map_err(error::write)?;
         match written.fresh {
             Some(fresh) => Ok(fresh.entry),
             None => self.entry(written.sequence),
@@ -39,7 +42,9 @@ impl CaseLedgerService {
         request_id: &str,
         command: Command,
     ) -> Result<pb::Entry, Status> {
-        let written = self.write(who, request_id, command).await?;
+        // Answered from what the writer had at hand, so it needs no wait for the state.
+        let request = Self::request(who, request_id, command)?;
+        let written = (self.store.write_durable(request).await).map_err(error::write)?;
         match written.fresh {
             // What the writer had at hand is what a read as of the entry would find.
             Some(fresh) => {
@@ -51,18 +56,16 @@ impl CaseLedgerService {
         }
     }
 
-    async fn write(
-        &self,
+    fn request(
         who: &PrincipalState,
         request_id: &str,
         command: Command,
-    ) -> Result<Written, Status> {
-        let request = ledger::Request {
+    ) -> Result<ledger::Request, Status> {
+        Ok(ledger::Request {
             id: cv::request_id(request_id)?,
             command,
             principal: Some(who.id),
-        };
-        self.store.write(request).await.map_err(error::write)
+        })
     }
 
     fn entry(&self, sequence: u64) -> Result<Entry, Status> {

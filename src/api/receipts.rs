@@ -153,7 +153,10 @@ pub(super) async fn record_receipts(
     let replies: Vec<Reply> = if valid.is_empty() {
         Vec::new()
     } else {
-        store.write_many(valid).await.map_err(error::write)?
+        store
+            .write_many_durable(valid)
+            .await
+            .map_err(error::write)?
     };
     let mut replies = replies.into_iter();
     let mut out = Vec::with_capacity(results.len());

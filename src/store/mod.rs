@@ -18,6 +18,7 @@ pub mod reads;
 pub mod snapshot;
 pub mod state;
 mod undo;
+pub mod visible;
 pub mod writer;
 
 use std::fs::{self, File, OpenOptions};
@@ -35,6 +36,7 @@ use crate::ledger::Request;
 pub use kv::Engine;
 pub use snapshot::FactsReader;
 pub use state::SledState;
+pub use visible::{Behind, Visible};
 pub use writer::{Fresh, Reply, WriteError, Written};
 
 use state::Overlay;
@@ -189,26 +191,60 @@ pub struct StoreHandle {
     /// Closed when the writer stops.
     pub committed: tokio::sync::watch::Receiver<u64>,
     pub reads: SledState,
+    /// Every call that reads waits on it first (see [`StoreHandle::write_durable`]).
+    pub visible: Visible,
     pub stats: Arc<WriterStats>,
     /// Never sent on: dropped with the handle, so the store sees when all are gone.
     _alive: mpsc::Sender<()>,
 }
 
 impl StoreHandle {
-    /// Submits a request and waits until it is durable (or refused).
+    /// Submits a request and waits until it is durable and in the state (or refused),
+    /// so that the caller may read what it wrote.
     pub async fn write(&self, request: Request) -> Reply {
+        self.submit(request, false).await
+    }
+
+    /// Like [`StoreHandle::write`], but a request that makes a new entry is answered
+    /// as soon as it is durable, before the state has it: for a caller that answers
+    /// from [`Written::fresh`] alone and reads nothing. Later calls see the entry
+    /// because every call that reads waits on [`StoreHandle::visible`] first.
+    pub async fn write_durable(&self, request: Request) -> Reply {
+        self.submit(request, true).await
+    }
+
+    async fn submit(&self, request: Request, early: bool) -> Reply {
         let (reply, answer) = oneshot::channel();
         let gone = || WriteError::Unavailable("the server is shutting down".into());
         self.tx
-            .send(Message::Write { request, reply })
+            .send(Message::Write {
+                request,
+                reply,
+                early,
+            })
             .await
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 
-    /// Submits independent requests together and waits until all are durable (or
-    /// refused); the outcomes come back in order, one a request.
+    /// Submits independent requests together and waits until all are durable and in
+    /// the state (or refused), so that the caller may read them; the outcomes come
+    /// back in order, one a request.
     pub async fn write_many(&self, requests: Vec<Request>) -> Result<Vec<Reply>, WriteError> {
+        let replies = self.write_many_durable(requests).await?;
+        // Durable outcomes; a failed apply after them leaves them to a restart's replay.
+        (self.visible.wait().await)
+            .map_err(|behind| WriteError::Unavailable(behind.to_string()))?;
+        Ok(replies)
+    }
+
+    /// Like [`StoreHandle::write_many`], but answered as soon as every request is
+    /// durable, before the state has them: for RecordReceipts, which answers with
+    /// sequences and reads nothing.
+    pub async fn write_many_durable(
+        &self,
+        requests: Vec<Request>,
+    ) -> Result<Vec<Reply>, WriteError> {
         let (reply, answer) = oneshot::channel();
         let gone = || WriteError::Unavailable("the server is shutting down".into());
         self.tx
@@ -390,6 +426,7 @@ impl Store {
             .last_sequence()
             .map_err(|f| StoreError::Replay(f.to_string()))?;
         let (committed, committed_rx) = tokio::sync::watch::channel(last);
+        let (progress, progress_rx) = tokio::sync::watch::channel(visible::Progress::default());
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let writer = Writer {
             journal,
@@ -398,6 +435,7 @@ impl Store {
             metrics: stats.clone(),
             chain_head,
             committed,
+            progress,
             data_dir: data_dir.to_owned(),
             disk_reserve_bytes: options.disk_reserve_bytes,
             approval_tiers: options.approval_tiers,
@@ -414,6 +452,7 @@ impl Store {
                 tx,
                 committed: committed_rx,
                 reads: state,
+                visible: Visible::new(progress_rx),
                 stats,
                 _alive: alive,
             },

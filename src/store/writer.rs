@@ -78,6 +78,9 @@ pub enum Message {
     Write {
         request: Request,
         reply: oneshot::Sender<Reply>,
+        /// Answer a new entry once durable, before the state has it
+        /// (`StoreHandle::write_durable`).
+        early: bool,
     },
     /// Independent requests submitted together (RecordReceipts): each has its own
     /// outcome, answered in order once all of them are durable. They join the batch
@@ -113,7 +116,9 @@ struct Many {
 
 /// Who waits for a batch, with the outcomes decided for them.
 enum Waiting {
-    One(oneshot::Sender<Reply>, Reply),
+    /// One request; `true` when it may be answered once durable (it made a new entry
+    /// and its caller reads nothing).
+    One(oneshot::Sender<Reply>, Reply, bool),
     /// `results[from..to]` of a WriteMany were decided in this batch; `last` when
     /// nothing of it is left for later batches.
     Many {
@@ -198,6 +203,8 @@ pub struct Writer {
     pub(crate) chain_head: super::journal::Hash,
     /// Tells change-feed readers the last sequence that is durable and applied.
     pub(crate) committed: tokio::sync::watch::Sender<u64>,
+    /// Tells readers how far the state has caught up with the acknowledged batches.
+    pub(crate) progress: tokio::sync::watch::Sender<super::visible::Progress>,
     pub(crate) data_dir: std::path::PathBuf,
     /// Free bytes to keep on the disk; below this, writes are refused.
     pub(crate) disk_reserve_bytes: u64,
@@ -230,6 +237,8 @@ impl Writer {
         // The committer owns the sender: when it ends, the change feed learns so.
         let (placeholder, _) = tokio::sync::watch::channel(0);
         let committed = std::mem::replace(&mut self.committed, placeholder);
+        let (placeholder, _) = tokio::sync::watch::channel(Default::default());
+        let progress = std::mem::replace(&mut self.progress, placeholder);
         let started = self
             .journal
             .syncer()
@@ -237,6 +246,7 @@ impl Writer {
             .and_then(|syncer| {
                 let committer = Committer {
                     committed,
+                    progress,
                     syncer,
                     tree: self.state.tree.clone(),
                     poisoned: self.poisoned.clone(),
@@ -341,12 +351,19 @@ impl Writer {
                 *stopping = true;
                 true
             }
-            Message::Write { request, reply } => {
+            Message::Write {
+                request,
+                reply,
+                early,
+            } => {
                 let result = match &batch.blocked {
                     Some(e) => Err(e.clone()),
                     None => self.decide(&mut batch.overlay, &request, true),
                 };
-                batch.waiting.push(Waiting::One(reply, result));
+                // A retry is answered from the state, as of its entry: not before the
+                // state has the batch.
+                let early = early && matches!(&result, Ok(Written { fresh: Some(_), .. }));
+                batch.waiting.push(Waiting::One(reply, result, early));
                 batch.requests += 1;
                 false
             }
@@ -533,6 +550,8 @@ impl Writer {
 struct Committer {
     /// Bumped after each applied batch; dropped (closing the feed) when this ends.
     committed: tokio::sync::watch::Sender<u64>,
+    /// For `Visible`: dropped when this ends, which readers notice.
+    progress: tokio::sync::watch::Sender<super::visible::Progress>,
     syncer: JournalSyncer,
     tree: super::kv::Tree,
     poisoned: Arc<OnceLock<String>>,
@@ -545,27 +564,48 @@ struct Committer {
 
 impl Committer {
     fn run(self, batches: std::sync::mpsc::Receiver<Appended>) {
-        for batch in batches {
+        for mut batch in batches {
             let result = match (&batch.failed, self.poisoned.get()) {
                 (Some(e), _) => Err(e.clone()),
                 (None, Some(why)) => Err(WriteError::Unavailable(why.clone())),
-                (None, None) => match batch.state {
-                    Some(state) => self.persist(state, batch.number),
+                (None, None) => match batch.state.take() {
+                    Some(state) => self.persist(state, batch.number, &mut batch.waiting),
                     None => Ok(()),
                 },
             };
             if let (Ok(()), Some(last)) = (&result, batch.last_sequence) {
                 self.committed.send_replace(last);
             }
-            self.settled.set(batch.number);
-            self.applied.store(batch.number, Ordering::Release);
+            // Counted before readers may pass `Visible::wait`, so that a read after the
+            // answer finds the batch counted too.
             self.metrics
                 .record(batch.requests, batch.entries, batch.started.elapsed());
+            let stuck = self.poisoned.get().is_some();
+            self.progress.send_if_modified(|p| {
+                if stuck {
+                    // The state stays where it is until a restart.
+                    return !std::mem::replace(&mut p.stuck, true);
+                }
+                // Applied, or nothing of it was to be applied (refused before the
+                // journal, or no entry).
+                p.durable = batch.number;
+                p.applied = batch.number;
+                true
+            });
+            self.settled.set(batch.number);
+            self.applied.store(batch.number, Ordering::Release);
             answer(batch.waiting, &result);
         }
     }
 
-    fn persist(&self, state: Arc<InFlight>, number: u64) -> Result<(), WriteError> {
+    /// Syncs the batch, answers whoever may be answered once it is durable, then
+    /// applies it to the state; `waiting` keeps those still to be answered.
+    fn persist(
+        &self,
+        state: Arc<InFlight>,
+        number: u64,
+        waiting: &mut Vec<Waiting>,
+    ) -> Result<(), WriteError> {
         let started = Instant::now();
         let synced = match self.faults.is_some_and(super::Faults::take_sync) {
             true => Err(self.syncer.injected_failure()),
@@ -584,6 +624,18 @@ impl Committer {
             poison(&self.poisoned, &why);
             return Err(WriteError::Unavailable(why));
         }
+        // Durable before anyone is told: a call that arrives after an early answer
+        // then waits for this batch to reach the state (`Visible::wait`). No reader
+        // waits for `durable`, so nobody is woken.
+        self.progress.send_if_modified(|p| {
+            p.durable = number;
+            false
+        });
+        let (early, late) = std::mem::take(waiting)
+            .into_iter()
+            .partition(Waiting::is_early);
+        *waiting = late;
+        answer(early, &Ok(()));
         let started = Instant::now();
         let applied = match self.faults.is_some_and(super::Faults::take_apply) {
             true => Err("a failure injected by a test".to_owned()),
@@ -603,6 +655,16 @@ impl Committer {
     }
 }
 
+impl Waiting {
+    /// RecordReceipts answers with sequences alone, so all of it may go early.
+    fn is_early(&self) -> bool {
+        match self {
+            Waiting::One(_, _, early) => *early,
+            Waiting::Many { .. } => true,
+        }
+    }
+}
+
 /// Answers everyone waiting for a batch. If the batch failed, every request of it is
 /// refused: none of them was acknowledged, and a retry with the same request id finds
 /// whatever did reach the journal.
@@ -610,7 +672,7 @@ fn answer(waiting: Vec<Waiting>, result: &Result<(), WriteError>) {
     let refused = |e: &WriteError| Err(e.clone());
     for w in waiting {
         match w {
-            Waiting::One(reply, outcome) => {
+            Waiting::One(reply, outcome, _) => {
                 let answer = match result {
                     Ok(()) => outcome,
                     Err(why) => refused(why),
