@@ -221,6 +221,12 @@ pub fn new_token() -> Result<String, Status> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// How long a call waits for the state to hold what was acknowledged before it is
+/// refused. The wait is normally at most one batch's apply (well under a second even
+/// for 8,189 receipts); past this the state's engine is stalled, and an answer then
+/// is better than a call that hangs.
+pub const VISIBLE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A service behind authentication and the role check of its RPCs.
 #[derive(Clone)]
 pub struct Authenticated<S> {
@@ -329,9 +335,14 @@ where
             return Box::pin(call);
         };
         Box::pin(async move {
-            match visible.wait().await {
-                Ok(()) => call.await,
-                Err(behind) => Ok(Status::unavailable(behind.to_string()).into_http()),
+            match tokio::time::timeout(VISIBLE_WAIT_MAX, visible.wait()).await {
+                Ok(Ok(())) => call.await,
+                Ok(Err(behind)) => Ok(Status::unavailable(behind.to_string()).into_http()),
+                Err(_) => Ok(Status::unavailable(format!(
+                    "the ledger's state has not caught up with what was acknowledged within {} s; retry",
+                    VISIBLE_WAIT_MAX.as_secs()
+                ))
+                .into_http()),
             }
         })
     }

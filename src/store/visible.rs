@@ -17,7 +17,8 @@ pub(crate) struct Progress {
     pub durable: u64,
     /// The last batch that is in the state (or that needed nothing there).
     pub applied: u64,
-    /// A sync or an apply failed: the state will not catch up until a restart.
+    /// A durable batch, some of it maybe acknowledged, could not be applied: the
+    /// state will not catch up until a restart.
     pub stuck: bool,
 }
 

@@ -3,8 +3,10 @@
 //! The writer thread owns the journal's append side. It takes requests from a bounded
 //! channel, decides and applies as many as are waiting (up to a limit) against an
 //! overlay, and appends their frames with one write. The committer thread then makes
-//! the batch durable with one `fdatasync`, applies it to sled (after an undo record:
-//! `store::undo`), and only then answers every request of it. One sync thus serves every client that was
+//! the batch durable with one `fdatasync`, answers the requests whose answer needs no
+//! read of the state, applies the batch to the state (`store::commit`), and then
+//! answers the rest (`store::visible` keeps every later read from seeing less than
+//! was acknowledged). One sync thus serves every client that was
 //! waiting, and while batch N is being synced and applied the writer already decides
 //! batch N+1, reading N's writes from its in-flight copy (the profile in
 //! BENCHMARKS.md: fdatasync and sled's apply were most of a batch's time).
@@ -565,11 +567,18 @@ struct Committer {
 impl Committer {
     fn run(self, batches: std::sync::mpsc::Receiver<Appended>) {
         for mut batch in batches {
+            // Durable (so partly acknowledged) but not in the state.
+            let mut behind = false;
             let result = match (&batch.failed, self.poisoned.get()) {
                 (Some(e), _) => Err(e.clone()),
                 (None, Some(why)) => Err(WriteError::Unavailable(why.clone())),
                 (None, None) => match batch.state.take() {
-                    Some(state) => self.persist(state, batch.number, &mut batch.waiting),
+                    Some(state) => self
+                        .persist(state, batch.number, &mut batch.waiting)
+                        .map_err(|failed| {
+                            behind = failed.behind;
+                            failed.why
+                        }),
                     None => Ok(()),
                 },
             };
@@ -580,16 +589,18 @@ impl Committer {
             // answer finds the batch counted too.
             self.metrics
                 .record(batch.requests, batch.entries, batch.started.elapsed());
-            let stuck = self.poisoned.get().is_some();
             self.progress.send_if_modified(|p| {
-                if stuck {
+                if p.stuck {
                     // The state stays where it is until a restart.
-                    return !std::mem::replace(&mut p.stuck, true);
+                    return false;
                 }
-                // Applied, or nothing of it was to be applied (refused before the
-                // journal, or no entry).
-                p.durable = batch.number;
-                p.applied = batch.number;
+                if behind {
+                    p.stuck = true;
+                } else {
+                    // In the state, or nothing of it was acknowledged (refused before
+                    // the journal, not synced, or without entries).
+                    p.applied = batch.number;
+                }
                 true
             });
             self.settled.set(batch.number);
@@ -605,7 +616,7 @@ impl Committer {
         state: Arc<InFlight>,
         number: u64,
         waiting: &mut Vec<Waiting>,
-    ) -> Result<(), WriteError> {
+    ) -> Result<(), CommitFailed> {
         let started = Instant::now();
         let synced = match self.faults.is_some_and(super::Faults::take_sync) {
             true => Err(self.syncer.injected_failure()),
@@ -622,7 +633,10 @@ impl Committer {
             let why = format!("journal sync failed: {e}; the outcome is unknown until the server restarts: then retry with the same request_id");
             tracing::error!(error = %e, "journal fdatasync failed; refusing writes until restart");
             poison(&self.poisoned, &why);
-            return Err(WriteError::Unavailable(why));
+            return Err(CommitFailed {
+                why: WriteError::Unavailable(why),
+                behind: false,
+            });
         }
         // Durable before anyone is told: a call that arrives after an early answer
         // then waits for this batch to reach the state (`Visible::wait`). No reader
@@ -649,10 +663,20 @@ impl Committer {
             let why = format!("applying the state failed: {e}; the request may be recorded: restart the server, then retry with the same request_id");
             tracing::error!(error = %e, "applying a durable batch to the state failed; refusing writes until restart");
             poison(&self.poisoned, &why);
-            return Err(WriteError::Unavailable(why));
+            return Err(CommitFailed {
+                why: WriteError::Unavailable(why),
+                behind: true,
+            });
         }
         Ok(())
     }
+}
+
+/// Why a batch that reached the committer was not committed.
+struct CommitFailed {
+    why: WriteError,
+    /// It is durable, and some of it may be acknowledged, but the state lacks it.
+    behind: bool,
 }
 
 impl Waiting {
@@ -665,9 +689,9 @@ impl Waiting {
     }
 }
 
-/// Answers everyone waiting for a batch. If the batch failed, every request of it is
-/// refused: none of them was acknowledged, and a retry with the same request id finds
-/// whatever did reach the journal.
+/// Answers everyone still waiting for a batch. If the batch failed, every one of them
+/// is refused (those answered once it was durable are not among them): a retry with
+/// the same request id finds whatever did reach the journal.
 fn answer(waiting: Vec<Waiting>, result: &Result<(), WriteError>) {
     let refused = |e: &WriteError| Err(e.clone());
     for w in waiting {
