@@ -61,6 +61,9 @@ async fn a_receipt_whose_commit_fails(fault: Fault) {
         .expect("written")
         .into_inner();
 
+    // The receipt was answered once durable, maybe before its batch's apply: a read
+    // waits for that apply, so the fault armed next is the next batch's.
+    assert_eq!(balances(&mut cases, CASE).await.received, "1.00");
     match fault {
         Fault::Sync => faults.fail_next_sync(),
         Fault::Apply => faults.fail_next_apply(),
