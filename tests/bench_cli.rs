@@ -78,6 +78,7 @@ fn every_workload_runs_bounded_and_verifies_the_ledger() {
         assert!(out.contains("the six invariants hold"), "{args:?}: {out}");
         if args.contains(&"--connections") {
             assert!(out.contains("6 clients on 2 connections"), "{out}");
+            assert!(out.contains("clients=6 connections=2 "), "{out}");
         }
     }
 }

@@ -1021,9 +1021,10 @@ fn report(
     };
     let h = &tally.latency[main];
     println!(
-        "RESULT workload={:?} clients={} seconds={:.2} ops={} ops_per_s={:.0} receipts_per_s={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} all_p99_ms={:.2} warmup_s={} warmup_calls={} errors={} rss_mib={} cpu_us_per_op={:.1}",
+        "RESULT workload={:?} clients={} connections={} seconds={:.2} ops={} ops_per_s={:.0} receipts_per_s={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} all_p99_ms={:.2} warmup_s={} warmup_calls={} errors={} rss_mib={} cpu_us_per_op={:.1}",
         args.workload,
         args.clients,
+        args.connections(),
         secs,
         ops,
         ops as f64 / secs,
