@@ -19,7 +19,6 @@
 
 mod common;
 
-use case_escrow::api::pb;
 use case_escrow::store::Faults;
 use common::*;
 
@@ -37,15 +36,6 @@ async fn failing_server(dir: &std::path::Path) -> (TestServer, &'static Faults) 
     let faults: &'static Faults = Box::leak(Box::default());
     let server = TestServer::start_with(dir, |c| c.store.faults = Some(faults)).await;
     (server, faults)
-}
-
-fn get_case(case_number: &str) -> pb::GetCaseAccountRequest {
-    pb::GetCaseAccountRequest {
-        account: Some(pb::get_case_account_request::Account::CaseNumber(
-            case_number.into(),
-        )),
-        as_of: None,
-    }
 }
 
 async fn a_receipt_whose_commit_fails(fault: Fault) {
@@ -99,7 +89,7 @@ async fn a_receipt_whose_commit_fails(fault: Fault) {
         status.message().contains("restart"),
         "{fault:?}: {status:?}"
     );
-    let read = cases.get_case_account(get_case(CASE)).await;
+    let read = cases.get_case_account(get_case_request(CASE)).await;
     match fault {
         // Reads go on, and show what was acknowledged.
         Fault::Sync => {

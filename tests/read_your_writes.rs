@@ -39,12 +39,7 @@ async fn a_read_right_after_an_acknowledged_receipt_sees_it() {
                     .expect("receipt")
                     .into_inner();
                 let account = cases
-                    .get_case_account(pb::GetCaseAccountRequest {
-                        account: Some(pb::get_case_account_request::Account::CaseNumber(
-                            case.clone(),
-                        )),
-                        as_of: None,
-                    })
+                    .get_case_account(get_case_request(&case))
                     .await
                     .expect("read")
                     .into_inner();

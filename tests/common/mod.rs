@@ -403,14 +403,19 @@ pub fn disbursement_request(case_number: &str, amount: &str) -> pb::RequestDisbu
     }
 }
 
+/// GetCaseAccount by case number, as it stands now.
+pub fn get_case_request(case_number: &str) -> pb::GetCaseAccountRequest {
+    pb::GetCaseAccountRequest {
+        account: Some(pb::get_case_account_request::Account::CaseNumber(
+            case_number.into(),
+        )),
+        as_of: None,
+    }
+}
+
 pub async fn balances(client: &mut CaseLedgerClient<Ch>, case_number: &str) -> pb::Balances {
     client
-        .get_case_account(pb::GetCaseAccountRequest {
-            account: Some(pb::get_case_account_request::Account::CaseNumber(
-                case_number.into(),
-            )),
-            as_of: None,
-        })
+        .get_case_account(get_case_request(case_number))
         .await
         .expect("case account reads")
         .into_inner()
