@@ -66,6 +66,18 @@ pub const FJALL_CACHE_BYTES: u64 = 256 << 20;
 /// p99 at 5,000 receipts/s (8.6-9.3 ms against 10.4-21.9 with 16 MiB; BENCHMARKS.md),
 /// for about a tenth less throughput in a backlog.
 const FJALL_MEMTABLE_BYTES: u32 = 4 << 20;
+/// Level 0 is merged when it holds this many tables. With fjall's defaults (4 tables,
+/// 64 MiB) and 4 MiB memtables, level 0 reaches its count at 16 MiB, below one table's
+/// target size, so fjall merges level 0 into itself, again at 28, 40, 52 MiB, before
+/// anything reaches level 1; and there, since request ids and bank references are
+/// random keys, each merge rewrites nearly all of level 1. With 12 tables of 4 MiB
+/// against a 16 MiB target, level 0 goes straight to level 1, 48 MiB at a time: at 64
+/// clients a tenth less CPU a receipt and 10% more of them a second (BENCHMARKS.md,
+/// seventh session). fjall slows writes from 20 tables in level 0; this stays below.
+const FJALL_L0_TABLES: u8 = 12;
+/// The size a compaction cuts its tables at. Level 1's target is this times
+/// [`FJALL_L0_TABLES`] (192 MiB; fjall's default 256 MiB).
+const FJALL_TABLE_BYTES: u32 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -145,8 +157,16 @@ impl Tree {
             .cache_size(FJALL_CACHE_BYTES)
             .fsync_ms(None)
             .open()?;
-        let options =
-            fjall::PartitionCreateOptions::default().max_memtable_size(FJALL_MEMTABLE_BYTES);
+        // fjall records these when it makes the partition and reads them back at every
+        // later open: a state made before a change keeps its own until `rebuild`.
+        let compaction = fjall::compaction::Leveled {
+            l0_threshold: FJALL_L0_TABLES,
+            target_size: FJALL_TABLE_BYTES,
+            ..Default::default()
+        };
+        let options = fjall::PartitionCreateOptions::default()
+            .max_memtable_size(FJALL_MEMTABLE_BYTES)
+            .compaction_strategy(fjall::compaction::Strategy::Leveled(compaction));
         let part = keyspace.open_partition("ledger", options)?;
         Ok(Tree::Fjall(FjallTree {
             keyspace,
