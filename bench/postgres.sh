@@ -13,12 +13,14 @@
 #
 # Usage: bench/postgres.sh            (as root: it installs postgresql if missing)
 # Environment: CLIENTS (64), DURATION seconds per run (20), CASES (1000),
-#              BIN (target/release/case-escrow, built if missing).
+#              BIN (target/release/case-escrow, built if missing),
+#              ENGINE, case-escrow's state engine (sled, the default, or fjall).
 set -euo pipefail
 
 CLIENTS=${CLIENTS:-64}
 DURATION=${DURATION:-20}
 CASES=${CASES:-1000}
+ENGINE=${ENGINE:-sled}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$ROOT/target/release/case-escrow}
 
@@ -118,10 +120,10 @@ PG_P50=$(pct 0.5); PG_P99=$(pct 0.99); PG_P999=$(pct 0.999)
   ELSE 'verify: PostgreSQL entries and balances DISAGREE' END"
 as_postgres "$PGBIN/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null
 
-echo "== case-escrow: RecordReceipt, $CLIENTS clients"
+echo "== case-escrow ($ENGINE): RecordReceipt, $CLIENTS clients"
 # pgbench's percentiles include its first second, so these do too (--warmup-s 0).
 CASE_ESCROW_LOG=warn "$BIN" bench --workload receipts --clients "$CLIENTS" --seconds "$DURATION" \
-  --requests 1000000000 --cases "$CASES" --report-every-s 0 --verify grpc --warmup-s 0 | tee "$WORK/ce.out"
+  --state-engine "$ENGINE" --requests 1000000000 --cases "$CASES" --report-every-s 0 --verify grpc --warmup-s 0 | tee "$WORK/ce.out"
 CE=$(grep '^RESULT' "$WORK/ce.out")
 CE_TPS=$(sed -n 's/.* receipts_per_s=\([0-9]*\).*/\1/p' <<<"$CE")
 CE_P50=$(sed -n 's/.* p50_ms=\([0-9.]*\).*/\1/p' <<<"$CE")
@@ -129,19 +131,19 @@ CE_P99=$(sed -n 's/.* p99_ms=\([0-9.]*\).*/\1/p' <<<"$CE")
 CE_P999=$(sed -n 's/.* p999_ms=\([0-9.]*\).*/\1/p' <<<"$CE")
 CE_SYNCS=$(sed -n 's/^writer: [0-9]* batches (= fdatasyncs) in [0-9.]* s = \([0-9]*\)\/s.*/\1/p' "$WORK/ce.out")
 
-echo "== case-escrow: RecordReceipts, 4 clients x 8189 receipts a call"
+echo "== case-escrow ($ENGINE): RecordReceipts, 4 clients x 8189 receipts a call"
 CASE_ESCROW_LOG=warn "$BIN" bench --workload batch --clients 4 --batch-size 8189 --seconds "$DURATION" \
-  --requests 1000000000 --cases "$CASES" --report-every-s 0 --verify grpc | tee "$WORK/batch.out"
+  --state-engine "$ENGINE" --requests 1000000000 --cases "$CASES" --report-every-s 0 --verify grpc | tee "$WORK/batch.out"
 BATCH_TPS=$(sed -n 's/^RESULT .* receipts_per_s=\([0-9]*\).*/\1/p' "$WORK/batch.out")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }'; }
 echo
 echo "== side by side, $CLIENTS clients, ${DURATION} s each, this machine, this run"
-printf '%-40s %12s %9s %9s %9s\n' "" "receipts/s" "p50 ms" "p99 ms" "p999 ms"
-printf '%-40s %12.0f %9s %9s %9s\n' "PostgreSQL, one transaction a receipt" "$PG_TPS" "$PG_P50" "$PG_P99" "$PG_P999"
-printf '%-40s %12s %9s %9s %9s\n' "case-escrow RecordReceipt" "$CE_TPS" "$CE_P50" "$CE_P99" "$CE_P999"
-printf '%-40s %12s\n' "case-escrow RecordReceipts (8189/call)" "$BATCH_TPS"
-printf '%-40s %12s\n' "the disk: append + fdatasync, serial" "$FSYNC"
+printf '%-48s %12s %9s %9s %9s\n' "" "receipts/s" "p50 ms" "p99 ms" "p999 ms"
+printf '%-48s %12.0f %9s %9s %9s\n' "PostgreSQL, one transaction a receipt" "$PG_TPS" "$PG_P50" "$PG_P99" "$PG_P999"
+printf '%-48s %12s %9s %9s %9s\n' "case-escrow ($ENGINE) RecordReceipt" "$CE_TPS" "$CE_P50" "$CE_P99" "$CE_P999"
+printf '%-48s %12s\n' "case-escrow ($ENGINE) RecordReceipts (8189/call)" "$BATCH_TPS"
+printf '%-48s %12s\n' "the disk: append + fdatasync, serial" "$FSYNC"
 echo "ratio RecordReceipt / PostgreSQL:  $(ratio "$CE_TPS" "$PG_TPS")x"
 echo "ratio RecordReceipts / PostgreSQL: $(ratio "$BATCH_TPS" "$PG_TPS")x"
 echo "group commit: $CE_SYNCS fdatasyncs/s served $CE_TPS receipts/s, $(ratio "$CE_TPS" "$FSYNC")x the disk's serial fdatasync rate"
