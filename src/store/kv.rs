@@ -157,8 +157,6 @@ impl Tree {
             .cache_size(FJALL_CACHE_BYTES)
             .fsync_ms(None)
             .open()?;
-        // fjall records these when it makes the partition and reads them back at every
-        // later open: a state made before a change keeps its own until `rebuild`.
         let compaction = fjall::compaction::Leveled {
             l0_threshold: FJALL_L0_TABLES,
             target_size: FJALL_TABLE_BYTES,
@@ -168,11 +166,21 @@ impl Tree {
             .max_memtable_size(FJALL_MEMTABLE_BYTES)
             .compaction_strategy(fjall::compaction::Strategy::Leveled(compaction));
         let part = keyspace.open_partition("ledger", options)?;
-        Ok(Tree::Fjall(FjallTree {
+        let tree = FjallTree {
             keyspace,
             part,
             _lock: lock,
-        }))
+        };
+        // fjall records these settings when it makes the partition and uses the
+        // recorded ones at every later open, so an older state would silently keep
+        // costing what they cost.
+        if !tree.has_current_compaction() {
+            tracing::warn!(
+                state = %path.display(),
+                "this fjall state keeps the compaction settings it was made with, not this build's; `case-escrow rebuild --state-engine fjall` remakes it with this build's (BENCHMARKS.md, seventh session)"
+            );
+        }
+        Ok(Tree::Fjall(tree))
     }
 
     pub fn engine(&self) -> Engine {
@@ -240,6 +248,16 @@ impl Tree {
 }
 
 impl FjallTree {
+    /// Whether the partition compacts as this build would make it ([`FJALL_L0_TABLES`],
+    /// [`FJALL_TABLE_BYTES`]).
+    fn has_current_compaction(&self) -> bool {
+        matches!(
+            &self.part.config.compaction_strategy,
+            fjall::compaction::Strategy::Leveled(l)
+                if l.l0_threshold == FJALL_L0_TABLES && l.target_size == FJALL_TABLE_BYTES
+        )
+    }
+
     /// Writes `writes` as one batch, in their order: after a crash the state holds all
     /// of them or none. Written to the OS, not fsynced.
     pub fn apply(&self, writes: &[(&[u8], &[u8])]) -> Result<()> {
@@ -259,4 +277,40 @@ fn sled_item(item: sled::Result<(sled::IVec, sled::IVec)>) -> Result<(Bytes, Byt
 fn fjall_item(item: fjall::Result<(fjall::Slice, fjall::Slice)>) -> Result<(Bytes, Bytes)> {
     let (k, v) = item?;
     Ok((Bytes::Fjall(k), Bytes::Fjall(v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fjall(tree: &Tree) -> &FjallTree {
+        match tree {
+            Tree::Fjall(t) => t,
+            Tree::Sled(_) => panic!("a sled tree"),
+        }
+    }
+
+    #[test]
+    fn a_new_fjall_state_compacts_as_this_build_says_and_an_older_one_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let made_now = dir.path().join("now");
+        let tree = Tree::open_fjall(&made_now, None).unwrap_or_else(|e| panic!("{e}"));
+        assert!(fjall(&tree).has_current_compaction());
+        drop(tree);
+        let reopened = Tree::open_fjall(&made_now, None).unwrap_or_else(|e| panic!("{e}"));
+        assert!(fjall(&reopened).has_current_compaction());
+
+        // A state made with fjall's defaults, as before 28f5151.
+        let made_before = dir.path().join("before");
+        {
+            let keyspace = fjall::Config::new(&made_before)
+                .open()
+                .unwrap_or_else(|e| panic!("{e}"));
+            keyspace
+                .open_partition("ledger", fjall::PartitionCreateOptions::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let older = Tree::open_fjall(&made_before, None).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!fjall(&older).has_current_compaction());
+    }
 }
