@@ -66,18 +66,19 @@ pub const FJALL_CACHE_BYTES: u64 = 256 << 20;
 /// p99 at 5,000 receipts/s (8.6-9.3 ms against 10.4-21.9 with 16 MiB; BENCHMARKS.md),
 /// for about a tenth less throughput in a backlog.
 const FJALL_MEMTABLE_BYTES: u32 = 4 << 20;
-/// Level 0 is merged when it holds this many tables. With fjall's defaults (4 tables,
-/// 64 MiB) and 4 MiB memtables, level 0 reaches its count at 16 MiB, below one table's
-/// target size, so fjall merges level 0 into itself, again at 28, 40, 52 MiB, before
-/// anything reaches level 1; and there, since request ids and bank references are
-/// random keys, each merge rewrites nearly all of level 1. With 12 tables of 4 MiB
-/// against a 16 MiB target, level 0 goes straight to level 1, 48 MiB at a time: at 64
-/// clients a tenth less CPU a receipt and 10% more of them a second (BENCHMARKS.md,
-/// seventh session). fjall slows writes from 20 tables in level 0; this stays below.
-const FJALL_L0_TABLES: u8 = 12;
-/// The size a compaction cuts its tables at. Level 1's target is this times
-/// [`FJALL_L0_TABLES`] (192 MiB; fjall's default 256 MiB).
-const FJALL_TABLE_BYTES: u32 = 16 << 20;
+/// Level 0 is merged when it holds this many tables, cut at [`FJALL_TABLE_BYTES`]:
+/// fjall's own defaults, named so that a state made otherwise is noticed at open and
+/// an upgrade of fjall cannot change them unseen. They cost CPU: with 4 MiB memtables
+/// level 0 reaches 4 tables at about 12 MiB on disk, below one table's size, so fjall
+/// merges level 0 into itself several times before it reaches level 1. Merging at 12
+/// tables of 16 MiB avoided that and made unary receipts 10-18% faster, but lsm-tree
+/// 2.10.4 stops merging into a level once the level under it holds more than 50
+/// tables' worth (`compaction/leveled.rs`, `pick_minimal_compaction`): with 16 MiB
+/// tables that happened within 10 M entries, and level 1 then grew without bound
+/// (BENCHMARKS.md, seventh session). With these, that bound is 3.2 GiB.
+const FJALL_L0_TABLES: u8 = 4;
+/// See [`FJALL_L0_TABLES`].
+const FJALL_TABLE_BYTES: u32 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -172,12 +173,14 @@ impl Tree {
             _lock: lock,
         };
         // fjall records these settings when it makes the partition and uses the
-        // recorded ones at every later open, so an older state would silently keep
-        // costing what they cost.
+        // recorded ones at every later open: a state made with others keeps them, and
+        // what they cost, silently (one made by 28f5151 grows level 1 without bound).
         if !tree.has_current_compaction() {
+            let data_dir = path.parent().unwrap_or(path);
             tracing::warn!(
-                state = %path.display(),
-                "this fjall state keeps the compaction settings it was made with, not this build's; `case-escrow rebuild --state-engine fjall` remakes it with this build's (BENCHMARKS.md, seventh session)"
+                "the fjall state {} keeps the compaction settings it was made with, not this build's; `case-escrow rebuild --data-dir {} --state-engine fjall` remakes it with this build's (BENCHMARKS.md, seventh session)",
+                path.display(),
+                data_dir.display()
             );
         }
         Ok(Tree::Fjall(tree))
@@ -291,7 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_fjall_state_compacts_as_this_build_says_and_an_older_one_keeps_its_own() {
+    fn a_fjall_state_keeps_the_compaction_it_was_made_with() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let made_now = dir.path().join("now");
         let tree = Tree::open_fjall(&made_now, None).unwrap_or_else(|e| panic!("{e}"));
@@ -300,7 +303,27 @@ mod tests {
         let reopened = Tree::open_fjall(&made_now, None).unwrap_or_else(|e| panic!("{e}"));
         assert!(fjall(&reopened).has_current_compaction());
 
-        // A state made with fjall's defaults, as before 28f5151.
+        // A state made with other settings, as 28f5151 made them.
+        let made_otherwise = dir.path().join("otherwise");
+        {
+            let keyspace = fjall::Config::new(&made_otherwise)
+                .open()
+                .unwrap_or_else(|e| panic!("{e}"));
+            let compaction = fjall::compaction::Leveled {
+                l0_threshold: 12,
+                target_size: 16 << 20,
+                ..Default::default()
+            };
+            let options = fjall::PartitionCreateOptions::default()
+                .compaction_strategy(fjall::compaction::Strategy::Leveled(compaction));
+            keyspace
+                .open_partition("ledger", options)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let other = Tree::open_fjall(&made_otherwise, None).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!fjall(&other).has_current_compaction());
+
+        // Before 28f5151 a state was made with fjall's defaults, which are these.
         let made_before = dir.path().join("before");
         {
             let keyspace = fjall::Config::new(&made_before)
@@ -310,7 +333,7 @@ mod tests {
                 .open_partition("ledger", fjall::PartitionCreateOptions::default())
                 .unwrap_or_else(|e| panic!("{e}"));
         }
-        let older = Tree::open_fjall(&made_before, None).unwrap_or_else(|e| panic!("{e}"));
-        assert!(!fjall(&older).has_current_compaction());
+        let before = Tree::open_fjall(&made_before, None).unwrap_or_else(|e| panic!("{e}"));
+        assert!(fjall(&before).has_current_compaction());
     }
 }
