@@ -71,11 +71,11 @@ const FJALL_MEMTABLE_BYTES: u32 = 4 << 20;
 /// an upgrade of fjall cannot change them unseen. They cost CPU: with 4 MiB memtables
 /// level 0 reaches 4 tables at about 12 MiB on disk, below one table's size, so fjall
 /// merges level 0 into itself several times before it reaches level 1. Merging at 12
-/// tables of 16 MiB avoided that and made unary receipts 10-18% faster, but lsm-tree
-/// 2.10.4 stops merging into a level once the level under it holds more than 50
-/// tables' worth (`compaction/leveled.rs`, `pick_minimal_compaction`): with 16 MiB
-/// tables that happened within 10 M entries, and level 1 then grew without bound
-/// (BENCHMARKS.md, seventh session). With these, that bound is 3.2 GiB.
+/// tables of 16 MiB avoided that and made unary receipts 10-19% faster, but lsm-tree
+/// 2.10.4 picks no merge into a level that holds more than 50 tables' worth, nor any
+/// merge above it (`compaction/leveled.rs`, `pick_minimal_compaction`): with 16 MiB
+/// tables level 2 passed that within 10 M entries, and level 1 then grew without
+/// bound (BENCHMARKS.md, seventh session). With these the bound is 3.2 GiB.
 const FJALL_L0_TABLES: u8 = 4;
 /// See [`FJALL_L0_TABLES`].
 const FJALL_TABLE_BYTES: u32 = 64 << 20;
