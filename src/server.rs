@@ -245,8 +245,8 @@ impl Server {
             })
             .max_decoding_message_size(MESSAGE_BYTES_MAX),
             self.directory.clone(),
-        )
-        .reading(visible.clone());
+            visible.clone(),
+        );
         let cases = Authenticated::new(
             api::limits::CaseLedgerWithLimits::new(
                 CaseLedgerService {
@@ -256,8 +256,8 @@ impl Server {
                 api::receipts::MESSAGE_BYTES_MAX,
             ),
             self.directory.clone(),
-        )
-        .reading(visible.clone());
+            visible.clone(),
+        );
         let journal = Authenticated::new(
             JournalServer::new(JournalService {
                 store: handle.clone(),
@@ -265,8 +265,8 @@ impl Server {
             })
             .max_decoding_message_size(MESSAGE_BYTES_MAX),
             self.directory.clone(),
-        )
-        .reading(visible.clone());
+            visible.clone(),
+        );
         let principals = Authenticated::new(
             PrincipalsServer::new(PrincipalsService {
                 store: handle.clone(),
@@ -274,8 +274,8 @@ impl Server {
             })
             .max_decoding_message_size(MESSAGE_BYTES_MAX),
             self.directory.clone(),
-        )
-        .reading(visible.clone());
+            visible.clone(),
+        );
         // Rows come in batches: a message may hold a few thousand of them.
         let reconciliation = Authenticated::new(
             ReconciliationServer::new(ReconciliationService {
@@ -284,9 +284,9 @@ impl Server {
             })
             .max_decoding_message_size(RECONCILE_MESSAGE_BYTES_MAX),
             self.directory.clone(),
-        )
-        .reading(visible);
-        let reflection = Authenticated::new(reflection, self.directory.clone());
+            visible,
+        );
+        let reflection = Authenticated::reading_nothing(reflection, self.directory.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Without TCP_NODELAY a client that waits for each answer before its next call
         // meets Nagle's algorithm and delayed ACKs: about 40 ms a call.

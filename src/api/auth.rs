@@ -238,19 +238,22 @@ pub struct Authenticated<S> {
 }
 
 impl<S> Authenticated<S> {
-    pub fn new(inner: S, directory: Arc<Directory>) -> Self {
+    /// A service of the ledger: its calls wait for the state first. The default, so
+    /// that a service added later cannot read less than was acknowledged by mistake.
+    pub fn new(inner: S, directory: Arc<Directory>, visible: crate::store::Visible) -> Self {
+        Authenticated {
+            inner,
+            directory,
+            visible: Some(visible),
+        }
+    }
+
+    /// A service that never reads the ledger's state (reflection).
+    pub fn reading_nothing(inner: S, directory: Arc<Directory>) -> Self {
         Authenticated {
             inner,
             directory,
             visible: None,
-        }
-    }
-
-    /// The service reads the state.
-    pub fn reading(self, visible: crate::store::Visible) -> Self {
-        Authenticated {
-            visible: Some(visible),
-            ..self
         }
     }
 }
