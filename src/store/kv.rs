@@ -138,7 +138,11 @@ impl Tree {
     /// Opens a sled database; [`Tree::sled`] then opens the state in it. Apart, so
     /// that whoever opens can wait for sled to let go of its files however the rest
     /// of opening ends.
+    ///
+    /// Only whoever holds the data directory's `LOCK` opens it: unfinished snapshots
+    /// are removed first ([`remove_unfinished_sled_snapshots`]).
     pub fn open_sled_db(path: &Path) -> Result<sled::Db> {
+        remove_unfinished_sled_snapshots(path).map_err(sled::Error::Io)?;
         Ok(sled::Config::new()
             .path(path)
             .flush_every_ms(Some(SLED_FLUSH_EVERY_MS))
@@ -270,6 +274,32 @@ impl FjallTree {
         }
         Ok(batch.commit()?)
     }
+}
+
+/// Removes the snapshots sled began and did not finish (`snap.<lsn>.generating`).
+///
+/// sled 0.34.7 writes a snapshot to such a file, syncs it and renames it; but when it
+/// opens, it takes the newest `snap.*` file, unfinished ones included, and refuses to
+/// open on one cut short (spacejam/sled#1527). Killing the process while sled writes
+/// one (which a stop does: `Store::close`) would so keep the state from opening. An
+/// unfinished snapshot is never needed: the one before it is removed only after the
+/// rename, and the log it was made from is left as it was.
+fn remove_unfinished_sled_snapshots(path: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %entry.path().display(), "removing a snapshot sled did not finish writing");
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn sled_item(item: sled::Result<(sled::IVec, sled::IVec)>) -> Result<(Bytes, Bytes)> {

@@ -269,6 +269,8 @@ pub struct Store {
     held: Held,
     /// Entries the open replayed into the state.
     replayed: u64,
+    /// Set when the writer stopped on a fault (the state may lack acknowledged batches).
+    poisoned: Arc<std::sync::OnceLock<String>>,
 }
 
 /// What closing the state needs, by engine.
@@ -434,10 +436,11 @@ impl Store {
         let (committed, committed_rx) = tokio::sync::watch::channel(last);
         let (progress, progress_rx) = tokio::sync::watch::channel(visible::Progress::default());
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
+        let poisoned: Arc<std::sync::OnceLock<String>> = Default::default();
         let writer = Writer {
             journal,
             state: state.clone(),
-            poisoned: Default::default(),
+            poisoned: poisoned.clone(),
             metrics: stats.clone(),
             chain_head,
             committed,
@@ -466,6 +469,7 @@ impl Store {
             handles_gone,
             held,
             replayed,
+            poisoned,
         })
     }
 
@@ -488,17 +492,25 @@ impl Store {
             mut handles_gone,
             held,
             replayed,
+            poisoned,
         } = self;
-        let state_written = replayed > 0 || handle.stats.entries.load(Ordering::Relaxed) > 0;
+        let stats = handle.stats.clone();
         // The writer may be gone already; then there is nothing to stop.
         let _ = handle.tx.send(Message::Stop).await;
         drop(handle);
+        let mut writer_ended_well = true;
         if let Some(thread) = writer {
             let joined = tokio::task::spawn_blocking(move || thread.join()).await;
             if !matches!(joined, Ok(Ok(()))) {
                 tracing::error!("the writer thread ended abnormally");
+                writer_ended_well = false;
             }
         }
+        // Read once the writer is done: what it wrote last counts too. After a fault the
+        // state is left as it is for the next start, which undoes and replays.
+        let take_snapshot = writer_ended_well
+            && poisoned.get().is_none()
+            && (replayed > 0 || stats.entries.load(Ordering::Relaxed) > 0);
         if tokio::time::timeout(CLOSE_WAIT, handles_gone.recv())
             .await
             .is_err()
@@ -513,13 +525,15 @@ impl Store {
         let closed = tokio::task::spawn_blocking(move || -> Result<(), String> {
             match held {
                 Held::Sled { db, state_dir, .. } => {
-                    if let Err(e) = db.flush() {
+                    let flushed = db.flush();
+                    if let Err(e) = &flushed {
                         tracing::warn!(error = %e, "final flush of the state failed; it is rebuilt from the journal at start");
                     }
                     release_sled(db, &state_dir, CLOSE_WAIT).map_err(|e| e.to_string())?;
                     // Unwritten, the state's log holds nothing the last snapshot lacks,
-                    // and a snapshot would cost an open for nothing.
-                    if state_written {
+                    // and a snapshot would cost an open for nothing; on a disk that
+                    // failed a flush, it would write more to it.
+                    if take_snapshot && flushed.is_ok() {
                         if let Err(e) = snapshot_sled(&state_dir) {
                             tracing::warn!(error = %e, "sled's snapshot was not written at the stop; the next start reads sled's log instead");
                         }
@@ -831,6 +845,22 @@ mod tests {
         let db = sled::open(&state_dir).unwrap_or_else(|e| panic!("{e}"));
         release_sled(db, &state_dir, CLOSE_WAIT).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(sled_snapshots(&state_dir), at_close);
+    }
+
+    /// A snapshot sled began and did not finish (a stop killed while it wrote one) does
+    /// not keep the state from opening: sled would take it for the newest and refuse
+    /// it. The state opens on the snapshot before it and the log, whole.
+    #[tokio::test]
+    async fn an_unfinished_sled_snapshot_does_not_keep_the_state_closed() {
+        use undo::tests::{digest, ledger};
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let data = dir.path();
+        ledger(data).await;
+        let unfinished = data.join("state").join("snap.FFFFFFFFFFFFFFFF.generating");
+        fs::write(&unfinished, b"cut short").unwrap_or_else(|e| panic!("{e}"));
+        let reopened = digest(data, false).await;
+        assert!(!unfinished.exists(), "the unfinished snapshot is removed");
+        assert_eq!(reopened, digest(data, true).await);
     }
 
     fn with(engine: Engine) -> StoreOptions {
