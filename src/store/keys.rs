@@ -162,6 +162,13 @@ pub fn written_only_by(key: &[u8]) -> Option<u64> {
     }
 }
 
+/// Keys written at most once, ever, and only after the writer found them absent: a
+/// request's record (`r`: a request id has one outcome) and a bank reference (`b`:
+/// recorded at most once). A batch that writes one finds it absent before it.
+pub fn written_once(key: &[u8]) -> bool {
+    matches!(key.first(), Some(b'r' | b'b'))
+}
+
 // Issue 3 (reconciliation). Letters chosen apart from the rest so that other work on
 // the layout does not collide with them.
 
