@@ -333,6 +333,8 @@ impl Writer {
         if let Some(thread) = committer {
             if thread.join().is_err() {
                 tracing::error!("the commit thread ended abnormally");
+                // The state may hold part of a batch: closing must leave it as it is.
+                poison(&self.poisoned, "the commit thread stopped");
             }
         }
         if let Err(e) = self.state.tree.flush() {
