@@ -425,6 +425,19 @@ impl Store {
             journal: Arc::new(reader),
         };
         let (replayed, chain_head) = replay(&mut journal, &state)?;
+        // A batch is applied only once the journal holds it durably: a journal that no
+        // longer reaches the batch a crash cut short has lost synced entries, some
+        // maybe acknowledged. Starting would serve a ledger without them.
+        if let Some(end) = unfinished {
+            let reached = state
+                .journal_end()
+                .map_err(|f| StoreError::Replay(f.to_string()))?;
+            if reached < end {
+                return Err(StoreError::Replay(format!(
+                    "when the server stopped, the state was applying entries that reach byte {end} of the journal, which now ends at byte {reached}: entries that were made durable are missing from it (a disk that lost synced writes, or an older copy of the journal); the state was put back as it was before them. Run `case-escrow verify`, find the missing entries, and restore the data directory from a backup"
+                )));
+            }
+        }
         if replayed > 0 {
             tracing::info!(entries = replayed, "replayed the journal into the state");
             state.tree.flush()?;
@@ -578,9 +591,9 @@ pub fn release_sled(db: sled::Db, state_dir: &Path, wait: Duration) -> std::io::
 /// sled 0.34.7 writes that snapshot only while it opens (its `snapshot_after_ops` has
 /// done nothing since 0.31), so an open reads all of sled's log written since the
 /// previous open: 8-9 s after a 10 M-receipt run, against the 2 s a start may take.
-/// Paying it here moves it from the next start to the stop, where the page cache is
-/// still warm (5.5 s instead of 8 s) and which, before a reboot or a maintenance
-/// window, nobody waits for. A stop cut short (a crash, or SIGKILL during this) only
+/// Paying it here moves it from the next start to the stop (5.5 s there instead of
+/// 8 s, presumably because the page cache is still warm; not measured), which before
+/// a reboot or a maintenance window nobody waits for. A stop cut short (a crash, or SIGKILL during this) only
 /// leaves that cost to the next start: sled writes the snapshot to a `.generating`
 /// file, syncs it and renames it, and an unfinished one is removed before sled opens
 /// (`kv::remove_unfinished_sled_snapshots`).

@@ -255,7 +255,7 @@ pub(crate) mod tests {
     /// One more batch as the writer makes it (decided over the state, framed, appended
     /// and synced), of which sled gets the undo record and then only the first `keep`
     /// keys: what a crash during the apply leaves.
-    fn crash_during_apply(dir: &Path, special_id: Uuid, keep: usize) -> usize {
+    pub(crate) fn crash_during_apply(dir: &Path, special_id: Uuid, keep: usize) -> usize {
         let db = sled::open(dir.join("state")).unwrap_or_else(|e| panic!("{e}"));
         let tree = db.open_tree("ledger").unwrap_or_else(|e| panic!("{e}"));
         let (mut journal, reader) =
@@ -342,6 +342,38 @@ pub(crate) mod tests {
                 "{keep} of {total} keys applied before the crash: the state differs from the journal's"
             );
             keep += 1;
+        }
+    }
+}
+
+/// A journal that lost the batch a crash cut short (synced, so maybe acknowledged)
+/// is refused at start, not served as if those entries never were.
+#[cfg(test)]
+mod lost {
+    use super::tests::{crash_during_apply, ledger};
+    use crate::store::Store;
+
+    #[tokio::test]
+    async fn a_journal_without_the_batch_being_applied_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let special_id = ledger(dir.path()).await;
+        let path = dir.path().join("journal.log");
+        let before = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .len();
+        crash_during_apply(dir.path(), special_id, 5);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        file.set_len(before).unwrap_or_else(|e| panic!("{e}"));
+        drop(file);
+        match Store::open(dir.path()) {
+            Ok(_) => panic!("opened a state past the end of its journal"),
+            Err(e) => {
+                let message = e.to_string();
+                assert!(message.contains("missing from it"), "{message}");
+            }
         }
     }
 }
