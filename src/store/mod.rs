@@ -408,6 +408,24 @@ impl Store {
             reason,
         };
         check_state_format(data_dir, &tree)?;
+        let (mut journal, reader) = journal::open(&data_dir.join("journal.log"))?;
+        // A batch is applied to the state only once the journal holds it durably. A
+        // journal shorter than the batch a crash cut short has lost synced entries,
+        // some maybe acknowledged: refused before anything changes, so that every
+        // start refuses until the journal that holds them is back.
+        if let kv::Tree::Sled(sled) = &tree {
+            let pending = undo::unfinished_end(sled).map_err(StoreError::Replay)?;
+            if let Some(end) = pending.filter(|end| *end > journal.end()) {
+                return Err(dir_err(format!(
+                    "its state holds part of a batch that reaches byte {end} of journal.log, which has only {} bytes: entries that were made durable, and maybe acknowledged, are missing from the journal (a disk that lost synced writes, or an older copy of journal.log). Nothing was changed. Keep the directory as it is and do not run `rebuild`, which would drop those entries; put back the journal.log that holds them",
+                    journal.end()
+                )));
+            }
+        }
+        // The replay applies what the journal holds, synced or not (after a process
+        // crash the tail may be only in the page cache): made durable first, so that
+        // the state is never ahead of the journal on disk.
+        journal.sync()?;
         let unfinished = match &tree {
             kv::Tree::Sled(sled) => undo::undo_unfinished(sled).map_err(StoreError::Replay)?,
             // A fjall write batch is atomic by itself: there is nothing to undo.
@@ -419,25 +437,11 @@ impl Store {
                 "the last batch was only partly applied to the state when the server stopped; undid it, the replay applies it again"
             );
         }
-        let (mut journal, reader) = journal::open(&data_dir.join("journal.log"))?;
         let state = SledState {
             tree,
             journal: Arc::new(reader),
         };
         let (replayed, chain_head) = replay(&mut journal, &state)?;
-        // A batch is applied only once the journal holds it durably: a journal that no
-        // longer reaches the batch a crash cut short has lost synced entries, some
-        // maybe acknowledged. Starting would serve a ledger without them.
-        if let Some(end) = unfinished {
-            let reached = state
-                .journal_end()
-                .map_err(|f| StoreError::Replay(f.to_string()))?;
-            if reached < end {
-                return Err(StoreError::Replay(format!(
-                    "when the server stopped, the state was applying entries that reach byte {end} of the journal, which now ends at byte {reached}: entries that were made durable are missing from it (a disk that lost synced writes, or an older copy of the journal); the state was put back as it was before them. Run `case-escrow verify`, find the missing entries, and restore the data directory from a backup"
-                )));
-            }
-        }
         if replayed > 0 {
             tracing::info!(entries = replayed, "replayed the journal into the state");
             state.tree.flush()?;
