@@ -267,5 +267,11 @@ mod tests {
         for key in others {
             assert!(!written_once(&key), "{key:?}");
         }
+        // And no other constructor here uses their letters.
+        let source = include_str!("keys.rs");
+        let layout = source.split("#[cfg(test)]").next().unwrap_or(source);
+        for prefix in ["key(b'r'", "key(b'b'"] {
+            assert_eq!(layout.matches(prefix).count(), 1, "{prefix}");
+        }
     }
 }
