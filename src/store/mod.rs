@@ -597,10 +597,10 @@ pub fn release_sled(db: sled::Db, state_dir: &Path, wait: Duration) -> std::io::
 /// previous open: 8-9 s after a 10 M-receipt run, against the 2 s a start may take.
 /// Paying it here moves it from the next start to the stop (5.5 s there instead of
 /// 8 s, presumably because the page cache is still warm; not measured), which before
-/// a reboot or a maintenance window nobody waits for. A stop cut short (a crash, or SIGKILL during this) only
-/// leaves that cost to the next start: sled writes the snapshot to a `.generating`
-/// file, syncs it and renames it, and an unfinished one is removed before sled opens
-/// (`kv::remove_unfinished_sled_snapshots`).
+/// a reboot or a maintenance window nobody waits for. A stop cut short (a crash, or
+/// SIGKILL during this) only leaves that cost to the next start: sled writes the
+/// snapshot to a `.generating` file, syncs it and renames it, and an unfinished one
+/// is removed before sled opens (`kv::remove_unfinished_sled_snapshots`).
 fn snapshot_sled(state_dir: &Path) -> Result<(), StoreError> {
     let started = std::time::Instant::now();
     let db = kv::Tree::open_sled_db(state_dir)?;
