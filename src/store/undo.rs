@@ -268,7 +268,7 @@ pub(crate) mod tests {
     /// One more batch as the writer makes it (decided over the state, framed, appended
     /// and synced), of which sled gets the undo record and then only the first `keep`
     /// keys: what a crash during the apply leaves.
-    pub(crate) fn crash_during_apply(dir: &Path, special_id: Uuid, keep: usize) -> usize {
+    fn crash_during_apply(dir: &Path, special_id: Uuid, keep: usize) -> usize {
         let db = sled::open(dir.join("state")).unwrap_or_else(|e| panic!("{e}"));
         let tree = db.open_tree("ledger").unwrap_or_else(|e| panic!("{e}"));
         let (mut journal, reader) =
@@ -357,15 +357,9 @@ pub(crate) mod tests {
             keep += 1;
         }
     }
-}
 
-/// A journal that lost the batch a crash cut short (synced, so maybe acknowledged)
-/// is refused at start, not served as if those entries never were.
-#[cfg(test)]
-mod lost {
-    use super::tests::{crash_during_apply, ledger};
-    use crate::store::Store;
-
+    /// A journal that lost the batch a crash cut short (synced, so maybe acknowledged)
+    /// is refused at every start, not served as if those entries never were.
     #[tokio::test]
     async fn a_journal_without_the_batch_being_applied_is_refused() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
