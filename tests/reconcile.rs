@@ -1007,6 +1007,57 @@ async fn ledger_entry_not_in_bank() {
     l.stop().await;
 }
 
+/// The ledger allows undoing a mistaken correction by reversing the reversal; the
+/// receipt is then in force again, and the bank run must say so: its line matches the
+/// statement, it is missing if the statement lacks it, and all three bank lines count
+/// on the receipt's value date.
+#[tokio::test]
+async fn a_receipt_whose_reversal_was_reversed_is_in_force() {
+    let mut l = Ledger::start().await;
+    l.open(1).await;
+    let receipt = l.receive(1, "30.00", "RR", &day(-10)).await;
+    let reverse = |sequence| {
+        let mut cases = l.cases.clone();
+        async move {
+            cases
+                .reverse_entry(pb::ReverseEntryRequest {
+                    request_id: rid(),
+                    sequence,
+                    reason: "冲正有误，撤销冲正".into(),
+                })
+                .await
+                .expect("reversed")
+                .into_inner()
+                .sequence
+        }
+    };
+    let correction = reverse(receipt).await;
+    reverse(correction).await;
+    let special = l.special.clone();
+
+    // The money arrived before the period (day -7 to today): in the opening balance.
+    let mut before = bank_header(&special, "30.00");
+    before.opening_balance = "30.00".into();
+    let run = l.bank(before, vec![]).await;
+    assert_eq!(run.kinds(), Vec::<K>::new(), "{:?}", run.found);
+
+    let mut within = bank_header(&special, "30.00");
+    within.period_from = day(-10);
+    let mut shown = line("credit", "30.00", "RR");
+    shown.value_date = day(-10);
+    let run = l.bank(within.clone(), vec![shown]).await;
+    assert_eq!(run.kinds(), Vec::<K>::new(), "{:?}", run.found);
+    assert_eq!(run.summary.expect("summary").matched, 1);
+    let run = l.bank(within, vec![]).await;
+    assert_eq!(
+        run.of_ref("RR"),
+        vec![K::LedgerEntryNotInBank],
+        "{:?}",
+        run.found
+    );
+    l.stop().await;
+}
+
 #[tokio::test]
 async fn amount_mismatch_with_bank() {
     let mut l = bank_ledger().await;

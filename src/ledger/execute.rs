@@ -1216,7 +1216,7 @@ fn in_force(state: &impl State, seq: u64) -> Result<Result<(), u64>, LedgerError
 
 /// Reversals of reversals are allowed (to undo a mistaken correction); no chain of them
 /// is longer than this.
-const REVERSAL_CHAIN_MAX: usize = 64;
+pub const REVERSAL_CHAIN_MAX: usize = 64;
 
 fn same_disbursement_step(
     state: &impl State,

@@ -14,7 +14,9 @@ pub mod state;
 
 pub use apply::apply;
 pub use command::{CaseKey, Command, Request, UnmatchedKey};
-pub use execute::{decide, Context, Decision, LedgerError, CASE_SERIAL_MAX, SPECIAL_SERIAL_MAX};
+pub use execute::{
+    decide, Context, Decision, LedgerError, CASE_SERIAL_MAX, REVERSAL_CHAIN_MAX, SPECIAL_SERIAL_MAX,
+};
 pub use mem::MemState;
 pub use state::{Fault, State, StateMut};
 

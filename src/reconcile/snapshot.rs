@@ -669,15 +669,60 @@ impl BankRun {
         if seq > self.snap.sequence {
             return Ok(Recorded::AfterSnapshot(seq));
         }
-        if let Some(by) = reads.reversed_by(seq)? {
-            if by <= self.snap.sequence {
-                return Ok(Recorded::Reversed { seq, by });
-            }
+        if let Some(by) = self.undone_by(seq)? {
+            return Ok(Recorded::Reversed { seq, by });
         }
         let line = reads
             .bank_line(self.special.id, seq)?
             .ok_or_else(|| Fault(format!("entry {seq} has a bank reference but no bank line")))?;
         Ok(Recorded::Line { seq, line })
+    }
+
+    /// The reversal that leaves entry `seq` undone as of the snapshot, if one does. A
+    /// reversal may itself be reversed (to undo a mistaken correction), which puts the
+    /// entry back in force: the chain is followed, as the ledger's own rules do.
+    fn undone_by(&self, seq: u64) -> Result<Option<u64>, Fault> {
+        let mut current = seq;
+        let mut undone_by = None;
+        for _ in 0..crate::ledger::REVERSAL_CHAIN_MAX {
+            match self.snap.reads.reversed_by(current)? {
+                Some(by) if by <= self.snap.sequence => {
+                    undone_by = match undone_by {
+                        None => Some(by),
+                        Some(_) => None,
+                    };
+                    current = by;
+                }
+                _ => break,
+            }
+        }
+        Ok(undone_by)
+    }
+
+    /// The day a reversal's bank line counts on: that of the line it reverses, followed
+    /// down to the receipt, so that an entry, its reversal and the reversal's reversal
+    /// all fall on the receipt's value date. (A reversal of a reversal is stored with
+    /// the reversed reversal's recording date, which is not the bank's day.)
+    fn reversal_date(&self, mut reversed: u64) -> Result<Date, Fault> {
+        for _ in 0..crate::ledger::REVERSAL_CHAIN_MAX {
+            let line = self
+                .snap
+                .reads
+                .bank_line(self.special.id, reversed)?
+                .ok_or_else(|| {
+                    Fault(format!(
+                        "a reversal's bank line names entry {reversed}, which has none"
+                    ))
+                })?;
+            match line.kind {
+                BankLineKind::Reversal { reversed: r } => reversed = r,
+                _ => return Ok(line.date),
+            }
+        }
+        Err(Fault(format!(
+            "a chain of reversals from entry {reversed} is longer than {}",
+            crate::ledger::REVERSAL_CHAIN_MAX
+        )))
     }
 
     pub fn row(
@@ -733,32 +778,38 @@ impl BankRun {
         let reads = self.snap.reads.clone();
         let special_id = self.special.id;
         let seq_max = self.snap.sequence;
-        let mut reversed: HashSet<u64> = HashSet::new();
         let mut pending = Vec::new();
         let (mut opening, mut closing, mut bank) = (0i128, 0i128, 0i128);
         for item in reads.bank_lines(special_id, seq_max) {
             let (seq, line) = item?;
             let amount = i128::from(line.amount.0);
             bank += amount;
-            if line.date < from {
+            let date = match line.kind {
+                BankLineKind::Reversal { reversed } => self.reversal_date(reversed)?,
+                _ => line.date,
+            };
+            if date < from {
                 opening += amount;
             }
-            if line.date <= to {
+            if date <= to {
                 closing += amount;
             }
-            if let BankLineKind::Reversal { reversed: r } = line.kind {
-                reversed.insert(r);
+            if matches!(line.kind, BankLineKind::Reversal { .. }) {
                 continue;
             }
             if line.date >= from && line.date <= to && !self.matched.contains(&seq) {
                 pending.push((seq, line));
             }
         }
+        let mut undone = Vec::with_capacity(pending.len());
+        for (seq, _) in &pending {
+            undone.push(self.undone_by(*seq)?.is_some());
+        }
         let summary = &mut self.summary;
         let mut emit = |d: Discrepancy| Self::emit(summary, out, d);
-        for (seq, line) in pending {
-            // A reversed entry and its reversal net out: the bank never saw either.
-            if !reversed.contains(&seq) {
+        for ((seq, line), undone) in pending.into_iter().zip(undone) {
+            // An entry undone by a reversal nets out with it: the bank never saw either.
+            if !undone {
                 emit(bank::not_in_bank(seq, &line, &court));
             }
         }
