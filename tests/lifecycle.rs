@@ -608,6 +608,95 @@ async fn special_account_changes_are_registered_in_order_and_readable_as_of() {
     server.stop().await;
 }
 
+/// A special account is closed at zero and nothing pays out of it afterwards, so no
+/// money may come back into it either: neither a payment the bank returns nor a
+/// reversal of a reversal. Either would leave money there for good.
+#[tokio::test]
+async fn a_closed_special_account_takes_no_money_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut specials = server.specials().await;
+    let mut cases = server.cases().await;
+    let special = open_special(&mut specials, "云0102").await;
+    open_case(&mut cases, &special.special_account_id, CASE_A).await;
+    open_case(&mut cases, &special.special_account_id, CASE_B).await;
+    cases
+        .record_receipt(receipt_request(CASE_A, "80.00", "REF-1"))
+        .await
+        .expect("receipt");
+    let d = cases
+        .request_disbursement(disbursement_request(CASE_A, "80.00"))
+        .await
+        .expect("request")
+        .into_inner();
+    cases
+        .approve_disbursement(pb::ApproveDisbursementRequest {
+            request_id: rid(),
+            disbursement_id: d.disbursement_id.clone(),
+            approval_ref: "批".into(),
+        })
+        .await
+        .expect("approve");
+    cases
+        .confirm_disbursement_paid(pb::ConfirmDisbursementPaidRequest {
+            request_id: rid(),
+            disbursement_id: d.disbursement_id.clone(),
+            bank_ref: "PAY-1".into(),
+            paid_at: None,
+        })
+        .await
+        .expect("paid");
+    // Case B: a receipt reversed, so its case is back at zero.
+    let wrong = cases
+        .record_receipt(receipt_request(CASE_B, "5.00", "REF-2"))
+        .await
+        .expect("receipt")
+        .into_inner();
+    let correction = cases
+        .reverse_entry(pb::ReverseEntryRequest {
+            request_id: rid(),
+            sequence: wrong.sequence,
+            reason: "误入账".into(),
+        })
+        .await
+        .expect("reversed")
+        .into_inner();
+    specials
+        .close_special_account(pb::CloseSpecialAccountRequest {
+            request_id: rid(),
+            special_account_id: special.special_account_id.clone(),
+            reason: "撤销专户".into(),
+            document_ref: "云0102财〔2024〕9号".into(),
+        })
+        .await
+        .expect("closes at zero");
+
+    let returned = cases
+        .record_returned_payment(pb::RecordReturnedPaymentRequest {
+            request_id: rid(),
+            disbursement_id: d.disbursement_id.clone(),
+            bank_ref: "RET-1".into(),
+            reason: "账户冻结".into(),
+        })
+        .await
+        .expect_err("the special account is closed");
+    assert_eq!(returned.code(), Code::FailedPrecondition, "{returned:?}");
+    assert!(returned.message().contains("is closed"), "{returned:?}");
+    let undone = cases
+        .reverse_entry(pb::ReverseEntryRequest {
+            request_id: rid(),
+            sequence: correction.sequence,
+            reason: "撤销冲正".into(),
+        })
+        .await
+        .expect_err("the special account is closed");
+    assert_eq!(undone.code(), Code::FailedPrecondition, "{undone:?}");
+    assert!(undone.message().contains("is closed"), "{undone:?}");
+    assert_eq!(balances(&mut cases, CASE_A).await.balance, "0.00");
+    assert_eq!(balances(&mut cases, CASE_B).await.balance, "0.00");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn special_account_with_money_cannot_close() {
     let dir = tempfile::tempdir().expect("tempdir");

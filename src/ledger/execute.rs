@@ -342,7 +342,10 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
             }
             let d = in_status(d, &[DisbursementStatus::Paid])?;
             // The money is back in the bank and belongs to the case even if the case
-            // was closed meanwhile: refusing it would leave the bank unexplained.
+            // was closed meanwhile: refusing it would leave the bank unexplained. Not
+            // into a closed special account, though: nothing can pay it out of one
+            // again, and it was closed at zero.
+            open_special(state, d.special_id)?;
             let op = moved(
                 &d,
                 DisbursementStatus::Returned,
@@ -1271,6 +1274,9 @@ fn reverse(state: &impl State, sequence: u64, reason: crate::domain::Text) -> De
         ))
         .into());
     }
+    // A closed special account was closed at zero and pays nothing out: reversing a
+    // reversal there would bring back money that could never leave.
+    open_special(state, entry.special_id())?;
     let postings: Vec<Posting> = entry
         .postings
         .iter()
