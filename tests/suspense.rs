@@ -641,3 +641,69 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
     drop((specials, cases));
     server.stop().await;
 }
+
+/// A receipt that names the special account the money arrived at is credited only to a
+/// case under that account: the bank reference is that account's, and crediting a
+/// case elsewhere would let one transfer be recorded in two special accounts.
+#[tokio::test]
+async fn a_receipt_naming_another_special_account_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut specials = server.specials().await;
+    let mut cases = server.cases().await;
+    let here = open_special(&mut specials, "云0102")
+        .await
+        .special_account_id;
+    let elsewhere = open_special(&mut specials, "云0103")
+        .await
+        .special_account_id;
+    open_case(&mut cases, &here, CASE).await;
+
+    let wrong = pb::RecordReceiptRequest {
+        special_account_id: elsewhere.clone(),
+        ..receipt_request(CASE, "80.00", "B-1")
+    };
+    let refused = cases
+        .record_receipt(wrong.clone())
+        .await
+        .expect_err("the case is under another special account");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused.message().starts_with("special_account_id:"),
+        "{refused:?}"
+    );
+    let batch = cases
+        .record_receipts(pb::RecordReceiptsRequest {
+            request_id: String::new(),
+            receipts: vec![wrong],
+        })
+        .await
+        .expect("answered item by item")
+        .into_inner();
+    match &batch.results[0].result {
+        Some(pb::receipt_result::Result::Error(e)) => {
+            assert_eq!(e.code, Code::FailedPrecondition as i32, "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(balances(&mut cases, CASE).await.received, "0.00");
+
+    // Naming its own special account, it is recorded, and a retry is the same entry.
+    let right = pb::RecordReceiptRequest {
+        special_account_id: here.clone(),
+        ..receipt_request(CASE, "80.00", "B-1")
+    };
+    let entry = cases
+        .record_receipt(right.clone())
+        .await
+        .expect("recorded")
+        .into_inner();
+    let again = cases
+        .record_receipt(right)
+        .await
+        .expect("retried")
+        .into_inner();
+    assert_eq!(again.sequence, entry.sequence);
+    assert_eq!(balances(&mut cases, CASE).await.received, "80.00");
+    server.stop().await;
+}

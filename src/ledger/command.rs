@@ -171,6 +171,18 @@ pub enum Command {
         deferral_id: Uuid,
         reason: Text,
     },
+    /// RecordReceipt that names the special account the money arrived at: refused
+    /// unless the case is under it. (Last of the variants, so that adding it changed no
+    /// other command's bytes, nor so the hash a retry is compared by.)
+    RecordReceiptAt {
+        special_id: Uuid,
+        case: CaseKey,
+        amount: Amount,
+        payer_name: Text,
+        payer_account: Text,
+        bank_ref: BankRef,
+        value_date: Date,
+    },
 }
 
 /// The account a payer gave, as far as it could be read.
@@ -199,16 +211,100 @@ impl Request {
     /// amount is fen, a case number has one form), so the same request sent as "1.0" or
     /// "1.00", with ASCII or full-width parentheses, hashes the same.
     pub fn content_hash(&self) -> [u8; 32] {
-        // Room for a usual command up front: growing from empty reallocates several
-        // times, on the writer's thread, for every request.
-        // postcard fails only for types serde cannot describe; a command is plain derived
-        // data written into a growable Vec, so failure is a bug of ours, not a request's.
-        #[allow(clippy::expect_used)]
-        let bytes = postcard::to_extend(&self.command, Vec::with_capacity(256))
-            .expect("plain commands always encode");
-        let mut hasher = Sha256::new();
-        hasher.update(b"case-escrow/request/v1\0");
-        hasher.update(&bytes);
-        hasher.finalize().into()
+        hash(&self.command)
+    }
+
+    /// The hash this request had before [`Command::RecordReceiptAt`] existed: a
+    /// RecordReceipt naming its special account was then a plain RecordReceipt (the
+    /// field was ignored). A retry sent across the upgrade is the same request and
+    /// gets the one outcome.
+    pub fn earlier_hash(&self) -> Option<[u8; 32]> {
+        match &self.command {
+            Command::RecordReceiptAt {
+                special_id: _,
+                case,
+                amount,
+                payer_name,
+                payer_account,
+                bank_ref,
+                value_date,
+            } => Some(hash(&Command::RecordReceipt {
+                case: case.clone(),
+                amount: *amount,
+                payer_name: payer_name.clone(),
+                payer_account: payer_account.clone(),
+                bank_ref: bank_ref.clone(),
+                value_date: *value_date,
+            })),
+            _ => None,
+        }
+    }
+}
+
+fn hash(command: &Command) -> [u8; 32] {
+    // Room for a usual command up front: growing from empty reallocates several
+    // times, on the writer's thread, for every request.
+    // postcard fails only for types serde cannot describe; a command is plain derived
+    // data written into a growable Vec, so failure is a bug of ours, not a request's.
+    #[allow(clippy::expect_used)]
+    let bytes = postcard::to_extend(command, Vec::with_capacity(256))
+        .expect("plain commands always encode");
+    let mut hasher = Sha256::new();
+    hasher.update(b"case-escrow/request/v1\0");
+    hasher.update(&bytes);
+    hasher.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+        r.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn receipt(at: Option<Uuid>, amount: &str) -> Request {
+        let case = CaseKey::Number(ok(CaseNumber::parse("（2024）云0102执100号")));
+        let (amount, payer_name) = (ok(Amount::parse(amount)), ok(Text::required("张三", 10)));
+        let (payer_account, bank_ref) = (ok(Text::optional("", 10)), ok(BankRef::parse("B-1")));
+        let value_date = ok(Date::parse("2024-03-05"));
+        let command = match at {
+            None => Command::RecordReceipt {
+                case,
+                amount,
+                payer_name,
+                payer_account,
+                bank_ref,
+                value_date,
+            },
+            Some(special_id) => Command::RecordReceiptAt {
+                special_id,
+                case,
+                amount,
+                payer_name,
+                payer_account,
+                bank_ref,
+                value_date,
+            },
+        };
+        Request {
+            id: ok(RequestId::parse("r-1")),
+            command,
+            principal: None,
+        }
+    }
+
+    /// A receipt that names its special account was, before the check existed, a plain
+    /// RecordReceipt: a retry across the upgrade must still match what was recorded.
+    #[test]
+    fn a_receipt_naming_its_special_account_matches_what_it_hashed_to_before() {
+        let special = Uuid::now_v7();
+        let before = receipt(None, "1.00").content_hash();
+        let now = receipt(Some(special), "1.00");
+        assert_ne!(now.content_hash(), before);
+        assert_eq!(now.earlier_hash(), Some(before));
+        // Other content is another request, under either form.
+        assert_ne!(receipt(Some(special), "2.00").earlier_hash(), Some(before));
+        assert_eq!(receipt(None, "1.00").earlier_hash(), None);
     }
 }

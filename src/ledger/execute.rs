@@ -56,7 +56,7 @@ type Decided = Result<Decision, LedgerError>;
 pub fn decide(state: &impl State, request: &Request, ctx: &Context) -> Decided {
     let hash = request.content_hash();
     if let Some(record) = state.request(&request.id)? {
-        if record.hash != hash {
+        if record.hash != hash && request.earlier_hash() != Some(record.hash) {
             return Err(DomainError::RequestIdReused {
                 request_id: request.id.to_string(),
             }
@@ -199,11 +199,37 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
             value_date,
         } => {
             let case = case_by_key(state, case)?;
-            if let Some(seq) = state.bank_ref(case.special_id, bank_ref)? {
-                return same_receipt(state, seq, bank_ref, case.id, amount.fen());
+            record_receipt(
+                state,
+                &case,
+                *amount,
+                payer_name,
+                payer_account,
+                bank_ref,
+                *value_date,
+            )
+        }
+        Command::RecordReceiptAt {
+            special_id,
+            case,
+            amount,
+            payer_name,
+            payer_account,
+            bank_ref,
+            value_date,
+        } => {
+            let case = case_by_key(state, case)?;
+            // Otherwise the bank reference would be looked up in the other special
+            // account's records, and one transfer could be recorded in both.
+            if case.special_id != *special_id {
+                return Err(DomainError::rule(format!(
+                    "special_account_id: case account {} is under special account {}, not {special_id}; the money arrived at the one named, so it is not this case's (record it there, to suspense if it names no case of that account)",
+                    case.case_number, case.special_id
+                ))
+                .into());
             }
-            open_case_for_money(state, &case)?;
-            receipt(
+            record_receipt(
+                state,
                 &case,
                 *amount,
                 payer_name,
@@ -1246,6 +1272,30 @@ fn bank_ref_taken(bank_ref: &BankRef, seq: u64) -> LedgerError {
         ),
     }
     .into()
+}
+
+/// A receipt for `case`, or the answer of the one its bank reference already recorded.
+fn record_receipt(
+    state: &impl State,
+    case: &CaseState,
+    amount: Amount,
+    payer_name: &Text,
+    payer_account: &Text,
+    bank_ref: &BankRef,
+    value_date: Date,
+) -> Decided {
+    if let Some(seq) = state.bank_ref(case.special_id, bank_ref)? {
+        return same_receipt(state, seq, bank_ref, case.id, amount.fen());
+    }
+    open_case_for_money(state, case)?;
+    receipt(
+        case,
+        amount,
+        payer_name,
+        payer_account,
+        bank_ref,
+        value_date,
+    )
 }
 
 /// The exact negation of a posted entry, once, and only if no balance goes negative.
