@@ -648,6 +648,66 @@ async fn a_bad_row_never_stops_the_run_or_hides_the_others() {
     l.stop().await;
 }
 
+/// A row's fields are unbounded within a message, and a reason quotes them escaped
+/// (a control character as six characters): what an answer repeats of them is cut,
+/// so rows of junk never make the answer larger than the input.
+#[tokio::test]
+async fn a_huge_bad_field_is_repeated_only_in_part() {
+    let mut l = Ledger::start().await;
+    l.open(1).await;
+    let junk = "\u{1}".repeat(200_000);
+    let mut bad_date = row(1, "0", "0");
+    bad_date.filed_on = junk.clone();
+    bad_date.line = 2;
+    let mut bad_number = row(1, "0", "0");
+    bad_number.case_number = format!("{}{junk}", case(1));
+    bad_number.court_code = junk.clone();
+    bad_number.line = 3;
+    let run = l.case_flow(header(), vec![bad_date, bad_number]).await;
+    let bad: Vec<_> = run
+        .found
+        .iter()
+        .filter(|d| d.kind() == K::InvalidRow)
+        .collect();
+    assert_eq!(bad.len(), 2, "{:?}", run.found);
+    for d in &bad {
+        for (field, text) in [
+            ("message", &d.message),
+            ("found", &d.found),
+            ("case_number", &d.case_number),
+            ("court_code", &d.court_code),
+        ] {
+            assert!(
+                text.len() < 1_000,
+                "line {}, {field}: {} bytes",
+                d.line,
+                text.len()
+            );
+        }
+    }
+    assert!(bad[0].found.contains("more bytes"), "{:?}", bad[0].found);
+
+    let special = l.special.clone();
+    let mut bad_line = line("credit", "1.00", &junk);
+    bad_line.value_date = junk.clone();
+    let mut unknown = line("credit", "2.00", "UNKNOWN");
+    unknown.counterparty_name = junk;
+    let run = l
+        .bank(bank_header(&special, "3.00"), vec![bad_line, unknown])
+        .await;
+    for d in &run.found {
+        for text in [&d.message, &d.found, &d.bank_ref] {
+            assert!(text.len() < 1_000, "{:?}: {} bytes", d.kind(), text.len());
+        }
+    }
+    assert!(
+        run.of_ref("UNKNOWN") == vec![K::BankLineNotInLedger],
+        "{:?}",
+        run.kinds()
+    );
+    l.stop().await;
+}
+
 #[tokio::test]
 async fn a_bad_header_is_refused_naming_the_field() {
     let mut l = Ledger::start().await;

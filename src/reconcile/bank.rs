@@ -4,7 +4,7 @@
 
 use crate::domain::{money::parse_fen, Amount, BankLine, BankLineKind, BankRef, Date, Fen};
 
-use super::report::{Discrepancy, Kind, Severity};
+use super::report::{clip, Discrepancy, Kind, Severity};
 
 /// A statement line as it arrives: the file's fields as text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,7 +89,8 @@ pub fn parse_line(raw: &RawLine, period: &Period) -> Result<Line, String> {
         value_date,
         amount: if credit { amount } else { Fen(-amount.0) },
         bank_ref,
-        counterparty_name: raw.counterparty_name.trim().to_owned(),
+        // Only ever repeated back in a message.
+        counterparty_name: clip(raw.counterparty_name.trim()).into_owned(),
     })
 }
 
@@ -99,6 +100,7 @@ pub fn parse_balance(text: &str) -> Result<Fen, String> {
 }
 
 pub fn invalid_line(raw: &RawLine, reason: &str) -> Discrepancy {
+    let reason = clip(reason);
     Discrepancy::new(
         Kind::InvalidRow,
         Severity::Error,
@@ -107,7 +109,7 @@ pub fn invalid_line(raw: &RawLine, reason: &str) -> Discrepancy {
             raw.line
         ),
     )
-    .bank_ref(raw.bank_ref.trim())
+    .bank_ref(clip(raw.bank_ref.trim()))
     .line(raw.line)
     .values("a valid statement line", reason)
 }

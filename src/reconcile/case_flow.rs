@@ -6,7 +6,7 @@ use crate::domain::{
     money::parse_fen, Balances, CaseClock, CaseNumber, ClosureMethod, CourtCode, Date, Fen,
 };
 
-use super::report::{fen, Discrepancy, Kind, Severity};
+use super::report::{clip, fen, Discrepancy, Kind, Severity};
 use super::Limits;
 
 /// A row as it arrives: the export's fields as text.
@@ -185,6 +185,7 @@ pub fn parse_row(raw: &RawRow) -> Result<Row, String> {
 
 /// The INVALID_ROW for a row that cannot be reconciled.
 pub fn invalid_row(raw: &RawRow, reason: &str) -> Discrepancy {
+    let reason = clip(reason);
     Discrepancy::new(
         Kind::InvalidRow,
         Severity::Error,
@@ -193,8 +194,8 @@ pub fn invalid_row(raw: &RawRow, reason: &str) -> Discrepancy {
             raw.line
         ),
     )
-    .court(raw.court_code.trim())
-    .case(raw.case_number.trim())
+    .court(clip(raw.court_code.trim()))
+    .case(clip(raw.case_number.trim()))
     .line(raw.line)
     .values("a valid case-flow row", reason)
 }

@@ -109,6 +109,24 @@ pub struct Discrepancy {
     pub sequence: u64,
 }
 
+/// The most characters of a client's own text a discrepancy repeats back. A row's
+/// fields are otherwise unbounded within a message, and a reason quotes them escaped
+/// (a control character takes six): without a bound, rows of junk would make answers
+/// larger than the input they answer, held for a client that may not be reading.
+pub const ECHO_CHARS_MAX: usize = 120;
+
+/// `text`, cut to [`ECHO_CHARS_MAX`] characters, saying how much was left out.
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(ECHO_CHARS_MAX) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((end, _)) => std::borrow::Cow::Owned(format!(
+            "{}… ({} more bytes)",
+            &text[..end],
+            text.len() - end
+        )),
+    }
+}
+
 impl Discrepancy {
     pub fn new(kind: Kind, severity: Severity, message: impl Into<String>) -> Discrepancy {
         Discrepancy {
@@ -212,6 +230,18 @@ pub fn fen(f: Fen) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clip_cuts_at_a_character_and_says_how_much_it_left_out() {
+        let short = "执".repeat(ECHO_CHARS_MAX);
+        assert_eq!(clip(&short), short.as_str());
+        let long = "执".repeat(ECHO_CHARS_MAX + 2);
+        assert_eq!(
+            clip(&long),
+            format!("{short}… (6 more bytes)").as_str(),
+            "two characters of three bytes each"
+        );
+    }
 
     #[test]
     fn recovery_rate_is_rounded_and_absent_without_target() {
