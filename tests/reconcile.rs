@@ -254,6 +254,24 @@ async fn case_missing_in_ledger() {
     );
     // Near miss: the same case typed with ASCII parentheses is the ledger's case.
     assert_eq!(run.kinds(&case(1)), Vec::<K>::new());
+
+    // A case the ledger lacks, listed twice (once with ASCII parentheses): its second
+    // row is refused, as for a case the ledger has, and counted once.
+    let mut again = row(2, "10.00", "0");
+    again.case_number = "(2024)云0102执2号".into();
+    again.line = 9;
+    let run = l
+        .case_flow(header(), vec![row(2, "10.00", "0"), again])
+        .await;
+    assert_eq!(run.kinds(&case(2)), vec![K::CaseMissingInLedger]);
+    let invalid: Vec<_> = run
+        .found
+        .iter()
+        .filter(|d| d.kind() == K::InvalidRow)
+        .map(|d| (d.line, d.found.contains("more than once")))
+        .collect();
+    assert_eq!(invalid, vec![(9, true)], "{:?}", run.found);
+    assert_eq!(run.summary.expect("summary").rows, 2);
     l.stop().await;
 }
 

@@ -226,9 +226,17 @@ pub struct CaseFlowRun {
     helper_prepared: Vec<Result<Prepared, Fault>>,
     courts: BTreeSet<CourtCode>,
     seen: SeenCases,
+    /// The cases named by rows that the ledger has no account for, up to
+    /// [`UNKNOWN_CASES_TRACKED_MAX`]: the bitmap above only covers the ledger's own.
+    unknown: HashSet<CaseNumber>,
     summary: CaseFlowSummary,
     position: u64,
 }
+
+/// How many cases without a ledger account a case-flow run remembers, to find their
+/// repeated rows: a few MiB. Past it, memory stays bounded, and a repeated row of a
+/// case not remembered is reported as missing from the ledger once more.
+pub const UNKNOWN_CASES_TRACKED_MAX: usize = 100_000;
 
 impl CaseFlowRun {
     pub fn new(snap: Snapshot, as_of: Date, limits: Limits, scope: Option<CourtCode>) -> Self {
@@ -253,6 +261,7 @@ impl CaseFlowRun {
             snap,
             courts: BTreeSet::new(),
             seen: SeenCases::default(),
+            unknown: HashSet::new(),
             position: 0,
         }
     }
@@ -397,24 +406,32 @@ impl CaseFlowRun {
             Prepared::Invalid(d) => return emit(d),
             Prepared::Checked(checked) => checked,
         };
-        if let Some(l) = &ledger {
-            if !self.seen.insert(l.van_serials) {
-                let (line, case_number, court_code) = named;
-                let raw = RawRow {
-                    line,
-                    case_number,
-                    court_code,
-                    ..RawRow::default()
-                };
-                emit(case_flow::invalid_row(
-                    &raw,
-                    &format!(
-                        "case {} appears more than once in the case-flow data; only its first row was reconciled",
-                        row.case_number
-                    ),
-                ));
-                return;
+        let repeated = match &ledger {
+            Some(l) => !self.seen.insert(l.van_serials),
+            None if self.unknown.contains(&row.case_number) => true,
+            None => {
+                if self.unknown.len() < UNKNOWN_CASES_TRACKED_MAX {
+                    self.unknown.insert(row.case_number.clone());
+                }
+                false
             }
+        };
+        if repeated {
+            let (line, case_number, court_code) = named;
+            let raw = RawRow {
+                line,
+                case_number,
+                court_code,
+                ..RawRow::default()
+            };
+            emit(case_flow::invalid_row(
+                &raw,
+                &format!(
+                    "case {} appears more than once in the case-flow data; only its first row was reconciled",
+                    row.case_number
+                ),
+            ));
+            return;
         }
         if !self.courts.contains(&row.court) {
             self.courts.insert(row.court.clone());
