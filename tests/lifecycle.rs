@@ -88,6 +88,28 @@ async fn full_lifecycle_survives_restart() {
     let bal = balances(&mut cases, CASE_A).await;
     assert_eq!(bal.reserved, "1000.00", "approval moves no money");
 
+    // A payment time ahead of the clock (here: a year) is a client's mistake, named.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    let ahead = |seconds: i64| pb::ConfirmDisbursementPaidRequest {
+        request_id: rid(),
+        disbursement_id: d.disbursement_id.clone(),
+        bank_ref: "BANK-PAY-1".into(),
+        paid_at: Some(prost_types::Timestamp {
+            seconds: now + seconds,
+            nanos: 0,
+        }),
+    };
+    let future = cases
+        .confirm_disbursement_paid(ahead(366 * 86_400))
+        .await
+        .expect_err("paid a year from now");
+    assert_eq!(future.code(), Code::InvalidArgument, "{future:?}");
+    assert!(future.message().starts_with("paid_at:"), "{future:?}");
+    assert_eq!(balances(&mut cases, CASE_A).await.disbursed, "0.00");
+
     let paid = cases
         .confirm_disbursement_paid(pb::ConfirmDisbursementPaidRequest {
             request_id: rid(),

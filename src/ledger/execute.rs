@@ -336,6 +336,22 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
             }
             let d = in_status(d, &[DisbursementStatus::Approved])?;
             may_confirm(&d, who)?;
+            if let Some(at) = paid_at {
+                // A payment is confirmed after it was made. A time far ahead is a typo
+                // or a local time sent as UTC, and would date the bank line on a day
+                // the bank never paid, where no statement can find it. Decided here,
+                // after the request id, so that a retry keeps its first outcome.
+                if at.0 > ctx.now.0.saturating_add(PAID_AT_AHEAD_MAX_MICROS) {
+                    return Err(DomainError::invalid(
+                        "paid_at",
+                        format!(
+                            "is later than now (by {} s): a payment is confirmed after it is made; a Timestamp is UTC",
+                            (at.0 - ctx.now.0) / 1_000_000
+                        ),
+                    )
+                    .into());
+                }
+            }
             let op = moved(
                 &d,
                 DisbursementStatus::Paid,
@@ -1242,6 +1258,9 @@ fn in_force(state: &impl State, seq: u64) -> Result<Result<(), u64>, LedgerError
     }
     Ok(undone_by.map_or(Ok(()), Err))
 }
+
+/// How far past the server's clock a payment's `paid_at` may be: clocks differ a little.
+const PAID_AT_AHEAD_MAX_MICROS: i64 = 3_600_000_000;
 
 /// Reversals of reversals are allowed (to undo a mistaken correction); no chain of them
 /// is longer than this.
