@@ -4,7 +4,7 @@
 
 use crate::domain::{money::parse_fen, Amount, BankLine, BankLineKind, BankRef, Date, Fen};
 
-use super::report::{clip, Discrepancy, Kind, Severity};
+use super::report::{clip, fields_within, Discrepancy, Kind, Severity};
 
 /// A statement line as it arrives: the file's fields as text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,8 +54,16 @@ fn required<'a>(name: &str, text: &'a str) -> Result<&'a str, String> {
 
 pub fn parse_line(raw: &RawLine, period: &Period) -> Result<Line, String> {
     if !raw.unreadable.is_empty() {
-        return Err(raw.unreadable.clone());
+        return Err(clip(&raw.unreadable).into_owned());
     }
+    // The fields a reason may quote; the others are never repeated, or only clipped.
+    fields_within(&[
+        ("account_number", &raw.account_number),
+        ("value_date", &raw.value_date),
+        ("direction", &raw.direction),
+        ("amount", &raw.amount),
+        ("bank_ref", &raw.bank_ref),
+    ])?;
     let account = required("account_number", &raw.account_number)?;
     if !period.account_numbers.iter().any(|a| a == account) {
         return Err(format!(
@@ -100,7 +108,6 @@ pub fn parse_balance(text: &str) -> Result<Fen, String> {
 }
 
 pub fn invalid_line(raw: &RawLine, reason: &str) -> Discrepancy {
-    let reason = clip(reason);
     Discrepancy::new(
         Kind::InvalidRow,
         Severity::Error,

@@ -6,7 +6,7 @@ use crate::domain::{
     money::parse_fen, Balances, CaseClock, CaseNumber, ClosureMethod, CourtCode, Date, Fen,
 };
 
-use super::report::{clip, fen, Discrepancy, Kind, Severity};
+use super::report::{clip, fen, fields_within, Discrepancy, Kind, Severity};
 use super::Limits;
 
 /// A row as it arrives: the export's fields as text.
@@ -115,8 +115,20 @@ fn date(name: &str, text: &str) -> Result<Date, String> {
 /// Validates a row; the error is the reason, for INVALID_ROW.
 pub fn parse_row(raw: &RawRow) -> Result<Row, String> {
     if !raw.unreadable.is_empty() {
-        return Err(raw.unreadable.clone());
+        return Err(clip(&raw.unreadable).into_owned());
     }
+    fields_within(&[
+        ("case_number", &raw.case_number),
+        ("court_code", &raw.court_code),
+        ("filed_on", &raw.filed_on),
+        ("status", &raw.status),
+        ("closure_method", &raw.closure_method),
+        ("closed_on", &raw.closed_on),
+        ("target_amount", &raw.target_amount),
+        ("received_amount", &raw.received_amount),
+        ("disbursed_amount", &raw.disbursed_amount),
+        ("paid_outside_court", &raw.paid_outside_court),
+    ])?;
     let case_number = CaseNumber::parse(required("case_number", &raw.case_number)?)
         .map_err(|e| format!("case_number: {e}"))?;
     let court = CourtCode::parse(required("court_code", &raw.court_code)?)
@@ -185,7 +197,6 @@ pub fn parse_row(raw: &RawRow) -> Result<Row, String> {
 
 /// The INVALID_ROW for a row that cannot be reconciled.
 pub fn invalid_row(raw: &RawRow, reason: &str) -> Discrepancy {
-    let reason = clip(reason);
     Discrepancy::new(
         Kind::InvalidRow,
         Severity::Error,

@@ -109,11 +109,30 @@ pub struct Discrepancy {
     pub sequence: u64,
 }
 
-/// The most characters of a client's own text a discrepancy repeats back. A row's
-/// fields are otherwise unbounded within a message, and a reason quotes them escaped
-/// (a control character takes six): without a bound, rows of junk would make answers
+/// The most characters of a client's own text a discrepancy repeats back in its own
+/// fields (court, case number, bank reference) or as a client's reason. A row's fields
+/// are otherwise unbounded within a message, and a reason quotes them escaped (a
+/// control character takes six): without a bound, rows of junk would make answers
 /// larger than the input they answer, held for a client that may not be reading.
 pub const ECHO_CHARS_MAX: usize = 120;
+
+/// The longest field of a row that is checked (and may be quoted in its reason):
+/// longer is refused unread, so that a reason quotes at most this much of a field.
+pub const FIELD_CHARS_MAX: usize = 256;
+
+/// Refuses the first of `fields` (name, text) longer than [`FIELD_CHARS_MAX`].
+pub fn fields_within(fields: &[(&str, &str)]) -> Result<(), String> {
+    match fields
+        .iter()
+        .find(|(_, text)| text.chars().nth(FIELD_CHARS_MAX).is_some())
+    {
+        Some((name, text)) => Err(format!(
+            "{name} is longer than {FIELD_CHARS_MAX} characters ({} bytes)",
+            text.len()
+        )),
+        None => Ok(()),
+    }
+}
 
 /// `text`, cut to [`ECHO_CHARS_MAX`] characters, saying how much was left out.
 pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {

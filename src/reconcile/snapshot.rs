@@ -738,7 +738,8 @@ impl BankRun {
     /// down to the receipt, so that an entry, its reversal and the reversal's reversal
     /// all fall on the receipt's value date. (A reversal of a reversal is stored with
     /// the reversed reversal's recording date, which is not the bank's day.)
-    fn reversal_date(&self, mut reversed: u64) -> Result<Date, Fault> {
+    fn reversal_date(&self, first: u64) -> Result<Date, Fault> {
+        let mut reversed = first;
         for _ in 0..crate::ledger::REVERSAL_CHAIN_MAX {
             let line = self
                 .snap
@@ -755,7 +756,7 @@ impl BankRun {
             }
         }
         Err(Fault(format!(
-            "a chain of reversals from entry {reversed} is longer than {}",
+            "a chain of reversals from entry {first} is longer than {}",
             crate::ledger::REVERSAL_CHAIN_MAX
         )))
     }
