@@ -703,7 +703,8 @@ async fn a_closed_special_account_takes_no_money_back() {
         .await
         .expect_err("the special account is closed");
     assert_eq!(returned.code(), Code::FailedPrecondition, "{returned:?}");
-    assert!(returned.message().contains("is closed"), "{returned:?}");
+    let closed = format!("special account {} is closed", special.special_account_id);
+    assert!(returned.message().contains(&closed), "{returned:?}");
     let undone = cases
         .reverse_entry(pb::ReverseEntryRequest {
             request_id: rid(),
@@ -713,9 +714,53 @@ async fn a_closed_special_account_takes_no_money_back() {
         .await
         .expect_err("the special account is closed");
     assert_eq!(undone.code(), Code::FailedPrecondition, "{undone:?}");
-    assert!(undone.message().contains("is closed"), "{undone:?}");
+    assert!(undone.message().contains(&closed), "{undone:?}");
     assert_eq!(balances(&mut cases, CASE_A).await.balance, "0.00");
     assert_eq!(balances(&mut cases, CASE_B).await.balance, "0.00");
+    server.stop().await;
+}
+
+/// A reversal may itself be reversed, but whoever decides whether an entry is in
+/// force follows a bounded chain: past it, a reversal is refused, not miscounted.
+#[tokio::test]
+async fn a_chain_of_reversals_has_a_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut specials = server.specials().await;
+    let mut cases = server.cases().await;
+    let special = open_special(&mut specials, "云0102").await;
+    open_case(&mut cases, &special.special_account_id, CASE_A).await;
+    let mut last = cases
+        .record_receipt(receipt_request(CASE_A, "10.00", "REF-1"))
+        .await
+        .expect("receipt")
+        .into_inner()
+        .sequence;
+    let reverse = |sequence| pb::ReverseEntryRequest {
+        request_id: rid(),
+        sequence,
+        reason: "冲正".into(),
+    };
+    for n in 1..=63 {
+        last = cases
+            .reverse_entry(reverse(last))
+            .await
+            .unwrap_or_else(|e| panic!("reversal {n}: {e:?}"))
+            .into_inner()
+            .sequence;
+    }
+    // 63 reversals: an odd number, so the receipt is undone.
+    assert_eq!(balances(&mut cases, CASE_A).await.balance, "0.00");
+    let refused = cases
+        .reverse_entry(reverse(last))
+        .await
+        .expect_err("a 64th reversal");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused.message().contains("chain of 63 reversals"),
+        "{refused:?}"
+    );
+    assert_eq!(balances(&mut cases, CASE_A).await.balance, "0.00");
     server.stop().await;
 }
 

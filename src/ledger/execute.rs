@@ -1346,6 +1346,27 @@ fn reverse(state: &impl State, sequence: u64, reason: crate::domain::Text) -> De
     // A closed special account was closed at zero and pays nothing out: reversing a
     // reversal there would bring back money that could never leave.
     open_special(state, entry.special_id())?;
+    // Whoever follows a chain (`in_force`, the bank run) follows at most this many.
+    let mut depth = 1;
+    let mut below = &entry;
+    let mut reversed;
+    while let Op::Reversal {
+        reversed_sequence, ..
+    } = below.op
+    {
+        depth += 1;
+        if depth >= REVERSAL_CHAIN_MAX {
+            return Err(DomainError::rule(format!(
+                "entry {sequence} ends a chain of {} reversals, the most one entry may have; record a correction as a new entry instead",
+                depth - 1
+            ))
+            .into());
+        }
+        reversed = state
+            .entry(reversed_sequence)?
+            .ok_or_else(|| Fault(format!("reversal names missing entry {reversed_sequence}")))?;
+        below = &reversed;
+    }
     let postings: Vec<Posting> = entry
         .postings
         .iter()
