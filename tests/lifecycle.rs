@@ -646,28 +646,7 @@ async fn a_closed_special_account_takes_no_money_back() {
         .record_receipt(receipt_request(CASE_A, "80.00", "REF-1"))
         .await
         .expect("receipt");
-    let d = cases
-        .request_disbursement(disbursement_request(CASE_A, "80.00"))
-        .await
-        .expect("request")
-        .into_inner();
-    cases
-        .approve_disbursement(pb::ApproveDisbursementRequest {
-            request_id: rid(),
-            disbursement_id: d.disbursement_id.clone(),
-            approval_ref: "批".into(),
-        })
-        .await
-        .expect("approve");
-    cases
-        .confirm_disbursement_paid(pb::ConfirmDisbursementPaidRequest {
-            request_id: rid(),
-            disbursement_id: d.disbursement_id.clone(),
-            bank_ref: "PAY-1".into(),
-            paid_at: None,
-        })
-        .await
-        .expect("paid");
+    let paid = pay(&mut cases, CASE_A, "80.00", "PAY-1").await;
     // Case B: a receipt reversed, so its case is back at zero.
     let wrong = cases
         .record_receipt(receipt_request(CASE_B, "5.00", "REF-2"))
@@ -696,7 +675,7 @@ async fn a_closed_special_account_takes_no_money_back() {
     let returned = cases
         .record_returned_payment(pb::RecordReturnedPaymentRequest {
             request_id: rid(),
-            disbursement_id: d.disbursement_id.clone(),
+            disbursement_id: paid,
             bank_ref: "RET-1".into(),
             reason: "账户冻结".into(),
         })
