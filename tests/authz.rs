@@ -871,3 +871,52 @@ async fn an_unknown_id_and_another_courts_id_are_indistinguishable() {
     }
     server.stop().await;
 }
+
+/// A principal that may read every court but write only its own is not let through
+/// the scope check of a write whose target does not exist yet: it may exist by the time
+/// the writer decides (sequences and virtual account numbers can be predicted), and the
+/// writer checks no scope. What it may read, missing, is NOT_FOUND to it as before.
+#[tokio::test]
+async fn a_write_to_something_missing_needs_write_access_everywhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let reader = who(
+        &server,
+        "national-reader",
+        Role::Finance,
+        &[IN],
+        &["最高法"],
+    )
+    .await;
+    let mut cases = pb::case_ledger_client::CaseLedgerClient::new(reader.ch.clone());
+    let refused = cases
+        .reverse_entry(pb::ReverseEntryRequest {
+            request_id: rid(),
+            sequence: 1_000_000,
+            reason: "冲正".into(),
+        })
+        .await
+        .expect_err("an entry that may come to be in any court");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let missing = cases
+        .get_disbursement(pb::GetDisbursementRequest {
+            disbursement_id: uuid::Uuid::now_v7().to_string(),
+        })
+        .await
+        .expect_err("no such disbursement");
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+
+    // Near miss: one that may write everywhere learns that the entry does not exist.
+    let national = who(&server, "national", Role::Finance, &["最高法"], &[]).await;
+    let mut cases = pb::case_ledger_client::CaseLedgerClient::new(national.ch.clone());
+    let missing = cases
+        .reverse_entry(pb::ReverseEntryRequest {
+            request_id: rid(),
+            sequence: 1_000_000,
+            reason: "冲正".into(),
+        })
+        .await
+        .expect_err("no such entry");
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    server.stop().await;
+}

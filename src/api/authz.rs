@@ -451,8 +451,11 @@ pub fn within(caller: &Caller, scopes: &[Scope]) -> Result<(), Status> {
             )))
             }
             // The handler answers NOT_FOUND (or first INVALID_ARGUMENT for a bad
-            // field) to a caller who may know what exists.
-            Scope::Missing(_) if p.reads_everything() => {}
+            // field) to a caller who may know what exists. Only to one who may do this
+            // access everywhere, though: a write's target missing now may exist by the
+            // time the writer decides (a virtual account number or a sequence can be
+            // predicted), and the writer does not check scopes again.
+            Scope::Missing(_) if p.may_everywhere(access) => {}
             Scope::Missing(what) => return Err(out_of_scope(p, access, what)),
         }
     }

@@ -102,6 +102,15 @@ impl PrincipalState {
         }
     }
 
+    /// Whether it may do `access` in every court (a court scope of 最高法: for reading,
+    /// a supervised one is enough).
+    pub fn may_everywhere(&self, access: Access) -> bool {
+        match access {
+            Access::Write => self.courts.iter().any(CourtCode::is_supreme),
+            Access::Read => self.reads_everything(),
+        }
+    }
+
     /// Whether it may read everything: the journal and whole-ledger listings.
     pub fn reads_everything(&self) -> bool {
         self.courts
