@@ -182,45 +182,60 @@ pub fn add_command(r: &pb::AddPrincipalRequest) -> Result<(Command, Option<Strin
 }
 
 impl PrincipalsService {
-    async fn submit(
+    /// Writes a change of principals, then puts the principal as it now is into the
+    /// directory that authenticates calls. On a task of its own: if the caller hangs
+    /// up after the write was sent, the change is still made, and the directory must
+    /// still learn of it, or a disabled principal's token (or a rotated-out one) would
+    /// go on working until a restart.
+    async fn commit(
         &self,
         who: Option<Uuid>,
         request_id: &str,
         command: Command,
-    ) -> Result<u64, Status> {
+    ) -> Result<PrincipalState, Status> {
         let request = ledger::Request {
             id: cv::request_id(request_id)?,
             command,
             principal: who,
         };
-        let outcome = self.store.write(request).await.map_err(error::write)?;
-        Ok(outcome.sequence)
+        let (store, directory) = (self.store.clone(), self.directory.clone());
+        tokio::spawn(async move {
+            let outcome = store.write(request).await.map_err(error::write)?;
+            committed(&store, &directory, outcome.sequence)
+        })
+        .await
+        .map_err(|e| error::fault(Fault(format!("the principal change did not finish: {e}"))))?
     }
+}
 
-    /// The principal an entry made or changed, now in the directory too.
-    fn committed(&self, sequence: u64) -> Result<PrincipalState, Status> {
-        use crate::domain::Op;
-        let entry = self.store.reads.entry(sequence)?.ok_or_else(|| {
-            error::fault(Fault(format!("acknowledged entry {sequence} is missing")))
-        })?;
-        let id = match entry.op {
-            Op::PrincipalAdded { principal_id, .. }
-            | Op::PrincipalDisabled { principal_id, .. }
-            | Op::PrincipalTokenRotated { principal_id, .. } => principal_id,
-            _ => {
-                return Err(Status::aborted(format!(
-                    "request_id was already used for entry {sequence}, which changed no principal"
-                )))
-            }
-        };
-        let p = self.store.reads.principal(id)?.ok_or_else(|| {
-            error::fault(Fault(format!(
-                "entry {sequence} names missing principal {id}"
+/// The principal an entry made or changed, now in the directory too.
+fn committed(
+    store: &StoreHandle,
+    directory: &Directory,
+    sequence: u64,
+) -> Result<PrincipalState, Status> {
+    use crate::domain::Op;
+    let entry = store
+        .reads
+        .entry(sequence)?
+        .ok_or_else(|| error::fault(Fault(format!("acknowledged entry {sequence} is missing"))))?;
+    let id = match entry.op {
+        Op::PrincipalAdded { principal_id, .. }
+        | Op::PrincipalDisabled { principal_id, .. }
+        | Op::PrincipalTokenRotated { principal_id, .. } => principal_id,
+        _ => {
+            return Err(Status::aborted(format!(
+                "request_id was already used for entry {sequence}, which changed no principal"
             )))
-        })?;
-        self.directory.refresh(p.clone());
-        Ok(p)
-    }
+        }
+    };
+    let p = store.reads.principal(id)?.ok_or_else(|| {
+        error::fault(Fault(format!(
+            "entry {sequence} names missing principal {id}"
+        )))
+    })?;
+    directory.refresh(p.clone());
+    Ok(p)
 }
 
 /// Adds the first administrator when the ledger has no principal yet, and writes its
@@ -255,14 +270,7 @@ pub async fn bootstrap(
         principal: None,
     };
     let outcome = store.write(request).await.map_err(|e| e.to_string())?;
-    let service = PrincipalsService {
-        store: store.clone(),
-        directory: Arc::new(Directory::default()),
-    };
-    let p = service
-        .committed(outcome.sequence)
-        .map_err(|s| s.message().to_owned())?;
-    directory.refresh(p);
+    committed(store, directory, outcome.sequence).map_err(|s| s.message().to_owned())?;
     tracing::info!(path = %path.display(), "created the first administrator; its token is in this file (mode 0600)");
     Ok(())
 }
@@ -329,8 +337,7 @@ impl Principals for PrincipalsService {
         let who = authz::check(&request, &self.store.reads)?;
         let r = request.into_inner();
         let (command, shown) = add_command(&r)?;
-        let sequence = self.submit(Some(who.id), &r.request_id, command).await?;
-        let p = self.committed(sequence)?;
+        let p = self.commit(Some(who.id), &r.request_id, command).await?;
         answer(p, shown, r.request_id)
     }
 
@@ -344,8 +351,8 @@ impl Principals for PrincipalsService {
             principal_id: cv::id("principal_id", &r.principal_id)?,
             reason: cv::required("reason", &r.reason, len::REASON)?,
         };
-        let sequence = self.submit(Some(who.id), &r.request_id, command).await?;
-        Ok(Response::new(principal_pb(&self.committed(sequence)?)))
+        let p = self.commit(Some(who.id), &r.request_id, command).await?;
+        Ok(Response::new(principal_pb(&p)))
     }
 
     async fn rotate_token(
@@ -375,8 +382,7 @@ impl Principals for PrincipalsService {
             principal_id: target,
             token_hash,
         };
-        let sequence = self.submit(Some(who.id), &r.request_id, command).await?;
-        let p = self.committed(sequence)?;
+        let p = self.commit(Some(who.id), &r.request_id, command).await?;
         answer(p, shown, r.request_id)
     }
 
