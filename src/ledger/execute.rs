@@ -82,6 +82,7 @@ pub fn decide(state: &impl State, request: &Request, ctx: &Context) -> Decided {
 }
 
 fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>) -> Decided {
+    acting(state, command, who)?;
     match command {
         Command::OpenSpecialAccount {
             court,
@@ -1047,6 +1048,29 @@ fn token_unused(state: &impl State, hash: &[u8; 32]) -> Result<(), LedgerError> 
     Ok(())
 }
 
+/// Refuses a request of a principal disabled since its call was authenticated: a call
+/// may wait in the writer's queue, or for the state to catch up, while its principal
+/// is disabled, and what it may do (approve, manage principals) must not outlive that.
+/// Receipts are let through unread: they are the hot path, money only comes in, and
+/// each is reconciled against the bank.
+fn acting(state: &impl State, command: &Command, who: Option<Uuid>) -> Result<(), LedgerError> {
+    let Some(who) = who else { return Ok(()) };
+    if matches!(
+        command,
+        Command::RecordReceipt { .. } | Command::RecordReceiptAt { .. }
+    ) {
+        return Ok(());
+    }
+    match state.principal(who)? {
+        Some(p) if !p.enabled => Err(DomainError::forbidden(format!(
+            "principal {} was disabled after this call was authenticated",
+            p.name
+        ))
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 fn enabled_principal(state: &impl State, id: Uuid) -> Result<PrincipalState, LedgerError> {
     let p = state
         .principal(id)?
@@ -1468,6 +1492,24 @@ mod tests {
 
     fn refused_as_rule(decided: Decided) -> bool {
         matches!(decided, Err(LedgerError::Domain(DomainError::Rule(_))))
+    }
+
+    /// A call authenticated before its principal was disabled may be decided after:
+    /// it is refused then, whatever it asks.
+    #[test]
+    fn a_principal_disabled_meanwhile_acts_no_more() {
+        let mut state = MemState::default();
+        let a = add_admin(&mut state, 1);
+        let b = add_admin(&mut state, 2);
+        assert!(run(&mut state, 3, disable(b), Some(a)).is_ok());
+        let c = add_admin(&mut state, 4);
+        let refused = run(&mut state, 5, disable(c), Some(b));
+        assert!(
+            matches!(refused, Err(LedgerError::Domain(DomainError::Forbidden(_)))),
+            "{refused:?}"
+        );
+        // Near miss: an enabled one may.
+        assert!(run(&mut state, 6, disable(c), Some(a)).is_ok());
     }
 
     /// Without another enabled administrator of 最高法 nobody could manage principals
