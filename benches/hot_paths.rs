@@ -40,14 +40,14 @@ fn ctx(i: u64) -> Context {
 fn receipt(case: &CaseNumber, i: u64) -> Request {
     request(
         &format!("bench-r{i}"),
-        Command::RecordReceipt {
+        Command::RecordReceipt(case_escrow::ledger::Receipt {
             case: CaseKey::Number(case.clone()),
             amount: Amount::parse("1234.50").expect("valid amount"),
             payer_name: text("某某贸易有限公司"),
             payer_account: text("6217000000000000001"),
             bank_ref: BankRef::parse(&format!("ICBC2024{i:012}")).expect("valid bank ref"),
             value_date: Date::parse("2024-03-01").expect("valid date"),
-        },
+        }),
     )
 }
 

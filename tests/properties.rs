@@ -267,14 +267,14 @@ impl World {
                 case,
                 fen,
                 bank_ref: r,
-            } => Command::RecordReceipt {
+            } => Command::RecordReceipt(case_escrow::ledger::Receipt {
                 case: CaseKey::Number(case_number(*case)),
                 amount: amount(*fen),
                 payer_name: text("李四"),
                 payer_account: text("6217"),
                 bank_ref: bank_ref(*r),
                 value_date: Date::parse("2024-03-01").expect("date"),
-            },
+            }),
             Action::Request { case, fen } => Command::RequestDisbursement {
                 case_number: case_number(*case),
                 amount: amount(*fen),
@@ -604,14 +604,14 @@ proptest! {
         world.setup();
         let ids: Vec<Uuid> = (0..3).map(|n| world.principal(n, levels[n])).collect();
         world
-            .run(Command::RecordReceipt {
+            .run(Command::RecordReceipt(case_escrow::ledger::Receipt {
                 case: CaseKey::Number(case_number(0)),
                 amount: amount(30_000_000),
                 payer_name: text("李四"),
                 payer_account: text("6217"),
                 bank_ref: BankRef::parse("FUND").expect("ref"),
                 value_date: Date::parse("2024-03-01").expect("date"),
-            })
+            }))
             .expect("funded");
         world
             .run_as(

@@ -47,30 +47,21 @@ pub(super) fn command(r: &pb::RecordReceiptRequest) -> Result<Command, Status> {
             ))
         }
     };
-    let amount = cv::amount("amount", &r.amount)?;
-    let payer_name = cv::required("payer_name", &r.payer_name, len::NAME)?;
-    let payer_account = cv::optional("payer_account", &r.payer_account, len::ACCOUNT)?;
-    let bank_ref = cv::bank_ref("bank_ref", &r.bank_ref)?;
-    let value_date = cv::date("value_date", &r.value_date)?;
+    let receipt = ledger::Receipt {
+        case,
+        amount: cv::amount("amount", &r.amount)?,
+        payer_name: cv::required("payer_name", &r.payer_name, len::NAME)?,
+        payer_account: cv::optional("payer_account", &r.payer_account, len::ACCOUNT)?,
+        bank_ref: cv::bank_ref("bank_ref", &r.bank_ref)?,
+        value_date: cv::date("value_date", &r.value_date)?,
+    };
     // Named, the special account the money arrived at is checked against the case's;
     // not named, the case's own is taken, as it always was (and hashed as before).
     Ok(match r.special_account_id.as_str() {
-        "" => Command::RecordReceipt {
-            case,
-            amount,
-            payer_name,
-            payer_account,
-            bank_ref,
-            value_date,
-        },
+        "" => Command::RecordReceipt(receipt),
         id => Command::RecordReceiptAt {
             special_id: cv::id("special_account_id", id)?,
-            case,
-            amount,
-            payer_name,
-            payer_account,
-            bank_ref,
-            value_date,
+            receipt,
         },
     })
 }

@@ -176,14 +176,14 @@ async fn build_ledger(dir: &Path, cases: u64, courts: u32) -> CliResult<()> {
         } else {
             today()
         };
-        receipts.push(Command::RecordReceipt {
+        receipts.push(Command::RecordReceipt(crate::ledger::Receipt {
             case: CaseKey::Number(CaseNumber::parse(&case_number(courts, n)).map_err(|e| e.0)?),
             amount: crate::domain::Amount::from_fen(100_000).map_err(|e| e.0)?,
             payer_name: text("某某公司")?,
             payer_account: text("6217")?,
             bank_ref: crate::domain::BankRef::parse(&format!("BENCH{n}")).map_err(|e| e.0)?,
             value_date,
-        });
+        }));
     }
     submit_all(&store, receipts, "receipts").await?;
     store.close().await;

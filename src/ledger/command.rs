@@ -44,14 +44,7 @@ pub enum Command {
         applicants: Vec<Party>,
         respondents: Vec<Party>,
     },
-    RecordReceipt {
-        case: CaseKey,
-        amount: Amount,
-        payer_name: Text,
-        payer_account: Text,
-        bank_ref: BankRef,
-        value_date: Date,
-    },
+    RecordReceipt(Receipt),
     RequestDisbursement {
         case_number: CaseNumber,
         amount: Amount,
@@ -176,13 +169,21 @@ pub enum Command {
     /// other command's bytes, nor so the hash a retry is compared by.)
     RecordReceiptAt {
         special_id: Uuid,
-        case: CaseKey,
-        amount: Amount,
-        payer_name: Text,
-        payer_account: Text,
-        bank_ref: BankRef,
-        value_date: Date,
+        receipt: Receipt,
     },
+}
+
+/// A receipt as RecordReceipt and RecordReceiptAt carry it. A struct encodes as its
+/// fields in order, so `RecordReceipt(Receipt)` has the bytes (and the content hash)
+/// that the struct variant it replaced had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub case: CaseKey,
+    pub amount: Amount,
+    pub payer_name: Text,
+    pub payer_account: Text,
+    pub bank_ref: BankRef,
+    pub value_date: Date,
 }
 
 /// The account a payer gave, as far as it could be read.
@@ -220,22 +221,9 @@ impl Request {
     /// gets the one outcome.
     pub fn earlier_hash(&self) -> Option<[u8; 32]> {
         match &self.command {
-            Command::RecordReceiptAt {
-                special_id: _,
-                case,
-                amount,
-                payer_name,
-                payer_account,
-                bank_ref,
-                value_date,
-            } => Some(hash(&Command::RecordReceipt {
-                case: case.clone(),
-                amount: *amount,
-                payer_name: payer_name.clone(),
-                payer_account: payer_account.clone(),
-                bank_ref: bank_ref.clone(),
-                value_date: *value_date,
-            })),
+            Command::RecordReceiptAt { receipt, .. } => {
+                Some(hash(&Command::RecordReceipt(receipt.clone())))
+            }
             _ => None,
         }
     }
@@ -264,27 +252,19 @@ mod tests {
     }
 
     fn receipt(at: Option<Uuid>, amount: &str) -> Request {
-        let case = CaseKey::Number(ok(CaseNumber::parse("（2024）云0102执100号")));
-        let (amount, payer_name) = (ok(Amount::parse(amount)), ok(Text::required("张三", 10)));
-        let (payer_account, bank_ref) = (ok(Text::optional("", 10)), ok(BankRef::parse("B-1")));
-        let value_date = ok(Date::parse("2024-03-05"));
+        let receipt = Receipt {
+            case: CaseKey::Number(ok(CaseNumber::parse("（2024）云0102执100号"))),
+            amount: ok(Amount::parse(amount)),
+            payer_name: ok(Text::required("张三", 10)),
+            payer_account: ok(Text::optional("", 10)),
+            bank_ref: ok(BankRef::parse("B-1")),
+            value_date: ok(Date::parse("2024-03-05")),
+        };
         let command = match at {
-            None => Command::RecordReceipt {
-                case,
-                amount,
-                payer_name,
-                payer_account,
-                bank_ref,
-                value_date,
-            },
+            None => Command::RecordReceipt(receipt),
             Some(special_id) => Command::RecordReceiptAt {
                 special_id,
-                case,
-                amount,
-                payer_name,
-                payer_account,
-                bank_ref,
-                value_date,
+                receipt,
             },
         };
         Request {
@@ -292,6 +272,21 @@ mod tests {
             command,
             principal: None,
         }
+    }
+
+    /// The bytes a receipt hashes to are those every recorded receipt was compared by:
+    /// a change of `Command`'s encoding would make each retry a reused request id.
+    #[test]
+    fn a_receipts_content_hash_is_what_it_always_was() {
+        let hex: String = receipt(None, "1.00")
+            .content_hash()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "ab66c2a4a0a03d4b74eaa2edf40d150cc3b4046ecc115cc9e0ba87e993eb50ee"
+        );
     }
 
     /// A receipt that names its special account was, before the check existed, a plain

@@ -191,35 +191,15 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
                 respondents: respondents.clone(),
             })
         }
-        Command::RecordReceipt {
-            case,
-            amount,
-            payer_name,
-            payer_account,
-            bank_ref,
-            value_date,
-        } => {
-            let case = case_by_key(state, case)?;
-            record_receipt(
-                state,
-                &case,
-                *amount,
-                payer_name,
-                payer_account,
-                bank_ref,
-                *value_date,
-            )
+        Command::RecordReceipt(receipt) => {
+            let case = case_by_key(state, &receipt.case)?;
+            record_receipt(state, &case, receipt)
         }
         Command::RecordReceiptAt {
             special_id,
-            case,
-            amount,
-            payer_name,
-            payer_account,
-            bank_ref,
-            value_date,
+            receipt,
         } => {
-            let case = case_by_key(state, case)?;
+            let case = case_by_key(state, &receipt.case)?;
             // Otherwise the bank reference would be looked up in the other special
             // account's records, and one transfer could be recorded in both.
             if case.special_id != *special_id {
@@ -229,15 +209,7 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
                 ))
                 .into());
             }
-            record_receipt(
-                state,
-                &case,
-                *amount,
-                payer_name,
-                payer_account,
-                bank_ref,
-                *value_date,
-            )
+            record_receipt(state, &case, receipt)
         }
         Command::RequestDisbursement {
             case_number,
@@ -1057,7 +1029,7 @@ fn acting(state: &impl State, command: &Command, who: Option<Uuid>) -> Result<()
     let Some(who) = who else { return Ok(()) };
     if matches!(
         command,
-        Command::RecordReceipt { .. } | Command::RecordReceiptAt { .. }
+        Command::RecordReceipt(_) | Command::RecordReceiptAt { .. }
     ) {
         return Ok(());
     }
@@ -1318,26 +1290,18 @@ fn bank_ref_taken(bank_ref: &BankRef, seq: u64) -> LedgerError {
 }
 
 /// A receipt for `case`, or the answer of the one its bank reference already recorded.
-fn record_receipt(
-    state: &impl State,
-    case: &CaseState,
-    amount: Amount,
-    payer_name: &Text,
-    payer_account: &Text,
-    bank_ref: &BankRef,
-    value_date: Date,
-) -> Decided {
-    if let Some(seq) = state.bank_ref(case.special_id, bank_ref)? {
-        return same_receipt(state, seq, bank_ref, case.id, amount.fen());
+fn record_receipt(state: &impl State, case: &CaseState, r: &super::Receipt) -> Decided {
+    if let Some(seq) = state.bank_ref(case.special_id, &r.bank_ref)? {
+        return same_receipt(state, seq, &r.bank_ref, case.id, r.amount.fen());
     }
     open_case_for_money(state, case)?;
     receipt(
         case,
-        amount,
-        payer_name,
-        payer_account,
-        bank_ref,
-        value_date,
+        r.amount,
+        &r.payer_name,
+        &r.payer_account,
+        &r.bank_ref,
+        r.value_date,
     )
 }
 

@@ -13,7 +13,7 @@ mod mem;
 pub mod state;
 
 pub use apply::apply;
-pub use command::{CaseKey, Command, Request, UnmatchedKey};
+pub use command::{CaseKey, Command, Receipt, Request, UnmatchedKey};
 pub use execute::{
     decide, Context, Decision, LedgerError, CASE_SERIAL_MAX, REVERSAL_CHAIN_MAX, SPECIAL_SERIAL_MAX,
 };

@@ -1031,13 +1031,15 @@ mod tests {
         // Opened in an order unlike the numbers', so that keys and serials differ.
         opens.reverse();
         write(&store, opens).await;
-        let receipt = |n: &CaseNumber, tag: &str| Command::RecordReceipt {
-            case: CaseKey::Number(n.clone()),
-            amount: Amount::from_fen(10_000).expect("amount"),
-            payer_name: text("某某公司"),
-            payer_account: text("6217"),
-            bank_ref: BankRef::parse(&format!("{tag}{}", n.sequence())).expect("ref"),
-            value_date: Date::parse("2024-03-01").expect("date"),
+        let receipt = |n: &CaseNumber, tag: &str| {
+            Command::RecordReceipt(crate::ledger::Receipt {
+                case: CaseKey::Number(n.clone()),
+                amount: Amount::from_fen(10_000).expect("amount"),
+                payer_name: text("某某公司"),
+                payer_account: text("6217"),
+                bank_ref: BankRef::parse(&format!("{tag}{}", n.sequence())).expect("ref"),
+                value_date: Date::parse("2024-03-01").expect("date"),
+            })
         };
         let early: Vec<_> = numbers.iter().step_by(3).map(|n| receipt(n, "A")).collect();
         let middle = write(&store, early).await;
@@ -1095,7 +1097,7 @@ mod tests {
                     if sequence == middle && k % 40 == 0 {
                         write(
                             &store,
-                            vec![Command::RecordReceipt {
+                            vec![Command::RecordReceipt(crate::ledger::Receipt {
                                 case: CaseKey::Number(number("云0103", 5)),
                                 amount: Amount::from_fen(1).expect("amount"),
                                 payer_name: text("某某公司"),
@@ -1103,7 +1105,7 @@ mod tests {
                                 bank_ref: BankRef::parse(&format!("W{}", uuid::Uuid::now_v7()))
                                     .expect("ref"),
                                 value_date: Date::parse("2024-03-02").expect("date"),
-                            }],
+                            })],
                         )
                         .await;
                     }

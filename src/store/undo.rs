@@ -231,14 +231,14 @@ pub(crate) mod tests {
     pub(crate) fn receipt(n: u32, i: u32) -> Request {
         request(
             &format!("receipt-{i}"),
-            Command::RecordReceipt {
+            Command::RecordReceipt(crate::ledger::Receipt {
                 case: CaseKey::Number(case_number(n)),
                 amount: Amount::parse("1234.50").unwrap_or_else(|e| panic!("{e}")),
                 payer_name: text("某某贸易有限公司"),
                 payer_account: text("6217000000000000001"),
                 bank_ref: BankRef::parse(&format!("ICBC{i:012}")).unwrap_or_else(|e| panic!("{e}")),
                 value_date: Date::parse("2024-03-01").unwrap_or_else(|e| panic!("{e}")),
-            },
+            }),
         )
     }
 
