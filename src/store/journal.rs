@@ -265,6 +265,20 @@ impl JournalSyncer {
         })
     }
 
+    /// Cuts the journal back to `offset` and makes the new length durable: for a batch
+    /// whose `fdatasync` failed. Linux may have marked its pages clean though they never
+    /// reached the disk (reporting the failure once, to the handle that synced), so the
+    /// next start would read them from the page cache, sync "successfully", and replay
+    /// a batch the disk may not hold. Cut, it was never written: nobody was told it was.
+    pub fn cut_back(&self, offset: u64) -> Result<(), JournalError> {
+        (self.file.set_len(offset))
+            .and_then(|()| self.file.sync_all())
+            .map_err(|source| JournalError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
     /// What a failed [`JournalSyncer::sync`] returns, for a test that injects one.
     pub(crate) fn injected_failure(&self) -> JournalError {
         JournalError::Io {

@@ -262,11 +262,18 @@ const INDEX_CACHE_MAX: usize = 1 << 17;
 pub struct InFlight {
     writes: HashMap<Vec<u8>, Vec<u8>>,
     entries: BatchEntries,
+    /// The journal offset of the batch's first frame.
+    start: u64,
     /// The journal offset the state covers once the batch is applied.
     end: u64,
 }
 
 impl InFlight {
+    /// The journal offset of the batch's first frame.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
     /// The journal offset the state covers once the batch is applied.
     pub fn end(&self) -> u64 {
         self.end
@@ -434,6 +441,7 @@ impl<'a> Overlay<'a> {
         let batch = InFlight {
             writes: self.writes,
             entries: self.entries,
+            start: self.journal_base,
             end: self.end,
         };
         Ok((self.frames, batch))

@@ -625,14 +625,21 @@ impl Committer {
             false => self.syncer.sync(),
         };
         let sync_took = started.elapsed();
+        let mut why_failed = None;
         if let Err(e) = &synced {
-            // Poisoned before the writer may append after these bytes.
+            // Poisoned, and the batch cut off, before the writer may append after it.
             poison(&self.poisoned, &format!("journal sync failed: {e}"));
+            why_failed = Some(match self.syncer.cut_back(state.start()) {
+                Ok(()) => format!("journal sync failed: {e}; the request was not recorded (its bytes were cut from the journal); writes are refused until the server restarts: then retry with the same request_id"),
+                Err(cut) => {
+                    tracing::error!(error = %cut, offset = state.start(), "could not cut the unsynced batch off the journal; the next start may replay it");
+                    format!("journal sync failed: {e}; the outcome is unknown until the server restarts: then retry with the same request_id")
+                }
+            });
         }
         // The writer may append the next batch now, while this one is applied.
         self.settled.set(number);
-        if let Err(e) = synced {
-            let why = format!("journal sync failed: {e}; the outcome is unknown until the server restarts: then retry with the same request_id");
+        if let (Err(e), Some(why)) = (synced, why_failed) {
             tracing::error!(error = %e, "journal fdatasync failed; refusing writes until restart");
             poison(&self.poisoned, &why);
             return Err(CommitFailed {
