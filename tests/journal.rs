@@ -122,6 +122,127 @@ async fn a_journal_altered_where_the_state_meets_it_stops_start_up() {
     assert!(message.contains("altered or replaced"), "{message}");
 }
 
+/// Where each frame of a journal file starts.
+fn frame_offsets(journal: &std::path::Path) -> Vec<u64> {
+    let mut offsets = Vec::new();
+    case_escrow::store::journal::visit(journal, |_, offset| {
+        offsets.push(offset);
+        Ok(())
+    })
+    .expect("a whole journal");
+    offsets
+}
+
+#[tokio::test]
+async fn a_rebuild_refuses_a_journal_that_lost_what_the_state_holds() {
+    // Each case: what happened to journal.log of a stopped ledger before the operator,
+    // as the README suggests for a move to fjall, runs `rebuild`.
+    type Damage = fn(&std::path::Path);
+    let damages: [(&str, Damage, &str); 4] = [
+        (
+            "cut at a frame boundary, three entries short",
+            |journal| {
+                let offsets = frame_offsets(journal);
+                let cut = offsets[offsets.len() - 3];
+                OpenOptions::new()
+                    .write(true)
+                    .open(journal)
+                    .and_then(|f| f.set_len(cut))
+                    .expect("truncate");
+            },
+            "which has only",
+        ),
+        (
+            "a byte flipped in the third entry from the end, near enough the end to pass for a torn batch",
+            |journal| {
+                let offsets = frame_offsets(journal);
+                let mut bytes = std::fs::read(journal).expect("journal");
+                bytes[offsets[offsets.len() - 3] as usize + 20] ^= 0x40;
+                std::fs::write(journal, &bytes).expect("write");
+            },
+            "below byte",
+        ),
+        (
+            "deleted",
+            |journal| std::fs::remove_file(journal).expect("remove"),
+            "no journal.log",
+        ),
+        (
+            "an entry of its own made up where the state's last one was",
+            |journal| {
+                let offsets = frame_offsets(journal);
+                let mut bytes = std::fs::read(journal).expect("journal");
+                let last = *offsets.last().expect("frames") as usize;
+                let len = u32::from_le_bytes(bytes[last..last + 4].try_into().expect("4 bytes"))
+                    as usize;
+                bytes[last + 8 + 33 + 5] ^= 0x01;
+                let crc = crc32fast::hash(&bytes[last + 8..last + 8 + len]);
+                bytes[last + 4..last + 8].copy_from_slice(&crc.to_le_bytes());
+                std::fs::write(journal, &bytes).expect("write");
+            },
+            "replaced or altered",
+        ),
+    ];
+    for (what, damage, said) in damages {
+        let dir = tempfile::tempdir().expect("tempdir");
+        ledger_with_entries(dir.path()).await;
+        let journal = dir.path().join("journal.log");
+        damage(&journal);
+        let before = std::fs::read(&journal).ok();
+        let _guard = SPAWN_OR_OPEN.lock().await;
+        let Err(err) = case_escrow::store::Store::rebuild(dir.path()) else {
+            panic!("{what}: a rebuild must not drop acknowledged entries");
+        };
+        let message = err.to_string();
+        assert!(message.contains(said), "{what}: {message}");
+        assert!(message.contains("Nothing was changed"), "{what}: {message}");
+        assert_eq!(
+            std::fs::read(&journal).ok(),
+            before,
+            "{what}: journal untouched"
+        );
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.contains(&"state".to_owned()), "{what}: {names:?}");
+        assert!(
+            !names.iter().any(|n| n.contains("before-rebuild")),
+            "{what}: the state stays where it is: {names:?}"
+        );
+        if what == "deleted" {
+            let Err(err) = case_escrow::store::Store::open(dir.path()) else {
+                panic!("a state whose journal is gone must not start on an empty one");
+            };
+            assert!(err.to_string().contains("not there"), "{err}");
+            assert!(
+                !journal.exists(),
+                "no empty journal stands in for the lost one"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rebuild_still_cuts_a_batch_torn_past_the_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let last = ledger_with_entries(dir.path()).await;
+    let journal = dir.path().join("journal.log");
+    let len = std::fs::metadata(&journal).expect("journal").len();
+    OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .and_then(|mut f| f.write_all(&[0xff, 0, 0, 0, 1, 2, 3, 4, 1, 9]))
+        .expect("append garbage");
+    let _guard = SPAWN_OR_OPEN.lock().await;
+    let store = case_escrow::store::Store::rebuild(dir.path()).expect("rebuilds");
+    let rebuilt = store.handle().reads.last_sequence().expect("reads");
+    store.close().await;
+    assert_eq!(rebuilt, last);
+    assert_eq!(std::fs::metadata(&journal).expect("journal").len(), len);
+}
+
 #[tokio::test]
 async fn a_state_of_another_format_is_refused_and_rebuilt_on_request() {
     use case_escrow::store::{release_sled, Engine, Store, StoreOptions, CLOSE_WAIT};

@@ -314,6 +314,22 @@ impl Store {
             Some(engine) => engine,
             None => choose_engine(data_dir, None)?,
         };
+        let journal_path = data_dir.join("journal.log");
+        if !journal_path.exists() {
+            return Err(StoreError::DataDir {
+                path: data_dir.to_owned(),
+                reason: "it has no journal.log to rebuild the state from. Nothing was changed"
+                    .into(),
+            });
+        }
+        // The old states are moved aside only once the journal is known to hold every
+        // entry they were built from: a rebuild from a journal that lost some would serve
+        // a ledger without acknowledged entries, and hand out their sequences again.
+        let mut floor = 0;
+        for present in states_present(data_dir) {
+            floor = floor.max(claimed_end(data_dir, present)?.unwrap_or(u64::MAX));
+        }
+        check_frames_below(&journal_path, floor)?;
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -408,7 +424,15 @@ impl Store {
             reason,
         };
         check_state_format(data_dir, &tree)?;
-        let (mut journal, reader) = journal::open(&data_dir.join("journal.log"))?;
+        let journal_path = data_dir.join("journal.log");
+        // Opening creates a missing journal; beside a state built from one, that would
+        // stand an empty journal in for the lost one.
+        if !journal_path.exists() && tree.get(keys::JOURNAL_END)?.is_some() {
+            return Err(dir_err(
+                "its state was built from a journal.log that is not there. Nothing was changed. Put back the journal.log (or restore a backup into a new directory); do not run `rebuild`, which has nothing to rebuild from".into(),
+            ));
+        }
+        let (mut journal, reader) = journal::open(&journal_path)?;
         // A batch is applied to the state only once the journal holds it durably. A
         // journal shorter than the batch a crash cut short has lost synced entries,
         // some maybe acknowledged: refused before anything changes, so that every
@@ -420,6 +444,20 @@ impl Store {
                     "its state holds part of a batch that reaches byte {end} of journal.log, which has only {} bytes: entries that were made durable, and maybe acknowledged, are missing from the journal (a disk that lost synced writes, or an older copy of journal.log). Nothing was changed. Keep the directory as it is and do not run `rebuild`, which would drop those entries; put back the journal.log that holds them",
                     journal.end()
                 )));
+            }
+            // That batch was synced before its apply began: its frames read back invalid
+            // are damage, and the replay would cut them off as a torn tail.
+            if let Some(end) = pending {
+                let from = match tree.get(keys::JOURNAL_END)? {
+                    Some(bytes) => state::decode::<u64>(&bytes)
+                        .map_err(|f| StoreError::Replay(format!("JOURNAL_END: {f}")))?,
+                    None => 0,
+                };
+                if let Some((offset, reason)) = first_invalid_frame(&journal_path, from, end)? {
+                    return Err(dir_err(format!(
+                        "its frame at byte {offset} of journal.log is invalid ({reason}), in the batch that was synced, and maybe acknowledged, before a crash cut its apply short (it reaches byte {end}): the disk lost synced writes. Nothing was changed. Keep the directory as it is and do not run `rebuild`, which would drop those entries; put back a journal.log that holds them"
+                    )));
+                }
             }
         }
         // The replay applies what the journal holds, synced or not (after a process
@@ -692,6 +730,118 @@ fn lock(data_dir: &Path) -> Result<File, StoreError> {
         }
     })?;
     Ok(lock)
+}
+
+/// How far into journal.log the state of `engine` in `data_dir` says it was built,
+/// checked against the journal: refused if the journal is shorter or its entry there is
+/// another. `None`: the state cannot be read (which may be why it is being rebuilt).
+fn claimed_end(data_dir: &Path, engine: Engine) -> Result<Option<u64>, StoreError> {
+    let state_dir = data_dir.join(engine.dir_name());
+    let journal_path = data_dir.join("journal.log");
+    let refuse = |reason: String| {
+        StoreError::DataDir {
+        path: data_dir.to_owned(),
+        reason: format!("{reason}. Nothing was changed. A rebuild from this journal would drop entries that were made durable, and maybe acknowledged: put back the journal.log that holds them (a backup, `case-escrow restore`)"),
+    }
+    };
+    let (_, reader) = journal::open(&journal_path)?;
+    let journal_len = fs::metadata(&journal_path)
+        .map_err(|e| refuse(format!("cannot read journal.log's length: {e}")))?
+        .len();
+    // What the state says: the end of its last applied batch (or of a batch a crash cut
+    // short, which the journal held durably), its last entry and where that entry lies.
+    let read = |tree: kv::Tree| -> Result<(u64, u64, Option<journal::Location>), String> {
+        let unfinished = match &tree {
+            kv::Tree::Sled(sled) => undo::unfinished_end(sled)?,
+            kv::Tree::Fjall(_) => None,
+        };
+        let state = SledState {
+            tree,
+            journal: Arc::new(reader),
+        };
+        let end = state.journal_end().map_err(|f| f.to_string())?;
+        let last = state.last_sequence().map_err(|f| f.to_string())?;
+        let loc = state.entry_location(last).map_err(|f| f.to_string())?;
+        Ok((end.max(unfinished.unwrap_or(0)), last, loc))
+    };
+    let claimed = match engine {
+        Engine::Sled => match kv::Tree::open_sled_db(&state_dir) {
+            Ok(db) => {
+                let claimed = kv::Tree::sled(&db)
+                    .map_err(|e| e.to_string())
+                    .and_then(read);
+                if let Err(e) = release_sled(db, &state_dir, CLOSE_WAIT) {
+                    tracing::warn!(error = %e, "sled did not release the old state in time");
+                }
+                claimed
+            }
+            Err(e) => Err(e.to_string()),
+        },
+        // LOCK is held by the caller; fjall's drop waits for its workers.
+        Engine::Fjall => kv::Tree::open_fjall(&state_dir, None)
+            .map_err(|e| e.to_string())
+            .and_then(read),
+    };
+    let (end, last, loc) = match claimed {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::warn!(state = %state_dir.display(), error = %e, "the old state cannot be read; the whole journal must then be intact for the rebuild");
+            return Ok(None);
+        }
+    };
+    if journal_len < end {
+        return Err(refuse(format!(
+            "its state {} was built from {end} bytes of journal.log, which has only {journal_len}",
+            engine.dir_name()
+        )));
+    }
+    if let Some(loc) = loc {
+        let (frame, _) = journal::open(&journal_path)?
+            .1
+            .read_raw(loc)
+            .map_err(|e| refuse(format!("entry {last}, the last of its state: {e}")))?;
+        if frame.entry.sequence != last
+            || frame.entry_hash != loc.entry_hash
+            || frame.chain != loc.chain
+        {
+            return Err(refuse(format!(
+                "entry {last} in journal.log is not the entry its state {} was built from (its hash differs): the journal was replaced or altered",
+                engine.dir_name()
+            )));
+        }
+    }
+    Ok(Some(end))
+}
+
+/// The first invalid frame among those of the journal from `from` (a frame boundary)
+/// to `to`, with why it is invalid.
+fn first_invalid_frame(
+    journal_path: &Path,
+    from: u64,
+    to: u64,
+) -> Result<Option<(u64, String)>, StoreError> {
+    match journal::visit_range(journal_path, from, to, |_, _| Ok(())) {
+        Ok(()) => Ok(None),
+        Err(journal::JournalError::Corrupt { offset, reason, .. }) => Ok(Some((offset, reason))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Before a rebuild: below `floor`, where the old state says the journal reached, an
+/// invalid frame is damage, not a batch a crash cut short, and the replay must not cut
+/// it off with every entry after it.
+fn check_frames_below(journal_path: &Path, floor: u64) -> Result<(), StoreError> {
+    let Some((offset, reason)) = first_invalid_frame(journal_path, 0, floor)? else {
+        return Ok(());
+    };
+    Err(StoreError::DataDir {
+        path: journal_path.to_owned(),
+        reason: if floor == u64::MAX {
+            format!("its frame at byte {offset} is invalid ({reason}), and the old state cannot be read to tell a batch a crash cut short (never acknowledged) from damage. Nothing was changed. If it is only that batch, move the old state aside yourself and start the server, which cuts it off and keeps its bytes in journal.log.torn-{offset}; if not, restore the journal from a backup")
+        } else {
+            format!("its frame at byte {offset} is invalid ({reason}), below byte {floor} that the old state was built from: damage that a rebuild would cut off with every entry after it. Nothing was changed; restore the journal from a backup")
+        },
+    })
 }
 
 /// Brings sled up to the end of the journal, from where sled last stood.

@@ -358,6 +358,35 @@ pub(crate) mod tests {
         }
     }
 
+    /// The batch a crash cut short was synced: its bytes read back damaged (a disk that
+    /// lost synced writes but kept the file's length) are refused, not cut off as the
+    /// torn tail of a batch nobody was told of.
+    #[tokio::test]
+    async fn a_damaged_batch_being_applied_is_refused_not_cut() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let special_id = ledger(dir.path()).await;
+        let path = dir.path().join("journal.log");
+        let before = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .len();
+        crash_during_apply(dir.path(), special_id, 5);
+        let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+        let after = bytes.len();
+        bytes[before as usize..].fill(0);
+        std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+        for start in 0..2 {
+            match Store::open(dir.path()) {
+                Ok(_) => panic!("start {start} cut off a batch that was synced"),
+                Err(e) => {
+                    let message = e.to_string();
+                    assert!(message.contains("lost synced writes"), "{message}");
+                }
+            }
+            let len = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(len.len() as usize, after, "the journal is left as it was");
+        }
+    }
+
     /// A journal that lost the batch a crash cut short (synced, so maybe acknowledged)
     /// is refused at every start, not served as if those entries never were.
     #[tokio::test]
