@@ -62,8 +62,20 @@ fn refusal_problem(status: &Status, code: Code, field: &str) -> Option<String> {
     if !named {
         return Some(format!("{code:?} does not name {field:?}: {message:?}"));
     }
+    // A status's message is an HTTP/2 header; clients drop the connection past 8–16 KiB
+    // of headers instead of reading the refusal. What it repeats of the input is cut.
+    if message.len() > REFUSAL_BYTES_MAX {
+        return Some(format!(
+            "a message of {} bytes repeats too much of the input: {:?}…",
+            message.len(),
+            message.chars().take(80).collect::<String>()
+        ));
+    }
     None
 }
+
+/// The longest refusal a bad field may get.
+const REFUSAL_BYTES_MAX: usize = 1024;
 
 /// Asserts that `status` is a refusal with `code` naming `field`; prints the message if
 /// it is not.
@@ -950,6 +962,23 @@ async fn oversized_strings_are_refused_naming_the_field() {
             "CloseCaseAccount reason of 1001 characters",
             Call::CloseCase(with(close_case(), |r| r.reason = long("结", 1001))),
             "reason",
+        ),
+        invalid(
+            "GetDisbursement disbursement_id of 100,000 characters",
+            Call::GetDisbursement(pb::GetDisbursementRequest {
+                disbursement_id: long("x", 100_000),
+            }),
+            "disbursement_id",
+        ),
+        invalid(
+            "RecordReceipt value_date of 100,000 control characters",
+            Call::Receipt(with(receipt(), |r| r.value_date = long("\u{1}", 100_000))),
+            "value_date",
+        ),
+        invalid(
+            "RecordReceipt amount of 100,000 characters",
+            Call::Receipt(with(receipt(), |r| r.amount = long("1x", 50_000))),
+            "amount",
         ),
         invalid(
             "ApproveDisbursement approval_ref of 101 characters",

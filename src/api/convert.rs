@@ -33,7 +33,12 @@ pub fn id(field: &str, text: &str) -> Field<Uuid> {
     if text.is_empty() {
         return Err(invalid(field, "is required"));
     }
-    Uuid::try_parse(text).map_err(|_| invalid(field, format!("{text:?} is not a UUID")))
+    Uuid::try_parse(text).map_err(|_| {
+        invalid(
+            field,
+            format!("{:?} is not a UUID", crate::domain::text::clip(text)),
+        )
+    })
 }
 
 pub fn amount(field: &str, text: &str) -> Field<Amount> {

@@ -367,7 +367,7 @@ fn split_case_type<'a>(
     let found = if found.is_empty() {
         String::from("nothing")
     } else {
-        format!("{found:?}")
+        format!("{:?}", super::text::clip(found))
     };
     Err(InvalidValue::new(format!(
         "case type is missing or unknown after court code {court}; expected one of {}, found {found}",

@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::error::InvalidValue;
+use super::text::clip;
 
 /// The largest single amount accepted: ¥10,000,000,000.00. No enforcement payment comes
 /// near it; anything larger is a typing mistake, and the bound keeps every sum of
@@ -118,8 +119,9 @@ pub fn parse_fen(text: &str) -> Result<i64, InvalidValue> {
             Fen(AMOUNT_MAX_FEN)
         )));
     }
-    let mut value = Decimal::from_str_exact(text)
-        .map_err(|_| InvalidValue::new(format!("amount {text:?} is not a decimal number")))?;
+    let mut value = Decimal::from_str_exact(text).map_err(|_| {
+        InvalidValue::new(format!("amount {:?} is not a decimal number", clip(text)))
+    })?;
     // Exact: the shape check allowed at most two places.
     value.rescale(2);
     let fen = i64::try_from(value.mantissa())
@@ -146,13 +148,15 @@ fn check_shape(text: &str) -> Result<(), InvalidValue> {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !digits(whole) {
         return Err(InvalidValue::new(format!(
-            "amount {text:?} is not a decimal number such as 1234.50"
+            "amount {:?} is not a decimal number such as 1234.50",
+            clip(text)
         )));
     }
     match frac {
         None => Ok(()),
         Some(f) if !digits(f) => Err(InvalidValue::new(format!(
-            "amount {text:?} is not a decimal number such as 1234.50"
+            "amount {:?} is not a decimal number such as 1234.50",
+            clip(text)
         ))),
         Some(f) if f.len() > 2 => Err(InvalidValue::new(
             "amount has more than two decimal places (fen)",

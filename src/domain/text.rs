@@ -11,6 +11,25 @@ pub const REQUEST_ID_LEN_MAX: usize = 64;
 /// Longest bank transaction reference; banks use 16 to 32 characters.
 pub const BANK_REF_LEN_MAX: usize = 64;
 
+/// The most characters of a client's own text an error repeats back. Its fields are
+/// otherwise unbounded within a message, and a reason quotes them escaped (a control
+/// character takes six): without a bound, junk would make answers larger than the
+/// input they answer, and a status's message travels in an HTTP/2 header that clients
+/// refuse past 8–16 KiB, dropping the connection instead of reading the refusal.
+pub const ECHO_CHARS_MAX: usize = 120;
+
+/// `text`, cut to [`ECHO_CHARS_MAX`] characters, saying how much was left out.
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(ECHO_CHARS_MAX) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((end, _)) => std::borrow::Cow::Owned(format!(
+            "{}… ({} more bytes)",
+            &text[..end],
+            text.len() - end
+        )),
+    }
+}
+
 /// A client's idempotency key: 1–64 printable ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RequestId(String);
@@ -136,7 +155,12 @@ pub struct Date {
 
 impl Date {
     pub fn parse(text: &str) -> Result<Date, InvalidValue> {
-        let bad = || InvalidValue::new(format!("{text:?} is not a date of the form YYYY-MM-DD"));
+        let bad = || {
+            InvalidValue::new(format!(
+                "{:?} is not a date of the form YYYY-MM-DD",
+                clip(text)
+            ))
+        };
         let b = text.as_bytes();
         if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
             return Err(bad());

@@ -109,12 +109,9 @@ pub struct Discrepancy {
     pub sequence: u64,
 }
 
-/// The most characters of a client's own text a discrepancy repeats back in its own
-/// fields (court, case number, bank reference) or as a client's reason. A row's fields
-/// are otherwise unbounded within a message, and a reason quotes them escaped (a
-/// control character takes six): without a bound, rows of junk would make answers
-/// larger than the input they answer, held for a client that may not be reading.
-pub const ECHO_CHARS_MAX: usize = 120;
+/// A discrepancy repeats a client's own text (court, case number, bank reference, a
+/// reason) at most this long: a row's fields are otherwise unbounded within a message.
+pub use crate::domain::text::{clip, ECHO_CHARS_MAX};
 
 /// The longest field of a row that is checked (and may be quoted in its reason):
 /// longer is refused unread, so that a reason quotes at most this much of a field.
@@ -131,18 +128,6 @@ pub fn fields_within(fields: &[(&str, &str)]) -> Result<(), String> {
             text.len()
         )),
         None => Ok(()),
-    }
-}
-
-/// `text`, cut to [`ECHO_CHARS_MAX`] characters, saying how much was left out.
-pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
-    match text.char_indices().nth(ECHO_CHARS_MAX) {
-        None => std::borrow::Cow::Borrowed(text),
-        Some((end, _)) => std::borrow::Cow::Owned(format!(
-            "{}… ({} more bytes)",
-            &text[..end],
-            text.len() - end
-        )),
     }
 }
 
