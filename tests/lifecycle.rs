@@ -578,6 +578,58 @@ async fn special_account_changes_are_registered_in_order_and_readable_as_of() {
     // It depends on what is registered now, so it is a precondition, not a bad field.
     assert_eq!(same.code(), Code::FailedPrecondition);
 
+    // A change dated before a registration already made would never be in force (the
+    // later-registered one wins until the earlier date comes) or would carry one not yet
+    // in force into force: refused, naming effective_at, whether sent or left as now.
+    let back = |effective_at: Option<prost_types::Timestamp>| pb::RegisterAccountChangeRequest {
+        request_id: rid(),
+        special_account_id: id.clone(),
+        account_number: Some("2400000000000000002".into()),
+        reason: "更正账号".into(),
+        document_ref: "云0102财〔2024〕4号".into(),
+        effective_at,
+        ..Default::default()
+    };
+    let before_opening = prost_types::Timestamp {
+        seconds: opened_at.seconds - 86_400,
+        nanos: 0,
+    };
+    let refused = specials
+        .register_account_change(back(Some(before_opening)))
+        .await
+        .expect_err("a change dated before the opening");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().starts_with("effective_at:"),
+        "{refused:?}"
+    );
+    let ahead = prost_types::Timestamp {
+        seconds: opened_at.seconds + 30 * 86_400,
+        nanos: 0,
+    };
+    let scheduled = specials
+        .register_account_change(back(Some(ahead)))
+        .await
+        .expect("a change scheduled a month ahead")
+        .into_inner();
+    assert_eq!(
+        scheduled.account_number, "2400000000000000001",
+        "not yet in force"
+    );
+    let mut now = back(None);
+    now.account_number = None;
+    now.bank_branch = Some("昆明分行营业部".into());
+    let refused = specials
+        .register_account_change(now)
+        .await
+        .expect_err("a change effective now, after one scheduled later");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().starts_with("effective_at:"),
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("unset (now)"), "{refused:?}");
+
     // Listing by court prefix: the province lists its courts, another does not.
     let mut other = open_special_request("云01", "9999");
     other.account_name = "昆明中院执行款专户".into();

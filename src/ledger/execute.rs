@@ -112,6 +112,27 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
             let latest = special.bank_latest().ok_or_else(|| {
                 Fault(format!("special account {special_id} has no registration"))
             })?;
+            // A change is the latest registration on top of which it is made, so it
+            // must take effect no earlier: dated before, it would never be in force
+            // (an earlier registration wins until the later one's time comes), or it
+            // would carry a registration not yet in force into force.
+            let effective = effective_at.unwrap_or(ctx.now);
+            if let Some(prior) = (special.registrations.iter())
+                .filter(|r| r.effective_at > effective)
+                .max_by_key(|r| r.effective_at)
+            {
+                return Err(DomainError::invalid(
+                    "effective_at",
+                    format!(
+                        "{} earlier than the registration of entry {} takes effect (Unix time {} s, {} in China): changes take effect in the order they are registered; register this one effective then or later",
+                        if effective_at.is_some() { "is" } else { "unset (now) is" },
+                        prior.sequence,
+                        prior.effective_at.0.div_euclid(1_000_000),
+                        crate::domain::Date::in_china(prior.effective_at),
+                    ),
+                )
+                .into());
+            }
             if change.applied_to(latest) == *latest {
                 // Whether it changes anything depends on what is registered now: a rule
                 // of the state, not a malformed field.
