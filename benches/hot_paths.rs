@@ -31,7 +31,7 @@ fn request(id: &str, command: Command) -> Request {
 
 fn ctx(i: u64) -> Context {
     Context {
-        now: Micros(1_700_000_000_000_000 + i as i64),
+        now: Micros(1_710_000_000_000_000 + i as i64),
         new_id: Uuid::from_u128(u128::from(i) + 1),
         tiers: Default::default(),
     }

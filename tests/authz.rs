@@ -898,6 +898,17 @@ async fn a_write_to_something_missing_needs_write_access_everywhere() {
         .await
         .expect_err("an entry that may come to be in any court");
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    // Entry 0 cannot exist anywhere: a missing field, whoever asks.
+    let zero = cases
+        .reverse_entry(pb::ReverseEntryRequest {
+            request_id: rid(),
+            sequence: 0,
+            reason: "冲正".into(),
+        })
+        .await
+        .expect_err("no entry 0");
+    assert_eq!(zero.code(), Code::InvalidArgument, "{zero:?}");
+    assert!(zero.message().starts_with("sequence:"), "{zero:?}");
     let missing = cases
         .get_disbursement(pb::GetDisbursementRequest {
             disbursement_id: uuid::Uuid::now_v7().to_string(),

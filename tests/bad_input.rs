@@ -820,6 +820,11 @@ async fn missing_fields_are_refused_naming_the_field() {
         "reason",
     ));
     rows.push(invalid(
+        "RecordReceipt value_date years ahead",
+        Call::Receipt(with(receipt(), |r| r.value_date = "2042-03-01".into())),
+        "value_date",
+    ));
+    rows.push(invalid(
         "ReverseEntry sequence 0",
         Call::Reverse(reverse(0)),
         "sequence",

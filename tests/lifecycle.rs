@@ -108,6 +108,15 @@ async fn full_lifecycle_survives_restart() {
         .expect_err("paid a year from now");
     assert_eq!(future.code(), Code::InvalidArgument, "{future:?}");
     assert!(future.message().starts_with("paid_at:"), "{future:?}");
+    // Nor before it was requested: 1970, or a day before.
+    for seconds in [-now, -86_400] {
+        let past = cases
+            .confirm_disbursement_paid(ahead(seconds))
+            .await
+            .expect_err("paid before it was requested");
+        assert_eq!(past.code(), Code::InvalidArgument, "{past:?}");
+        assert!(past.message().starts_with("paid_at:"), "{past:?}");
+    }
     assert_eq!(balances(&mut cases, CASE_A).await.disbursed, "0.00");
 
     let paid = cases

@@ -148,7 +148,7 @@ impl World {
     fn new() -> World {
         World {
             state: MemState::default(),
-            clock: 1_700_000_000_000_000,
+            clock: 1_710_000_000_000_000,
             next_request: 0,
             disbursements: Vec::new(),
             unidentified: Vec::new(),

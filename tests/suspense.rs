@@ -541,6 +541,12 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
             "value_date",
         ),
         (
+            // A typo for 2024: money is recorded once it has arrived.
+            unidentified(&|r| r.value_date = "2042-03-01".into()),
+            Code::InvalidArgument,
+            "value_date",
+        ),
+        (
             unidentified(&|r| r.request_id.clear()),
             Code::InvalidArgument,
             "request_id",

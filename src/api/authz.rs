@@ -688,6 +688,14 @@ scoped!(pb::TransferBetweenCasesRequest, |r, reads| Ok(vec![
     case_number("to_case_number", &r.to_case_number)?,
 ]));
 scoped!(pb::ReverseEntryRequest, |r, reads| {
+    // No entry 0: named as a missing field, not as an entry outside the caller's courts.
+    if r.sequence == 0 {
+        return Err(crate::domain::DomainError::invalid(
+            "sequence",
+            "is required: the entry to reverse",
+        )
+        .into());
+    }
     let what = format!("entry {}", r.sequence);
     let Some(entry) = reads.entry(r.sequence)? else {
         return Ok(vec![Scope::Missing(what)]);

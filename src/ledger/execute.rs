@@ -214,7 +214,7 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
         }
         Command::RecordReceipt(receipt) => {
             let case = case_by_key(state, &receipt.case)?;
-            record_receipt(state, &case, receipt)
+            record_receipt(state, ctx, &case, receipt)
         }
         Command::RecordReceiptAt {
             special_id,
@@ -230,7 +230,7 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
                 ))
                 .into());
             }
-            record_receipt(state, &case, receipt)
+            record_receipt(state, ctx, &case, receipt)
         }
         Command::RequestDisbursement {
             case_number,
@@ -341,6 +341,18 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
                         format!(
                             "is later than now (by {} s): a payment is confirmed after it is made; a Timestamp is UTC",
                             (at.0 - ctx.now.0) / 1_000_000
+                        ),
+                    )
+                    .into());
+                }
+                // Nor before it was asked for: a time such as 0 would date the bank line
+                // on a day (clamped to 1990) that no statement holds.
+                if *at < d.requested_at {
+                    return Err(DomainError::invalid(
+                        "paid_at",
+                        format!(
+                            "is before the disbursement was requested (by {} s): a payment is made after it is requested and approved",
+                            (d.requested_at.0 - at.0) / 1_000_000
                         ),
                     )
                     .into());
@@ -515,6 +527,7 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
             }
             match case {
                 Some(case) => receipt(
+                    ctx,
                     &case,
                     *amount,
                     payer_name,
@@ -674,6 +687,7 @@ struct SuspenseFacts<'a> {
 }
 
 fn to_suspense(ctx: &Context, special_id: Uuid, amount: Amount, f: SuspenseFacts<'_>) -> Decided {
+    value_date_come(ctx, f.value_date)?;
     new_posted(
         Op::UnidentifiedReceiptRecorded {
             receipt_id: ctx.new_id,
@@ -828,6 +842,7 @@ fn same_unidentified(state: &impl State, seq: u64, bank_ref: &BankRef, amount: F
 /// Money for a case: debit the bank, credit the case. One place for both the plain
 /// receipt and the receipt that matched a case on its way to suspense.
 fn receipt(
+    ctx: &Context,
     case: &CaseState,
     amount: crate::domain::Amount,
     payer_name: &crate::domain::Text,
@@ -835,6 +850,7 @@ fn receipt(
     bank_ref: &BankRef,
     value_date: crate::domain::Date,
 ) -> Decided {
+    value_date_come(ctx, value_date)?;
     new_posted(
         Op::Receipt {
             case_id: case.id,
@@ -1279,6 +1295,24 @@ fn in_force(state: &impl State, seq: u64) -> Result<Result<(), u64>, LedgerError
 /// How far past the server's clock a payment's `paid_at` may be: clocks differ a little.
 const PAID_AT_AHEAD_MAX_MICROS: i64 = 3_600_000_000;
 
+/// Money is notified once it has arrived: a value date after tomorrow in China is a
+/// typo (2042 for 2024), and would date the bank line where no statement finds it and
+/// keep unidentified money from ever counting as aged. A day of slack for a bank's
+/// clock or its time zone.
+fn value_date_come(ctx: &Context, value_date: Date) -> Result<(), LedgerError> {
+    let latest = Date::in_china(ctx.now).plus_days(1);
+    if value_date > latest {
+        return Err(DomainError::invalid(
+            "value_date",
+            format!(
+                "{value_date} is after {latest}: money is recorded once the bank has received it"
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Reversals of reversals are allowed (to undo a mistaken correction); no chain of them
 /// is longer than this.
 pub const REVERSAL_CHAIN_MAX: usize = 64;
@@ -1311,12 +1345,18 @@ fn bank_ref_taken(bank_ref: &BankRef, seq: u64) -> LedgerError {
 }
 
 /// A receipt for `case`, or the answer of the one its bank reference already recorded.
-fn record_receipt(state: &impl State, case: &CaseState, r: &super::Receipt) -> Decided {
+fn record_receipt(
+    state: &impl State,
+    ctx: &Context,
+    case: &CaseState,
+    r: &super::Receipt,
+) -> Decided {
     if let Some(seq) = state.bank_ref(case.special_id, &r.bank_ref)? {
         return same_receipt(state, seq, &r.bank_ref, case.id, r.amount.fen());
     }
     open_case_for_money(state, case)?;
     receipt(
+        ctx,
         case,
         r.amount,
         &r.payer_name,
@@ -1438,7 +1478,7 @@ mod tests {
             principal: who,
         };
         let ctx = Context {
-            now: Micros(1_000 * n as i64),
+            now: Micros(1_710_000_000_000_000 + 1_000 * n as i64),
             new_id: Uuid::now_v7(),
             tiers: ApprovalTiers::default(),
         };

@@ -808,7 +808,7 @@ mod index_cache {
         let in_sled = {
             let mut overlay = Overlay::new(&state, 0, [0; 32]).with_index_cache(&cache);
             let ctx = Context {
-                now: Micros(1_700_000_000_000_000),
+                now: Micros(1_710_000_000_000_000),
                 new_id: Uuid::now_v7(),
                 tiers: Default::default(),
             };

@@ -290,7 +290,7 @@ pub(crate) mod tests {
         requests.push(open_case(special_id, 3));
         for (i, r) in requests.iter().enumerate() {
             let ctx = Context {
-                now: Micros(1_700_000_000_000_000 + i as i64),
+                now: Micros(1_710_000_000_000_000 + i as i64),
                 new_id: Uuid::now_v7(),
                 tiers: Default::default(),
             };
