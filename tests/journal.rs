@@ -626,6 +626,99 @@ async fn backup_restore_round_trip_keeps_every_balance() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
 }
 
+/// Files in `dir` whose name contains `part` (none if there is no `dir`).
+fn named_like(dir: &std::path::Path, part: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(part))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_damaged_journal_is_not_backed_up_nor_a_damaged_backup_restored() {
+    // An old entry damaged on the server's disk: a start reads only the last one, so
+    // the server serves; the backup must not carry the damage as a good copy.
+    let dir = tempfile::tempdir().expect("tempdir");
+    ledger_with_entries(dir.path()).await;
+    let journal = dir.path().join("journal.log");
+    let pristine = std::fs::read(&journal).expect("journal");
+    let offsets = frame_offsets(&journal);
+    let mut damaged = pristine.clone();
+    damaged[offsets[1] as usize + 20] ^= 0x40;
+    std::fs::write(&journal, &damaged).expect("write");
+    let server = TestServer::start(dir.path()).await;
+    let backups = tempfile::tempdir().expect("tempdir");
+    let file = backups.path().join("backup.cebk");
+    let backup_args = |server: &TestServer| {
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["backup".into(), "--to".into(), file.clone().into()];
+        args.extend(server.cli_args().into_iter().map(Into::into));
+        args
+    };
+    let out = run_cli(backup_args(&server)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a damaged backup was kept: {stderr}");
+    assert!(stderr.contains("breaks at entry 2"), "{stderr}");
+    assert!(!file.exists(), "no backup file");
+    assert_eq!(named_like(backups.path(), "partial"), Vec::<String>::new());
+    server.stop().await;
+
+    // Mended, the same server's backup is kept; then one byte of the copy rots.
+    std::fs::write(&journal, &pristine).expect("write");
+    let server = TestServer::start(dir.path()).await;
+    let out = run_cli(backup_args(&server)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop().await;
+    let good = std::fs::read(&file).expect("backup");
+    let mut rotten = good.clone();
+    let last = rotten.len() - 1;
+    rotten[last] ^= 0x01;
+    std::fs::write(&file, &rotten).expect("write");
+    let target = backups.path().join("data");
+    let restore = || {
+        run_cli(vec![
+            "restore".into(),
+            "--from".into(),
+            file.clone().into(),
+            "--data-dir".into(),
+            target.clone().into(),
+        ])
+    };
+    let out = restore().await;
+    assert!(!out.status.success(), "a damaged backup was restored");
+    assert!(!target.join("journal.log").exists());
+    assert_eq!(named_like(&target, "restoring"), Vec::<String>::new());
+    // Nothing was left in the way of a restore of a good copy.
+    std::fs::write(&file, &good).expect("write");
+    let out = restore().await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(target.join("journal.log")).expect("journal"),
+        pristine
+    );
+
+    // A restore killed before it finished leaves its file: no server starts there.
+    let cut_short = backups.path().join("cut-short");
+    std::fs::create_dir(&cut_short).expect("mkdir");
+    std::fs::write(cut_short.join("journal.log.restoring"), &pristine[..10]).expect("write");
+    let _guard = SPAWN_OR_OPEN.lock().await;
+    let Err(err) = case_escrow::store::Store::open(&cut_short) else {
+        panic!("a directory whose restore did not finish must not start");
+    };
+    assert!(err.to_string().contains("did not finish"), "{err}");
+}
+
 #[tokio::test]
 async fn rebuild_from_the_journal_alone_equals_the_live_state() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -48,28 +48,32 @@ pub async fn backup(target: &super::client::Target, to: &Path) -> Result<(), Fai
         },
         _ => return Err("the server's backup did not start with its header".into()),
     };
-    let partial = with_suffix(to, ".partial");
-    let mut file = std::fs::File::create(&partial)?;
-    file.write_all(header.line().as_bytes())?;
-    let mut written = 0u64;
-    while let Some(chunk) = stream.message().await? {
-        if let Some(Part::Data(data)) = chunk.part {
-            file.write_all(&data)?;
-            written += data.len() as u64;
-        }
+    // A fresh name, created only if absent: two backups to one path never share it.
+    let partial = with_suffix(to, &format!(".{}.partial", uuid::Uuid::new_v4().simple()));
+    let kept = receive(&mut stream, &partial, &header)
+        .await
+        .and_then(|()| {
+            // The server sends its journal's bytes as they are: a frame damaged on its
+            // disk would be carried into every backup unseen until a restore refused it.
+            let (checked, _) = backup::check(&partial)?;
+            if checked != header {
+                return Err(format!(
+                    "the backup's header changed while it was written: {checked:?}, not {header:?}"
+                )
+                .into());
+            }
+            Ok(())
+        })
+        .and_then(|()| std::fs::rename(&partial, to).map_err(|e| named(to, e)));
+    if let Err(e) = kept {
+        let _ = std::fs::remove_file(&partial);
+        return Err(format!("{e}; no backup was written to {}", to.display()).into());
     }
-    if written != header.bytes {
-        return Err(format!(
-            "the backup stream ended after {written} of {} bytes; nothing was kept",
-            header.bytes
-        )
-        .into());
-    }
-    file.sync_all()?;
-    std::fs::rename(&partial, to)?;
-    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
+    let dir = (to.parent())
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // The rename is durable once the directory is.
+    (std::fs::File::open(dir).and_then(|d| d.sync_all())).map_err(|e| named(dir, e))?;
     println!(
         "backup written to {}: entries 1..={}, digest {}",
         to.display(),
@@ -77,6 +81,41 @@ pub async fn backup(target: &super::client::Target, to: &Path) -> Result<(), Fai
         backup::hex(&header.digest)
     );
     Ok(())
+}
+
+/// Writes the header and the stream's journal bytes into a new file at `partial`,
+/// durably.
+async fn receive(
+    stream: &mut tonic::Streaming<crate::api::pb::BackupChunk>,
+    partial: &Path,
+    header: &Header,
+) -> Result<(), Failure> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(partial)
+        .map_err(|e| named(partial, e))?;
+    file.write_all(header.line().as_bytes())
+        .map_err(|e| named(partial, e))?;
+    let mut written = 0u64;
+    while let Some(chunk) = stream.message().await? {
+        if let Some(Part::Data(data)) = chunk.part {
+            file.write_all(&data).map_err(|e| named(partial, e))?;
+            written += data.len() as u64;
+        }
+    }
+    if written != header.bytes {
+        return Err(format!(
+            "the backup stream ended after {written} of {} bytes",
+            header.bytes
+        )
+        .into());
+    }
+    file.sync_all().map_err(|e| named(partial, e))
+}
+
+fn named(path: &Path, e: std::io::Error) -> Failure {
+    format!("{}: {e}", path.display()).into()
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

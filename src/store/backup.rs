@@ -73,64 +73,133 @@ fn unhex(text: &str) -> Option<Hash> {
 pub enum RestoreError {
     #[error("{0}")]
     Refused(String),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
+    #[error(transparent)]
+    Store(#[from] super::StoreError),
 }
 
-/// Writes the journal of backup `from` into `data_dir` (which must be missing or empty)
-/// and verifies it against the header. The state is built by the first open.
-pub fn restore(from: &Path, data_dir: &Path) -> Result<(Header, Verification), RestoreError> {
-    if data_dir.exists() && fs::read_dir(data_dir)?.next().is_some() {
-        return Err(RestoreError::Refused(format!(
-            "{} is not empty: restore only into a new data directory",
-            data_dir.display()
-        )));
+/// An I/O error on `path`, named.
+fn at(path: &Path) -> impl Fn(std::io::Error) -> RestoreError + '_ {
+    move |source| RestoreError::Io {
+        path: path.to_owned(),
+        source,
     }
-    let mut reader = BufReader::new(File::open(from)?);
+}
+
+/// The name a restore writes the journal under until it is verified. A start refuses
+/// a directory holding one: a restore that did not finish.
+pub const RESTORING: &str = "journal.log.restoring";
+
+/// Checks a whole backup file: its header, its length, every frame and link of its
+/// journal, and that the journal ends at the entry and digest the header names.
+pub fn check(file: &Path) -> Result<(Header, Verification), RestoreError> {
+    let mut reader = BufReader::new(File::open(file).map_err(at(file))?);
     let mut line = String::new();
-    reader.by_ref().take(256).read_line(&mut line)?;
-    let header = Header::parse(&line).map_err(RestoreError::Refused)?;
-    fs::create_dir_all(data_dir)?;
-    // Written under another name and renamed only once verified, so that a failed
-    // restore never leaves a journal a server would start on.
-    let path = data_dir.join("journal.log.restoring");
-    let mut out = File::create(&path)?;
-    let copied = std::io::copy(&mut reader.by_ref().take(header.bytes), &mut out)?;
-    let mut extra = [0u8; 1];
-    if copied != header.bytes || reader.read(&mut extra)? != 0 {
+    (reader.by_ref().take(256).read_line(&mut line)).map_err(at(file))?;
+    let header = Header::parse(&line)
+        .map_err(|why| RestoreError::Refused(format!("{}: {why}", file.display())))?;
+    let len = fs::metadata(file).map_err(at(file))?.len();
+    let start = line.len() as u64;
+    if len != start + header.bytes {
         return Err(RestoreError::Refused(format!(
-            "the backup should hold {} journal bytes after its header but holds {}",
+            "{}: the backup should hold {} journal bytes after its header but holds {}",
+            file.display(),
             header.bytes,
-            if copied == header.bytes {
-                "more".to_owned()
-            } else {
-                copied.to_string()
-            }
+            len.saturating_sub(start)
         )));
     }
-    out.flush()?;
-    out.sync_all()?;
-    File::open(data_dir)?.sync_all()?;
-    let v = journal::verify(&path)?;
+    let v = journal::verify_range(file, start, 0, journal::GENESIS, u64::MAX)?;
     if let Some((seq, why)) = &v.broken {
         return Err(RestoreError::Refused(format!(
-            "the backup's journal breaks at entry {seq}: {why}"
+            "{}: the backup's journal breaks at entry {seq}: {why}",
+            file.display()
         )));
     }
     if v.last_sequence != header.sequence || v.digest != header.digest {
         return Err(RestoreError::Refused(format!(
-            "the backup's journal ends at entry {} with digest {}, but its header promises entry {} with digest {}",
+            "{}: the backup's journal ends at entry {} with digest {}, but its header promises entry {} with digest {}",
+            file.display(),
             v.last_sequence,
             hex(&v.digest),
             header.sequence,
             hex(&header.digest)
         )));
     }
-    fs::rename(&path, data_dir.join("journal.log"))?;
-    File::open(data_dir)?.sync_all()?;
     Ok((header, v))
+}
+
+/// Writes the journal of backup `from` into `data_dir` (which must be missing or empty)
+/// and verifies it against the header. The state is built by the first open. The
+/// directory's LOCK is held throughout, so that no server starts on it meanwhile.
+pub fn restore(from: &Path, data_dir: &Path) -> Result<(Header, Verification), RestoreError> {
+    let not_empty = || {
+        RestoreError::Refused(format!(
+            "{} is not empty: restore only into a new data directory (a restore that did not finish leaves {RESTORING} there: remove the directory and restore again)",
+            data_dir.display()
+        ))
+    };
+    let only_lock = |dir: &Path| -> Result<bool, RestoreError> {
+        Ok((fs::read_dir(dir).map_err(at(dir))?)
+            .filter_map(Result::ok)
+            .all(|e| e.file_name() == "LOCK"))
+    };
+    if data_dir.exists() && !only_lock(data_dir)? {
+        return Err(not_empty());
+    }
+    let (header, v) = check(from)?;
+    let lock = super::lock(data_dir)?;
+    // Again, under the lock: a server may have started on it since.
+    if !only_lock(data_dir)? {
+        return Err(not_empty());
+    }
+    // Written under another name and renamed only once verified, so that a failed
+    // restore never leaves a journal a server would start on.
+    let path = data_dir.join(RESTORING);
+    let written = copy_journal(from, &path, &header);
+    let restored = written.and_then(|()| {
+        let copied = journal::verify(&path)?;
+        if copied != v {
+            return Err(RestoreError::Refused(format!(
+                "{}: the backup changed while it was restored",
+                from.display()
+            )));
+        }
+        let journal = data_dir.join("journal.log");
+        fs::rename(&path, &journal).map_err(at(&journal))?;
+        File::open(data_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(at(data_dir))
+    });
+    if restored.is_err() {
+        let _ = fs::remove_file(&path);
+    }
+    drop(lock);
+    restored.map(|()| (header, v))
+}
+
+/// Copies the journal bytes of backup `from` (after its header) into `to`, durably.
+fn copy_journal(from: &Path, to: &Path, header: &Header) -> Result<(), RestoreError> {
+    let mut reader = BufReader::new(File::open(from).map_err(at(from))?);
+    let mut line = String::new();
+    (reader.by_ref().take(256).read_line(&mut line)).map_err(at(from))?;
+    let mut out = File::create(to).map_err(at(to))?;
+    let copied =
+        std::io::copy(&mut reader.by_ref().take(header.bytes), &mut out).map_err(at(from))?;
+    if copied != header.bytes {
+        return Err(RestoreError::Refused(format!(
+            "{}: the backup changed while it was restored",
+            from.display()
+        )));
+    }
+    (out.flush().and_then(|()| out.sync_all())).map_err(at(to))?;
+    let dir = to.parent().unwrap_or(Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all()).map_err(at(dir))
 }
 
 #[cfg(test)]

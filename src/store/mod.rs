@@ -369,7 +369,13 @@ impl Store {
                         tracing::warn!(error = %e, "sled's lock is still held; opening anyway");
                     }
                 }
-                let db = kv::Tree::open_sled_db(&state_dir)?;
+                let db = kv::Tree::open_sled_db(&state_dir).map_err(|e| StoreError::DataDir {
+                    path: data_dir.to_owned(),
+                    reason: format!(
+                        "its state cannot be opened ({e}); the state is derived from the journal: run `case-escrow rebuild --data-dir {}` to rebuild it (the old state is moved aside, not deleted)",
+                        data_dir.display()
+                    ),
+                })?;
                 // LOCK is let go only after sled, on every path below.
                 let lock = Arc::new(lock);
                 let started = kv::Tree::sled(&db)
@@ -423,6 +429,12 @@ impl Store {
             path: data_dir.to_owned(),
             reason,
         };
+        if data_dir.join(backup::RESTORING).exists() {
+            return Err(dir_err(format!(
+                "a restore into it did not finish ({} is there): remove the directory and restore again",
+                backup::RESTORING
+            )));
+        }
         check_state_format(data_dir, &tree)?;
         let journal_path = data_dir.join("journal.log");
         // Opening creates a missing journal; beside a state built from one, that would
@@ -710,12 +722,24 @@ fn choose_engine(data_dir: &Path, wanted: Option<Engine>) -> Result<Engine, Stor
 }
 
 /// Creates the data directory if needed and takes its lock: one server per directory.
-fn lock(data_dir: &Path) -> Result<File, StoreError> {
+pub(crate) fn lock(data_dir: &Path) -> Result<File, StoreError> {
     let dir_err = |reason: String| StoreError::DataDir {
         path: data_dir.to_owned(),
         reason,
     };
     fs::create_dir_all(data_dir).map_err(|e| dir_err(e.to_string()))?;
+    // A directory just created exists after a power loss only once its parent's entry
+    // for it is durable; syncing both at every open costs nothing that matters.
+    for dir in [Some(data_dir), data_dir.parent()].into_iter().flatten() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| dir_err(format!("cannot sync {}: {e}", dir.display())))?;
+    }
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -744,7 +768,7 @@ fn claimed_end(data_dir: &Path, engine: Engine) -> Result<Option<u64>, StoreErro
         reason: format!("{reason}. Nothing was changed. A rebuild from this journal would drop entries that were made durable, and maybe acknowledged: put back the journal.log that holds them (a backup, `case-escrow restore`)"),
     }
     };
-    let (_, reader) = journal::open(&journal_path)?;
+    let reader = Arc::new(journal::open(&journal_path)?.1);
     let journal_len = fs::metadata(&journal_path)
         .map_err(|e| refuse(format!("cannot read journal.log's length: {e}")))?
         .len();
@@ -757,7 +781,7 @@ fn claimed_end(data_dir: &Path, engine: Engine) -> Result<Option<u64>, StoreErro
         };
         let state = SledState {
             tree,
-            journal: Arc::new(reader),
+            journal: reader.clone(),
         };
         let end = state.journal_end().map_err(|f| f.to_string())?;
         let last = state.last_sequence().map_err(|f| f.to_string())?;
@@ -796,9 +820,7 @@ fn claimed_end(data_dir: &Path, engine: Engine) -> Result<Option<u64>, StoreErro
         )));
     }
     if let Some(loc) = loc {
-        let (frame, _) = journal::open(&journal_path)?
-            .1
-            .read_raw(loc)
+        let (frame, _) = (reader.read_raw(loc))
             .map_err(|e| refuse(format!("entry {last}, the last of its state: {e}")))?;
         if frame.entry.sequence != last
             || frame.entry_hash != loc.entry_hash
