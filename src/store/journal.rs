@@ -385,19 +385,17 @@ pub fn open(path: &Path) -> Result<(JournalWriter, JournalReader), JournalError>
         path: path.to_owned(),
         source,
     };
-    let existed = path.exists();
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
         .open(path)
         .map_err(io)?;
-    if !existed {
-        // A new file's directory entry must be durable too, or a crash could lose the
-        // whole journal along with its first acknowledged batch.
-        if let Some(dir) = path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        }
+    // The file's directory entry must be durable too, or a crash could lose the whole
+    // journal along with its first acknowledged batch. At every open, not only when
+    // this one created it: the one that did may have died before its sync.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
     }
     let end = file.metadata().map_err(io)?.len();
     let reader = File::open(path).map_err(io)?;

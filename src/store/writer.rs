@@ -520,8 +520,15 @@ impl Writer {
             }
         };
         if let Err(e) = self.journal.append(&frames) {
+            // Cut back, the batch left nothing; not cut back, the next start may find
+            // some of its frames whole and replay them.
+            let outcome = if self.journal.is_broken() {
+                "the request may have been recorded: once the server is restarted, retry with the same request_id to learn its outcome"
+            } else {
+                "the request was not recorded"
+            };
             let why = if e.is_read_only() {
-                format!("the data directory is read-only; the request was not recorded ({e})")
+                format!("the data directory is read-only; {outcome} ({e})")
             } else {
                 format!("journal write failed: {e}")
             };
@@ -536,8 +543,10 @@ impl Writer {
             }
             appended.failed = Some(if e.is_disk_full() {
                 WriteError::DiskFull(format!(
-                    "no space left on the data directory's disk; the request was not recorded ({why})"
+                    "no space left on the data directory's disk; {outcome} ({why})"
                 ))
+            } else if self.journal.is_broken() && !e.is_read_only() {
+                WriteError::Unavailable(format!("{why}; {outcome}"))
             } else {
                 WriteError::Unavailable(why)
             });
