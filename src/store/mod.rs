@@ -727,18 +727,18 @@ pub(crate) fn lock(data_dir: &Path) -> Result<File, StoreError> {
         path: data_dir.to_owned(),
         reason,
     };
+    let created = !data_dir.exists();
     fs::create_dir_all(data_dir).map_err(|e| dir_err(e.to_string()))?;
     // A directory just created exists after a power loss only once its parent's entry
-    // for it is durable; syncing both at every open costs nothing that matters.
-    for dir in [Some(data_dir), data_dir.parent()].into_iter().flatten() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        File::open(dir)
+    // for it is durable (those above it were made by someone else, most likely long
+    // ago).
+    if created {
+        let parent = (data_dir.parent())
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        File::open(parent)
             .and_then(|d| d.sync_all())
-            .map_err(|e| dir_err(format!("cannot sync {}: {e}", dir.display())))?;
+            .map_err(|e| dir_err(format!("cannot sync {}: {e}", parent.display())))?;
     }
     let lock = OpenOptions::new()
         .create(true)
