@@ -172,11 +172,14 @@ impl Journal for JournalService {
                 .map(|l| l.offset + u64::from(l.len))
                 .ok_or_else(|| error::fault(Fault(format!("entry {before} has no location"))))?,
         };
+        let end = (self.store.reads.entry_location(to)?)
+            .map(|l| l.offset + u64::from(l.len))
+            .ok_or_else(|| error::fault(Fault(format!("entry {to} has no location"))))?;
         let chain_before = chain_at(&self.store, from - 1)?;
         let path = self.store.reads.journal_path().to_owned();
         // Reading a range of the journal is file I/O: keep it off the async workers.
         let v = tokio::task::spawn_blocking(move || {
-            journal::verify_range(&path, start, from - 1, chain_before, to)
+            journal::verify_range(&path, start, from - 1, chain_before, to, end)
         })
         .await
         .map_err(|e| error::fault(Fault(format!("verification stopped: {e}"))))?

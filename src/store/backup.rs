@@ -114,7 +114,7 @@ pub fn check(file: &Path) -> Result<(Header, Verification), RestoreError> {
             len.saturating_sub(start)
         )));
     }
-    let v = journal::verify_range(file, start, 0, journal::GENESIS, u64::MAX)?;
+    let v = journal::verify_range(file, start, 0, journal::GENESIS, u64::MAX, u64::MAX)?;
     if let Some((seq, why)) = &v.broken {
         return Err(RestoreError::Refused(format!(
             "{}: the backup's journal breaks at entry {seq}: {why}",

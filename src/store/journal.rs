@@ -571,17 +571,20 @@ pub struct Verification {
 /// (1, 2, 3, … without gaps), every entry's hash and every link. Reports the first
 /// broken link rather than stopping with an error, so an auditor learns where.
 pub fn verify(path: &Path) -> Result<Verification, JournalError> {
-    verify_range(path, 0, 0, GENESIS, u64::MAX)
+    verify_range(path, 0, 0, GENESIS, u64::MAX, u64::MAX)
 }
 
 /// Verifies the frames that start at byte `from` — the end of entry `before` whose chain
-/// value is `chain_before` — up to and including entry `to`.
+/// value is `chain_before` — up to and including entry `to`, reading no byte at or past
+/// `end`: on a live journal, the frame after the last committed one may be half
+/// written, and must not be read as damage.
 pub fn verify_range(
     path: &Path,
     from: u64,
     before: u64,
     chain_before: Hash,
     to: u64,
+    end: u64,
 ) -> Result<Verification, JournalError> {
     let mut v = Verification {
         checked: 0,
@@ -589,7 +592,7 @@ pub fn verify_range(
         digest: chain_before,
         broken: None,
     };
-    let visited = visit_range(path, from, u64::MAX, |frame, _| {
+    let visited = visit_range(path, from, end, |frame, _| {
         let want = v.last_sequence + 1;
         if want > to {
             return Err(STOP.into());
@@ -668,6 +671,36 @@ mod format_tests {
         let decoded = decode_frame(&frame).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(decoded.entry, e);
         assert_eq!(decoded.entry_hash, entry_hash(&body));
+    }
+
+    /// Verifying up to an entry reads nothing past it: on a live journal the next frame
+    /// may be half written, which is no damage of the range asked for.
+    #[test]
+    fn a_range_is_verified_without_reading_the_frame_after_it() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("journal.log");
+        let (mut out, mut head, mut ends) = (Vec::new(), GENESIS, Vec::new());
+        for sequence in 1..=6 {
+            let e = Entry {
+                sequence,
+                ..entry(None)
+            };
+            head = encode_frame(&e, &head, &mut out)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .chain;
+            ends.push(out.len() as u64);
+        }
+        // Half of the sixth frame, as a reader may find it while the writer appends.
+        out.truncate((ends[4] + (ends[5] - ends[4]) / 2) as usize);
+        std::fs::write(&path, &out).unwrap_or_else(|e| panic!("{e}"));
+        let v = verify_range(&path, 0, 0, GENESIS, 5, ends[4]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((v.broken, v.last_sequence, v.checked), (None, 5, 5));
+        let whole = verify(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            whole.broken.map(|(seq, _)| seq),
+            Some(6),
+            "past the range, it is seen"
+        );
     }
 
     /// Turning a format-2 frame into a format-1 one (CRC recomputed) would drop the
