@@ -626,6 +626,70 @@ async fn backup_restore_round_trip_keeps_every_balance() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
 }
 
+/// Offline, `verify` holds the journal to the state built from it: bytes past what the
+/// state holds that are no whole entry are a batch a crash cut short (not damage), and
+/// a journal that lost entries the state holds fails even if it verifies by itself.
+#[tokio::test]
+async fn offline_verify_holds_the_journal_to_its_state() {
+    type Change = fn(&std::path::Path);
+    let cases: [(&str, Change, bool, &str); 3] = [
+        (
+            "a torn batch after the last one applied",
+            |journal| {
+                OpenOptions::new()
+                    .append(true)
+                    .open(journal)
+                    .and_then(|mut f| f.write_all(&[0xff, 0, 0, 0, 1, 2, 3, 4, 1, 9]))
+                    .expect("append garbage");
+            },
+            true,
+            "crash cut short",
+        ),
+        (
+            "a byte flipped in an entry the state holds, near the end",
+            |journal| {
+                let offsets = frame_offsets(journal);
+                let mut bytes = std::fs::read(journal).expect("journal");
+                bytes[offsets[offsets.len() - 3] as usize + 20] ^= 0x40;
+                std::fs::write(journal, &bytes).expect("write");
+            },
+            false,
+            "BROKEN",
+        ),
+        (
+            "three entries cut off at a frame boundary",
+            |journal| {
+                let offsets = frame_offsets(journal);
+                OpenOptions::new()
+                    .write(true)
+                    .open(journal)
+                    .and_then(|f| f.set_len(offsets[offsets.len() - 3]))
+                    .expect("truncate");
+            },
+            false,
+            "which has only",
+        ),
+    ];
+    for (what, change, passes, said) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        ledger_with_entries(dir.path()).await;
+        change(&dir.path().join("journal.log"));
+        let out = run_cli(vec![
+            "verify".into(),
+            "--data-dir".into(),
+            dir.path().into(),
+        ])
+        .await;
+        let said_all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.success(), passes, "{what}: {said_all}");
+        assert!(said_all.contains(said), "{what}: {said_all}");
+    }
+}
+
 /// Files in `dir` whose name contains `part` (none if there is no `dir`).
 fn named_like(dir: &std::path::Path, part: &str) -> Vec<String> {
     std::fs::read_dir(dir)

@@ -10,20 +10,49 @@ use crate::store::{journal, Store};
 
 pub type Failure = super::client::CliError;
 
-/// Checks the whole journal offline; fails if any link is broken.
+/// Checks the whole journal offline; fails if any link is broken, or if the journal
+/// lacks entries its state was built from. Invalid bytes past what the state holds are
+/// the batch a crash cut short, never acknowledged, which the next start cuts off.
 pub fn verify(data_dir: &Path) -> Result<(), Failure> {
-    let v = journal::verify(&data_dir.join("journal.log"))?;
-    match v.broken {
-        None => {
+    let path = data_dir.join("journal.log");
+    if !path.exists() {
+        return Err(format!("{}: no journal.log", data_dir.display()).into());
+    }
+    // Before the journal is read: it refuses a journal shorter than, or other than, the
+    // one the state was built from, which verifies by itself.
+    let claim = crate::store::journal_claim(data_dir)?;
+    let v = journal::verify(&path)?;
+    let verified = || {
+        format!(
+            "journal verified: {} entries, digest {} at entry {}",
+            v.checked,
+            backup::hex(&v.digest),
+            v.last_sequence
+        )
+    };
+    let (Some((seq, why)), Some(at)) = (&v.broken, v.broken_at) else {
+        println!("{}", verified());
+        return Ok(());
+    };
+    let len = std::fs::metadata(&path).map_err(|e| named(&path, e))?.len();
+    let tail = len - at <= journal::TAIL_BYTES_MAX;
+    match claim {
+        crate::store::JournalClaim::Reaches(end) if tail && at >= end => {
             println!(
-                "journal verified: {} entries, digest {} at entry {}",
-                v.checked,
-                backup::hex(&v.digest),
-                v.last_sequence
+                "{}; then {} bytes that are no whole entry, past the {end} bytes the state holds: a batch a crash cut short, never acknowledged; the next start cuts them off (keeping them in journal.log.torn-{at})",
+                verified(),
+                len - at
             );
             Ok(())
         }
-        Some((seq, why)) => Err(format!(
+        crate::store::JournalClaim::Running if tail => Err(format!(
+            "journal verified up to entry {}; its last {} bytes are no whole entry, and a server is running on {}: it may be writing them. `case-escrow journal verify` checks through the server",
+            v.last_sequence,
+            len - at,
+            data_dir.display()
+        )
+        .into()),
+        _ => Err(format!(
             "journal BROKEN at entry {seq}: {why} ({} entries before it verified)",
             v.checked
         )

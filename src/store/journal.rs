@@ -565,6 +565,8 @@ pub struct Verification {
     pub digest: Hash,
     /// The first broken link: the sequence where it broke (or would be next) and why.
     pub broken: Option<(u64, String)>,
+    /// The byte where the frame of that link starts.
+    pub broken_at: Option<u64>,
 }
 
 /// Recomputes the chain over the whole journal: every frame's checksum, every sequence
@@ -591,6 +593,7 @@ pub fn verify_range(
         last_sequence: before,
         digest: chain_before,
         broken: None,
+        broken_at: None,
     };
     let visited = visit_range(path, from, end, |frame, _| {
         let want = v.last_sequence + 1;
@@ -619,6 +622,7 @@ pub fn verify_range(
         Err(JournalError::Corrupt { reason, .. }) if reason == STOP => Ok(v),
         Err(JournalError::Corrupt { offset, reason, .. }) => {
             v.broken = Some((v.last_sequence + 1, format!("at byte {offset}: {reason}")));
+            v.broken_at = Some(offset);
             Ok(v)
         }
         Err(e) => Err(e),

@@ -756,6 +756,42 @@ pub(crate) fn lock(data_dir: &Path) -> Result<File, StoreError> {
     Ok(lock)
 }
 
+/// What the states of a stopped data directory say of its journal, for an offline
+/// check of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalClaim {
+    /// A server holds the directory: its state cannot be read from outside.
+    Running,
+    /// No state, or none that can be read: nothing to hold the journal to.
+    Unknown,
+    /// The states were built from the journal up to this byte, which it holds (the
+    /// same entry where they end).
+    Reaches(u64),
+}
+
+/// How far the states of `data_dir` were built from its journal; refused if the journal
+/// is shorter or another there. Takes the directory's LOCK for the time it reads.
+pub fn journal_claim(data_dir: &Path) -> Result<JournalClaim, StoreError> {
+    let lock = match lock(data_dir) {
+        Ok(lock) => lock,
+        Err(StoreError::DataDir { reason, .. }) if reason.contains("LOCK is held") => {
+            return Ok(JournalClaim::Running)
+        }
+        Err(e) => return Err(e),
+    };
+    let mut claim = JournalClaim::Unknown;
+    for present in states_present(data_dir) {
+        if let Some(end) = claimed_end(data_dir, present)? {
+            claim = match claim {
+                JournalClaim::Reaches(other) => JournalClaim::Reaches(other.max(end)),
+                _ => JournalClaim::Reaches(end),
+            };
+        }
+    }
+    drop(lock);
+    Ok(claim)
+}
+
 /// How far into journal.log the state of `engine` in `data_dir` says it was built,
 /// checked against the journal: refused if the journal is shorter or its entry there is
 /// another. `None`: the state cannot be read (which may be why it is being rebuilt).
