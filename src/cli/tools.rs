@@ -10,54 +10,36 @@ use crate::store::{journal, Store};
 
 pub type Failure = super::client::CliError;
 
-/// Checks the whole journal offline; fails if any link is broken, or if the journal
-/// lacks entries its state was built from. Invalid bytes past what the state holds are
-/// the batch a crash cut short, never acknowledged, which the next start cuts off.
+/// Checks the whole journal offline, by itself (not against the state, which a start
+/// does); fails if any link is broken. Bytes at the end that are no whole entry are
+/// told apart from damage where it can be: they are what a crash leaves.
 pub fn verify(data_dir: &Path) -> Result<(), Failure> {
     let path = data_dir.join("journal.log");
-    if !path.exists() {
-        return Err(format!("{}: no journal.log", data_dir.display()).into());
-    }
-    // Before the journal is read: it refuses a journal shorter than, or other than, the
-    // one the state was built from, which verifies by itself.
-    let claim = crate::store::journal_claim(data_dir)?;
+    let len = std::fs::metadata(&path).map_err(|e| named(&path, e))?.len();
     let v = journal::verify(&path)?;
-    let verified = || {
-        format!(
+    let (Some((seq, why)), Some(at)) = (&v.broken, v.broken_at) else {
+        println!(
             "journal verified: {} entries, digest {} at entry {}",
             v.checked,
             backup::hex(&v.digest),
             v.last_sequence
-        )
-    };
-    let (Some((seq, why)), Some(at)) = (&v.broken, v.broken_at) else {
-        println!("{}", verified());
+        );
         return Ok(());
     };
-    let len = std::fs::metadata(&path).map_err(|e| named(&path, e))?.len();
-    let tail = len - at <= journal::TAIL_BYTES_MAX;
-    match claim {
-        crate::store::JournalClaim::Reaches(end) if tail && at >= end => {
-            println!(
-                "{}; then {} bytes that are no whole entry, past the {end} bytes the state holds: a batch a crash cut short, never acknowledged; the next start cuts them off (keeping them in journal.log.torn-{at})",
-                verified(),
-                len - at
-            );
-            Ok(())
-        }
-        crate::store::JournalClaim::Running if tail => Err(format!(
-            "journal verified up to entry {}; its last {} bytes are no whole entry, and a server is running on {}: it may be writing them. `case-escrow journal verify` checks through the server",
+    let tail = len.saturating_sub(at);
+    if v.broken_unreadable && tail <= journal::TAIL_BYTES_MAX {
+        return Err(format!(
+            "journal verified up to entry {} (digest {}); from entry {seq} on, its last {tail} bytes are no whole entry ({why}). After a crash that is the batch being written, never acknowledged, which the next start cuts off (keeping its bytes in journal.log.torn-{at}); if entries there were acknowledged, it is damage, which a rebuild refuses. If a server is running on the directory, it may be writing them: `case-escrow journal verify` checks through the server",
             v.last_sequence,
-            len - at,
-            data_dir.display()
+            backup::hex(&v.digest)
         )
-        .into()),
-        _ => Err(format!(
-            "journal BROKEN at entry {seq}: {why} ({} entries before it verified)",
-            v.checked
-        )
-        .into()),
+        .into());
     }
+    Err(format!(
+        "journal BROKEN at entry {seq}: {why} ({} entries before it verified)",
+        v.checked
+    )
+    .into())
 }
 
 /// Streams an online backup from a running server into `to`, written under a temporary

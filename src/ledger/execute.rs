@@ -116,7 +116,8 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
             // must take effect no earlier: dated before, it would never be in force
             // (an earlier registration wins until the later one's time comes), or it
             // would carry a registration not yet in force into force.
-            let effective = effective_at.unwrap_or(ctx.now);
+            // Unset, it is the entry's own time, which never steps back with the clock.
+            let effective = effective_at.unwrap_or(ctx.now.max(state.meta()?.last_recorded_at));
             if let Some(prior) = (special.registrations.iter())
                 .filter(|r| r.effective_at > effective)
                 .max_by_key(|r| r.effective_at)
@@ -146,7 +147,7 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
                 change: change.clone(),
                 reason: reason.clone(),
                 document_ref: document_ref.clone(),
-                effective_at: effective_at.unwrap_or(ctx.now),
+                effective_at: effective,
             })
         }
         Command::CloseSpecialAccount {
@@ -347,7 +348,8 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
                 }
                 // Nor before it was asked for: a time such as 0 would date the bank line
                 // on a day (clamped to 1990) that no statement holds.
-                if *at < d.requested_at {
+                // The same slack as ahead: the bank's clock is not ours.
+                if at.0 < d.requested_at.0.saturating_sub(PAID_AT_AHEAD_MAX_MICROS) {
                     return Err(DomainError::invalid(
                         "paid_at",
                         format!(

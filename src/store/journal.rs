@@ -567,6 +567,9 @@ pub struct Verification {
     pub broken: Option<(u64, String)>,
     /// The byte where the frame of that link starts.
     pub broken_at: Option<u64>,
+    /// Whether that frame does not read whole (its length or checksum), as a batch a
+    /// crash cut short does not, rather than reading whole and not following on.
+    pub broken_unreadable: bool,
 }
 
 /// Recomputes the chain over the whole journal: every frame's checksum, every sequence
@@ -594,13 +597,16 @@ pub fn verify_range(
         digest: chain_before,
         broken: None,
         broken_at: None,
+        broken_unreadable: false,
     };
+    let mut unlinked = false;
     let visited = visit_range(path, from, end, |frame, _| {
         let want = v.last_sequence + 1;
         if want > to {
             return Err(STOP.into());
         }
         if frame.entry.sequence != want {
+            unlinked = true;
             return Err(format!(
                 "entry {want} expected, entry {} found",
                 frame.entry.sequence
@@ -608,6 +614,7 @@ pub fn verify_range(
         }
         let link = chain(&v.digest, &frame.entry_hash);
         if link != frame.chain {
+            unlinked = true;
             return Err(format!(
                 "entry {want} does not match its chain hash: the entry or an earlier one was altered"
             ));
@@ -623,6 +630,7 @@ pub fn verify_range(
         Err(JournalError::Corrupt { offset, reason, .. }) => {
             v.broken = Some((v.last_sequence + 1, format!("at byte {offset}: {reason}")));
             v.broken_at = Some(offset);
+            v.broken_unreadable = !unlinked;
             Ok(v)
         }
         Err(e) => Err(e),

@@ -327,7 +327,7 @@ impl Store {
         // a ledger without acknowledged entries, and hand out their sequences again.
         let mut floor = 0;
         for present in states_present(data_dir) {
-            floor = floor.max(claimed_end(data_dir, present)?.unwrap_or(u64::MAX));
+            floor = floor.max(claimed_end(data_dir, present)?.unwrap_or(0));
         }
         check_frames_below(&journal_path, floor)?;
         let secs = std::time::SystemTime::now()
@@ -756,42 +756,6 @@ pub(crate) fn lock(data_dir: &Path) -> Result<File, StoreError> {
     Ok(lock)
 }
 
-/// What the states of a stopped data directory say of its journal, for an offline
-/// check of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JournalClaim {
-    /// A server holds the directory: its state cannot be read from outside.
-    Running,
-    /// No state, or none that can be read: nothing to hold the journal to.
-    Unknown,
-    /// The states were built from the journal up to this byte, which it holds (the
-    /// same entry where they end).
-    Reaches(u64),
-}
-
-/// How far the states of `data_dir` were built from its journal; refused if the journal
-/// is shorter or another there. Takes the directory's LOCK for the time it reads.
-pub fn journal_claim(data_dir: &Path) -> Result<JournalClaim, StoreError> {
-    let lock = match lock(data_dir) {
-        Ok(lock) => lock,
-        Err(StoreError::DataDir { reason, .. }) if reason.contains("LOCK is held") => {
-            return Ok(JournalClaim::Running)
-        }
-        Err(e) => return Err(e),
-    };
-    let mut claim = JournalClaim::Unknown;
-    for present in states_present(data_dir) {
-        if let Some(end) = claimed_end(data_dir, present)? {
-            claim = match claim {
-                JournalClaim::Reaches(other) => JournalClaim::Reaches(other.max(end)),
-                _ => JournalClaim::Reaches(end),
-            };
-        }
-    }
-    drop(lock);
-    Ok(claim)
-}
-
 /// How far into journal.log the state of `engine` in `data_dir` says it was built,
 /// checked against the journal: refused if the journal is shorter or its entry there is
 /// another. `None`: the state cannot be read (which may be why it is being rebuilt).
@@ -801,16 +765,21 @@ fn claimed_end(data_dir: &Path, engine: Engine) -> Result<Option<u64>, StoreErro
     let refuse = |reason: String| {
         StoreError::DataDir {
         path: data_dir.to_owned(),
-        reason: format!("{reason}. Nothing was changed. A rebuild from this journal would drop entries that were made durable, and maybe acknowledged: put back the journal.log that holds them (a backup, `case-escrow restore`)"),
+        reason: format!("{reason}. Nothing was changed. A rebuild from this journal would drop entries that were made durable, and maybe acknowledged: put back the journal.log that holds them"),
     }
     };
     let reader = Arc::new(journal::open(&journal_path)?.1);
     let journal_len = fs::metadata(&journal_path)
-        .map_err(|e| refuse(format!("cannot read journal.log's length: {e}")))?
+        .map_err(|e| journal::JournalError::Io {
+            path: journal_path.clone(),
+            source: e,
+        })?
         .len();
     // What the state says: the end of its last applied batch (or of a batch a crash cut
-    // short, which the journal held durably), its last entry and where that entry lies.
-    let read = |tree: kv::Tree| -> Result<(u64, u64, Option<journal::Location>), String> {
+    // short, which the journal held durably), and, if this build can read it, its last
+    // entry and where that entry lies.
+    type Claimed = (u64, Option<(u64, journal::Location)>);
+    let read = |tree: kv::Tree| -> Result<Claimed, String> {
         let unfinished = match &tree {
             kv::Tree::Sled(sled) => undo::unfinished_end(sled)?,
             kv::Tree::Fjall(_) => None,
@@ -820,32 +789,45 @@ fn claimed_end(data_dir: &Path, engine: Engine) -> Result<Option<u64>, StoreErro
             journal: reader.clone(),
         };
         let end = state.journal_end().map_err(|f| f.to_string())?;
-        let last = state.last_sequence().map_err(|f| f.to_string())?;
-        let loc = state.entry_location(last).map_err(|f| f.to_string())?;
-        Ok((end.max(unfinished.unwrap_or(0)), last, loc))
+        // Another format's records may not decode here; its end still holds.
+        let last = (state.last_sequence().ok())
+            .and_then(|last| Some((last, state.entry_location(last).ok()??)));
+        Ok((end.max(unfinished.unwrap_or(0)), last))
     };
-    let claimed = match engine {
-        Engine::Sled => match kv::Tree::open_sled_db(&state_dir) {
-            Ok(db) => {
-                let claimed = kv::Tree::sled(&db)
-                    .map_err(|e| e.to_string())
-                    .and_then(read);
-                if let Err(e) = release_sled(db, &state_dir, CLOSE_WAIT) {
-                    tracing::warn!(error = %e, "sled did not release the old state in time");
-                }
-                claimed
+    // A damaged state may make the engine panic rather than fail (sled 0.34 does on some
+    // damage): that is a state that cannot be read, which is what a rebuild is for.
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match engine {
+        Engine::Sled => {
+            // This process holds LOCK: a sled lock still held is a handle of ours closing.
+            if let Err(e) = wait_until_sled_lets_go(&state_dir, CLOSE_WAIT) {
+                tracing::warn!(error = %e, "sled's lock is still held; opening anyway");
             }
-            Err(e) => Err(e.to_string()),
-        },
+            match kv::Tree::open_sled_db(&state_dir) {
+                Ok(db) => {
+                    let claimed = kv::Tree::sled(&db)
+                        .map_err(|e| e.to_string())
+                        .and_then(read);
+                    if let Err(e) = release_sled(db, &state_dir, CLOSE_WAIT) {
+                        tracing::warn!(error = %e, "sled did not release the old state in time");
+                    }
+                    claimed
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
         // LOCK is held by the caller; fjall's drop waits for its workers.
         Engine::Fjall => kv::Tree::open_fjall(&state_dir, None)
             .map_err(|e| e.to_string())
             .and_then(read),
-    };
-    let (end, last, loc) = match claimed {
-        Ok(claimed) => claimed,
-        Err(e) => {
-            tracing::warn!(state = %state_dir.display(), error = %e, "the old state cannot be read; the whole journal must then be intact for the rebuild");
+    }));
+    let (end, last) = match opened {
+        Ok(Ok(claimed)) => claimed,
+        failed => {
+            let why = match failed {
+                Ok(Err(e)) => e,
+                _ => "its engine panicked opening it".to_owned(),
+            };
+            tracing::warn!(state = %state_dir.display(), error = %why, "the old state cannot be read; the rebuild cuts an invalid tail of the journal as a start does");
             return Ok(None);
         }
     };
@@ -855,7 +837,7 @@ fn claimed_end(data_dir: &Path, engine: Engine) -> Result<Option<u64>, StoreErro
             engine.dir_name()
         )));
     }
-    if let Some(loc) = loc {
+    if let Some((last, loc)) = last {
         let (frame, _) = (reader.read_raw(loc))
             .map_err(|e| refuse(format!("entry {last}, the last of its state: {e}")))?;
         if frame.entry.sequence != last
@@ -894,11 +876,7 @@ fn check_frames_below(journal_path: &Path, floor: u64) -> Result<(), StoreError>
     };
     Err(StoreError::DataDir {
         path: journal_path.to_owned(),
-        reason: if floor == u64::MAX {
-            format!("its frame at byte {offset} is invalid ({reason}), and the old state cannot be read to tell a batch a crash cut short (never acknowledged) from damage. Nothing was changed. If it is only that batch, move the old state aside yourself and start the server, which cuts it off and keeps its bytes in journal.log.torn-{offset}; if not, restore the journal from a backup")
-        } else {
-            format!("its frame at byte {offset} is invalid ({reason}), below byte {floor} that the old state was built from: damage that a rebuild would cut off with every entry after it. Nothing was changed; restore the journal from a backup")
-        },
+        reason: format!("its frame at byte {offset} is invalid ({reason}), below byte {floor} that the old state was built from: damage that a rebuild would cut off with every entry after it. Nothing was changed; put back a journal.log that holds those entries"),
     })
 }
 
