@@ -281,6 +281,9 @@ impl Server {
             ReconciliationServer::new(ReconciliationService {
                 store: handle,
                 limits: self.limits,
+                runs: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                    crate::api::RECONCILE_RUNS_MAX,
+                )),
             })
             .max_decoding_message_size(RECONCILE_MESSAGE_BYTES_MAX),
             self.directory.clone(),

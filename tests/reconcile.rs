@@ -1267,3 +1267,48 @@ async fn bad_statement_lines_are_invalid_rows_and_the_rest_goes_on() {
     assert_eq!((s.rows, s.invalid_rows, s.matched), (8, 4, 4));
     l.stop().await;
 }
+
+/// Each run holds a thread of the blocking pool while its caller keeps the stream open,
+/// sending or not: silent callers could take them all, and with them backups and the
+/// server's stop. Runs at once are bounded; a place comes back when one ends.
+#[tokio::test]
+async fn runs_at_once_are_bounded_and_a_place_comes_back_when_one_ends() {
+    let mut l = Ledger::start().await;
+    let header = || pb::ReconcileBankStatementRequest {
+        message: Some(bank_req::Message::Header(bank_header(&l.special, "0.00"))),
+    };
+    let mut silent = Vec::new();
+    for _ in 0..case_escrow::api::RECONCILE_RUNS_MAX {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(header()).await.expect("queued");
+        let answers = l
+            .recon
+            .clone()
+            .reconcile_bank_statement(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .expect("a run starts")
+            .into_inner();
+        silent.push((tx, answers));
+    }
+    let refused = l
+        .recon
+        .clone()
+        .reconcile_bank_statement(tokio_stream::iter(vec![header()]))
+        .await
+        .expect_err("one run too many");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+
+    // One caller ends its statement and reads the run's last answer: its place is free.
+    let (tx, mut answers) = silent.pop().expect("a run");
+    drop(tx);
+    let mut last = None;
+    while let Some(a) = answers.message().await.expect("answer") {
+        last = a.message;
+    }
+    assert!(matches!(last, Some(bank_resp::Message::Summary(_))), "{last:?}");
+    let special = l.special.clone();
+    let run = l.bank(bank_header(&special, "0.00"), vec![]).await;
+    assert!(run.summary.is_some());
+    drop(silent);
+    l.stop().await;
+}

@@ -19,7 +19,7 @@ mod suspense;
 pub use cases::CaseLedgerService;
 pub use journal::JournalService;
 pub use principals::PrincipalsService;
-pub use reconcile::ReconciliationService;
+pub use reconcile::{ReconciliationService, RECONCILE_RUNS_MAX};
 pub use specials::SpecialAccountsService;
 
 /// The generated protobuf and gRPC code.

@@ -8,6 +8,7 @@
 //! so a slow client slows the run down instead of growing its memory.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -34,10 +35,17 @@ const MESSAGES_AHEAD: usize = 1;
 /// The longest limit a request may set, in days.
 const LIMIT_DAYS_MAX: u32 = 3650;
 
+/// Runs at once, across callers. Each holds a thread of the blocking pool for as long
+/// as its client keeps the stream open, sending or not; unbounded, silent streams
+/// would take the whole pool, and with it Backup, VerifyJournal and the store's close.
+pub const RECONCILE_RUNS_MAX: usize = 32;
+
 pub struct ReconciliationService {
     pub store: StoreHandle,
     /// The server's configured limits; a request may override them.
     pub limits: Limits,
+    /// [`RECONCILE_RUNS_MAX`] permits.
+    pub runs: Arc<tokio::sync::Semaphore>,
 }
 
 type Answers<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
@@ -47,6 +55,15 @@ fn invalid(field: &str, reason: impl Into<String>) -> Status {
 }
 
 impl ReconciliationService {
+    /// A place among the runs at once, or RESOURCE_EXHAUSTED.
+    fn place(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.runs.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{RECONCILE_RUNS_MAX} reconciliations are running; retry once one has ended"
+            ))
+        })
+    }
+
     fn limits(&self, given: Option<&pb::Limits>) -> Result<Limits, Status> {
         let Some(l) = given else {
             return Ok(self.limits);
@@ -307,6 +324,7 @@ fn drive<R: Run>(
     mut inbound: mpsc::Receiver<Ahead<R::In>>,
     started: R::Out,
     reply: &mut Reply<R::Out>,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     if !reply.send(Ok(started)) {
         return;
@@ -364,7 +382,10 @@ fn drive<R: Run>(
     let mut out = |d| {
         reply.send(Ok(R::discrepancy(d)));
     };
-    match run.finish(&mut out) {
+    let finished = run.finish(&mut out);
+    // Given back before the last answer: a caller who has read it may start another.
+    drop(permit);
+    match finished {
         Ok(summary) => {
             reply.send(Ok(summary));
         }
@@ -374,13 +395,18 @@ fn drive<R: Run>(
     }
 }
 
-fn spawn<R: Run>(run: R, inbound: Streaming<R::In>, started: R::Out) -> Answers<R::Out> {
+fn spawn<R: Run>(
+    run: R,
+    inbound: Streaming<R::In>,
+    started: R::Out,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Answers<R::Out> {
     let (tx, rx) = mpsc::channel(ANSWERS_QUEUED);
     let (messages, ahead) = mpsc::channel(MESSAGES_AHEAD);
     tokio::spawn(read_ahead(inbound, messages));
     tokio::task::spawn_blocking(move || {
         let mut reply = Reply { tx, gone: false };
-        drive(run, ahead, started, &mut reply);
+        drive(run, ahead, started, &mut reply, permit);
     });
     Box::pin(ReceiverStream::new(rx))
 }
@@ -504,6 +530,7 @@ impl Reconciliation for ReconciliationService {
     ) -> Result<Response<Self::ReconcileCaseFlowStream>, Status> {
         use pb::reconcile_case_flow_request::Message as M;
         let caller = authz::caller(&request)?;
+        let permit = self.place()?;
         let mut inbound = request.into_inner();
         let header = match inbound.message().await? {
             Some(pb::ReconcileCaseFlowRequest {
@@ -541,7 +568,7 @@ impl Reconciliation for ReconciliationService {
             ))),
         };
         let run = CaseFlowRun::new(snap, as_of, limits, scope).restricted_to_scope(restricted);
-        Ok(Response::new(spawn(run, inbound, first)))
+        Ok(Response::new(spawn(run, inbound, first, permit)))
     }
 
     async fn reconcile_bank_statement(
@@ -550,6 +577,7 @@ impl Reconciliation for ReconciliationService {
     ) -> Result<Response<Self::ReconcileBankStatementStream>, Status> {
         use pb::reconcile_bank_statement_request::Message as M;
         let caller = authz::caller(&request)?;
+        let permit = self.place()?;
         let mut inbound = request.into_inner();
         let header = match inbound.message().await? {
             Some(pb::ReconcileBankStatementRequest {
@@ -601,6 +629,6 @@ impl Reconciliation for ReconciliationService {
             )),
         };
         let run = BankRun::new(snap, special, from, to, opening, closing, limits);
-        Ok(Response::new(spawn(run, inbound, first)))
+        Ok(Response::new(spawn(run, inbound, first, permit)))
     }
 }
