@@ -469,6 +469,14 @@ fn approval_tiers(text: &str) -> Result<crate::domain::ApprovalTiers, ConfigErro
             crate::domain::Amount::parse(part).map_err(|e| value(key, &format!("{part}: {e}")))?;
         fen.push(amount.fen());
     }
+    // An empty value (an unset variable in a compose file, say) would otherwise take the
+    // tiers away, letting a first-level approver approve any amount.
+    if fen.is_empty() {
+        return Err(value(
+            key,
+            "is empty: give one to four amounts in yuan, each larger than the one before (the default is 100000)",
+        ));
+    }
     crate::domain::ApprovalTiers::new(&fen)
         .ok_or_else(|| value(key, "at most four amounts, each larger than the one before"))
 }
@@ -578,8 +586,16 @@ mod tests {
 
     #[test]
     fn every_bad_value_names_its_key() {
-        let cases: [(&str, &str); 8] = [
+        let cases: [(&str, &str); 10] = [
             ("[server]\nlisten = \"localhost\"\n", "server.listen"),
+            (
+                "[server]\napproval_tiers_yuan = \"\"\n",
+                "server.approval_tiers_yuan",
+            ),
+            (
+                "[server]\napproval_tiers_yuan = \" , \"\n",
+                "server.approval_tiers_yuan",
+            ),
             (
                 "[server]\nstate_engine = \"rocksdb\"\n",
                 "server.state_engine",
