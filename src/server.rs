@@ -33,6 +33,14 @@ pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
 pub const RECONCILE_MESSAGE_BYTES_MAX: usize = 8 << 20;
 /// How long shutdown waits for open calls before it stops anyway.
 pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(10);
+/// Calls open at once on one connection: far above what a client multiplexes (the
+/// load generator puts 16 on each), far below what would exhaust the server.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
+/// How often an idle connection's peer is asked whether it is still there, and how
+/// long it has to answer.
+const HTTP2_KEEPALIVE: Duration = Duration::from_secs(60);
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// What a server runs with; `config.rs` fills it from the TOML file, the environment
 /// and the flags.
@@ -293,7 +301,9 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Without TCP_NODELAY a client that waits for each answer before its next call
         // meets Nagle's algorithm and delayed ACKs: about 40 ms a call.
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let incoming = TcpIncoming::from(self.listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(TCP_KEEPALIVE));
         let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_task = self.metrics_listener.map(|listener| {
             tokio::spawn(crate::metrics::serve_http(
@@ -306,7 +316,13 @@ impl Server {
                 },
             ))
         });
-        let mut builder = tonic::transport::Server::builder();
+        // A peer that vanished (a machine switched off, a cut link) is found and its
+        // streams ended, rather than held open with whatever they hold; and one
+        // connection's streams are bounded, which tonic otherwise leaves unbounded.
+        let mut builder = tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
+            .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
+            .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT));
         if let Some(tls) = &self.tls {
             builder = builder.tls_config(tls.server_config())?;
         }
