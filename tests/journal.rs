@@ -753,6 +753,10 @@ async fn a_damaged_journal_is_not_backed_up_nor_a_damaged_backup_restored() {
         String::from_utf8_lossy(&out.stderr)
     );
     server.stop().await;
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&file).expect("backup").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the whole ledger, for its owner alone");
     let good = std::fs::read(&file).expect("backup");
     let mut rotten = good.clone();
     let last = rotten.len() - 1;
@@ -772,7 +776,10 @@ async fn a_damaged_journal_is_not_backed_up_nor_a_damaged_backup_restored() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a damaged backup was restored");
     assert!(stderr.contains("breaks at entry"), "{stderr}");
-    assert!(!target.exists(), "the backup is checked before the directory is made");
+    assert!(
+        !target.exists(),
+        "the backup is checked before the directory is made"
+    );
     std::fs::write(&file, &good).expect("write");
     let out = restore().await;
     assert!(
@@ -784,6 +791,11 @@ async fn a_damaged_journal_is_not_backed_up_nor_a_damaged_backup_restored() {
         std::fs::read(target.join("journal.log")).expect("journal"),
         pristine
     );
+
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&target).expect("restored").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o700, "a data directory made by the service");
 
     // A restore killed before it finished leaves its file: no server starts there.
     let cut_short = backups.path().join("cut-short");

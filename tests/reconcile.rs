@@ -1305,7 +1305,10 @@ async fn runs_at_once_are_bounded_and_a_place_comes_back_when_one_ends() {
     while let Some(a) = answers.message().await.expect("answer") {
         last = a.message;
     }
-    assert!(matches!(last, Some(bank_resp::Message::Summary(_))), "{last:?}");
+    assert!(
+        matches!(last, Some(bank_resp::Message::Summary(_))),
+        "{last:?}"
+    );
     let special = l.special.clone();
     let run = l.bank(bank_header(&special, "0.00"), vec![]).await;
     assert!(run.summary.is_some());

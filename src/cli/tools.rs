@@ -101,11 +101,13 @@ async fn receive(
     partial: &Path,
     header: &Header,
 ) -> Result<(), Failure> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(partial)
-        .map_err(|e| named(partial, e))?;
+    // The whole ledger: readable by the user who took it alone.
+    let mut file = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new().write(true).create_new(true),
+        0o600,
+    )
+    .open(partial)
+    .map_err(|e| named(partial, e))?;
     file.write_all(header.line().as_bytes())
         .map_err(|e| named(partial, e))?;
     let mut written = 0u64;

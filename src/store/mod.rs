@@ -728,7 +728,11 @@ pub(crate) fn lock(data_dir: &Path) -> Result<File, StoreError> {
         reason,
     };
     let created = !data_dir.exists();
-    fs::create_dir_all(data_dir).map_err(|e| dir_err(e.to_string()))?;
+    // Every party, account and amount is in it: readable by the service's user alone
+    // (a directory the operator made keeps the mode they gave it).
+    std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+        .create(data_dir)
+        .map_err(|e| dir_err(e.to_string()))?;
     // A directory just created exists after a power loss only once its parent's entry
     // for it is durable (those above it were made by someone else, most likely long
     // ago).
