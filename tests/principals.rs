@@ -856,3 +856,57 @@ async fn an_older_administrator_with_a_money_role_moves_no_money() {
     );
     server.stop().await;
 }
+
+/// A token the server draws exists only in its answer. Lost on the way, the old one is
+/// dead and a retry is refused; for the last national administrator that would lock
+/// administration out for good, so it brings its own new token until there is another.
+#[tokio::test]
+async fn the_last_national_administrator_brings_its_own_new_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut admin =
+        pb::principals_client::PrincipalsClient::new(server.channel_as(&server.admin_token).await);
+    let me = who(&server, &server.admin_token).await.principal_id;
+    let rotate = |sha256: &str| pb::RotateTokenRequest {
+        request_id: rid(),
+        principal_id: me.clone(),
+        token_sha256: sha256.into(),
+    };
+    let refused = admin
+        .rotate_token(rotate(""))
+        .await
+        .expect_err("a drawn token for the last national administrator");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("token_sha256"), "{refused:?}");
+    assert_eq!(who(&server, &server.admin_token).await.principal_id, me);
+
+    let (mine, mine_sha) = own_token();
+    let rotated = admin
+        .rotate_token(rotate(&mine_sha))
+        .await
+        .expect("rotated to a token it holds")
+        .into_inner();
+    assert_eq!(rotated.token, "");
+    assert_eq!(who(&server, &mine).await.principal_id, me);
+
+    let mut admin = pb::principals_client::PrincipalsClient::new(server.channel_as(&mine).await);
+    let (_, second_sha) = own_token();
+    admin
+        .add_principal(pb::AddPrincipalRequest {
+            request_id: rid(),
+            name: "第二管理员".into(),
+            roles: vec![pb::Role::Admin as i32],
+            court_scopes: vec!["最高法".into()],
+            token_sha256: second_sha,
+            ..Default::default()
+        })
+        .await
+        .expect("a second national administrator");
+    let drawn = admin
+        .rotate_token(rotate(""))
+        .await
+        .expect("with another, a drawn token is no risk")
+        .into_inner();
+    assert_eq!(who(&server, &drawn.token).await.principal_id, me);
+    server.stop().await;
+}

@@ -377,6 +377,21 @@ impl Principals for PrincipalsService {
                 }
             }
         }
+        // A drawn token exists only in the answer: lost on the way (a dropped link, a
+        // killed client), the old one is dead and a retry is refused as a reuse. For
+        // the last national administrator that would lock administration out for good.
+        if brought.is_none() {
+            use crate::ledger::State;
+            let all = self.store.reads.all_principals()?;
+            let last = all.iter().any(|p| p.id == target && p.is_national_admin())
+                && !all.iter().any(|p| p.id != target && p.is_national_admin());
+            if last {
+                return Err(DomainError::rule(
+                    "the last enabled administrator with court scope 最高法 brings its new token (token_sha256: `case-escrow principal new-token`), so that a lost answer cannot lock administration out; or add a second one first",
+                )
+                .into());
+            }
+        }
         let (token_hash, shown) = token(brought, true)?;
         let command = Command::RotateToken {
             principal_id: target,

@@ -102,6 +102,13 @@ impl PrincipalState {
         }
     }
 
+    /// An enabled administrator acting in 最高法: only such a principal can manage every
+    /// other principal, so without one nobody could administer the server again
+    /// (bootstrap runs only on an empty directory).
+    pub fn is_national_admin(&self) -> bool {
+        self.enabled && self.has_role(Role::Admin) && self.may_everywhere(Access::Write)
+    }
+
     /// Whether it may do `access` in every court (a court scope of 最高法: for reading,
     /// a supervised one is enough).
     pub fn may_everywhere(&self, access: Access) -> bool {

@@ -973,12 +973,6 @@ fn principal_rule(
     }
 }
 
-/// An administrator acting in 最高法: only such a principal can manage every other
-/// principal, so without one enabled nobody could administer the server again.
-fn national_admin(p: &PrincipalState) -> bool {
-    p.enabled && p.has_role(Role::Admin) && p.courts.iter().any(|c| c.is_supreme())
-}
-
 /// Nobody disables itself, nor the last enabled national administrator: bootstrap
 /// runs only on an empty directory, so either would lock administration out for good.
 fn may_disable(
@@ -993,9 +987,9 @@ fn may_disable(
         ))
         .into());
     }
-    if national_admin(p) {
+    if p.is_national_admin() {
         let others = state.all_principals()?;
-        if !others.iter().any(|o| o.id != p.id && national_admin(o)) {
+        if !others.iter().any(|o| o.id != p.id && o.is_national_admin()) {
             return Err(DomainError::rule(format!(
                 "principal {} is the last enabled administrator with court scope 最高法; add another before disabling it",
                 p.name
