@@ -57,11 +57,12 @@ pub struct ClientArgs {
     #[arg(long, env = "CASE_ESCROW_TLS_CA", global = true)]
     pub tls_ca: Option<PathBuf>,
     /// For a server that asks for client certificates (mutual TLS): your certificate,
-    /// PEM. With --tls-key.
-    #[arg(long, env = "CASE_ESCROW_TLS_CERT", global = true)]
+    /// PEM. With --tls-key. (Not `CASE_ESCROW_TLS_CERT`: that is the server's own
+    /// certificate, set beside the client in a container.)
+    #[arg(long, env = "CASE_ESCROW_CLIENT_TLS_CERT", global = true)]
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert, PEM.
-    #[arg(long, env = "CASE_ESCROW_TLS_KEY", global = true)]
+    #[arg(long, env = "CASE_ESCROW_CLIENT_TLS_KEY", global = true)]
     pub tls_key: Option<PathBuf>,
     /// The name the server's certificate must carry, when it is not the host of
     /// --server (e.g. a certificate for a name, reached by its IP address).

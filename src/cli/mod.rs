@@ -319,6 +319,7 @@ async fn serve(args: ServeArgs) -> CliResult<()> {
         )?),
         None => None,
     };
+    let tls_off = tls.is_none();
     let config = effective.server;
     let data_dir = config.data_dir.clone();
     let server = Server::bind(config).await?;
@@ -328,6 +329,15 @@ async fn serve(args: ServeArgs) -> CliResult<()> {
     };
     let addr = server.local_addr();
     let metrics = server.metrics_addr();
+    if tls_off && !addr.ip().is_loopback() {
+        // Tokens are bearer secrets: on a network without TLS anyone on the path holds
+        // them. A container binding 0.0.0.0 behind a port published to its host alone
+        // is the usual exception, so this is said, not refused.
+        tracing::warn!(%addr, "listening beyond loopback without TLS: every token crosses the network in clear (set tls_cert and tls_key)");
+    }
+    if metrics.is_some_and(|m| !m.ip().is_loopback()) {
+        tracing::warn!(metrics = ?metrics, "metrics beyond loopback: /metrics has no authentication and shows money totals");
+    }
     tracing::info!(%addr, data_dir = %data_dir.display(), metrics = ?metrics, "serving");
     // One line on stdout, for scripts and tests that start the server on port 0.
     match metrics {

@@ -48,6 +48,8 @@ pub async fn run_cli(args: Vec<String>) -> std::process::Output {
                 .env_remove("CASE_ESCROW_TLS_CA")
                 .env_remove("CASE_ESCROW_TLS_CERT")
                 .env_remove("CASE_ESCROW_TLS_KEY")
+                .env_remove("CASE_ESCROW_CLIENT_TLS_CERT")
+                .env_remove("CASE_ESCROW_CLIENT_TLS_KEY")
                 .env_remove("CASE_ESCROW_TLS_DOMAIN"),
         )
     })
