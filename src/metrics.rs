@@ -318,8 +318,12 @@ fn dir_bytes(dir: &Path) -> u64 {
     walk(dir, 5)
 }
 
-/// Serves `GET /metrics` until `stop` completes. One connection at a time, each bounded
-/// in size and time: a scraper is one client every few seconds.
+/// Connections the metrics endpoint answers at once; beyond, it closes them unanswered.
+const HTTP_CONNECTIONS_MAX: usize = 8;
+
+/// Serves `GET /metrics` until `stop` completes. Each connection on a task of its own,
+/// bounded in size and time, and at most [`HTTP_CONNECTIONS_MAX`] at once: one at a time,
+/// two idle connections held the scraper out for good.
 pub async fn serve_http(
     listener: TcpListener,
     metrics: Arc<Metrics>,
@@ -328,12 +332,16 @@ pub async fn serve_http(
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    let places = Arc::new(tokio::sync::Semaphore::new(HTTP_CONNECTIONS_MAX));
+    let mut answering = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
-            () = &mut stop => return,
+            () = &mut stop => break,
             a = listener.accept() => a,
+            // Reaps finished connections, so the set holds only those still open.
+            Some(_) = answering.join_next(), if !answering.is_empty() => continue,
         };
-        let (mut stream, _) = match accepted {
+        let (stream, _) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "metrics endpoint: accept failed");
@@ -342,28 +350,46 @@ pub async fn serve_http(
                 continue;
             }
         };
-        let answered = tokio::time::timeout(HTTP_READ_TIMEOUT, async {
-            let head = read_head(&mut stream).await?;
-            let (status, body, kind) = match head.split_whitespace().take(2).collect::<Vec<_>>()[..] {
-                ["GET", "/metrics"] => (
-                    "200 OK",
-                    metrics.render(&store, &data_dir).await,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-                ["GET", _] => ("404 Not Found", "only /metrics is here\n".to_owned(), "text/plain"),
-                _ => ("405 Method Not Allowed", "GET /metrics\n".to_owned(), "text/plain"),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            stream.write_all(response.as_bytes()).await?;
-            stream.shutdown().await
-        })
-        .await;
-        if let Ok(Err(e)) = answered {
-            tracing::debug!(error = %e, "metrics endpoint: connection failed");
-        }
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            continue;
+        };
+        let (metrics, store, data_dir) = (metrics.clone(), store.clone(), data_dir.clone());
+        answering.spawn(async move {
+            answer_http(stream, &metrics, &store, &data_dir).await;
+            drop(place);
+        });
+    }
+    // The store handles they hold must go before the store closes.
+    answering.shutdown().await;
+}
+
+async fn answer_http(
+    mut stream: tokio::net::TcpStream,
+    metrics: &Arc<Metrics>,
+    store: &StoreHandle,
+    data_dir: &std::path::Path,
+) {
+    let answered = tokio::time::timeout(HTTP_READ_TIMEOUT, async {
+        let head = read_head(&mut stream).await?;
+        let (status, body, kind) = match head.split_whitespace().take(2).collect::<Vec<_>>()[..] {
+            ["GET", "/metrics"] => (
+                "200 OK",
+                metrics.render(store, data_dir).await,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+            ["GET", _] => ("404 Not Found", "only /metrics is here\n".to_owned(), "text/plain"),
+            _ => ("405 Method Not Allowed", "GET /metrics\n".to_owned(), "text/plain"),
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+    if let Ok(Err(e)) = answered {
+        tracing::debug!(error = %e, "metrics endpoint: connection failed");
     }
 }
 

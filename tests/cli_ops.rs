@@ -586,7 +586,23 @@ async fn metrics_count_calls_by_rpc_and_code_and_show_the_ledger() {
     .await;
     assert_eq!(code, 0, "{err}");
 
-    let response = http_get(metrics, "/metrics").await;
+    // Connections that send nothing (held for the endpoint's 5 s each) do not keep a
+    // scraper out: each is answered on its own.
+    let idle = [
+        tokio::net::TcpStream::connect(metrics)
+            .await
+            .expect("connects"),
+        tokio::net::TcpStream::connect(metrics)
+            .await
+            .expect("connects"),
+    ];
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        http_get(metrics, "/metrics"),
+    )
+    .await
+    .expect("answered beside two idle connections");
+    drop(idle);
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     for needle in [
         "case_escrow_grpc_requests_total{rpc=\"case_escrow.v1.CaseLedger/RecordReceipt\",code=\"OK\"} 1",
