@@ -270,6 +270,9 @@ impl Server {
             JournalServer::new(JournalService {
                 store: handle.clone(),
                 directory: self.directory.clone(),
+                scans: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                    crate::api::JOURNAL_SCANS_MAX,
+                )),
             })
             .max_decoding_message_size(MESSAGE_BYTES_MAX),
             self.directory.clone(),

@@ -857,3 +857,66 @@ async fn rebuild_from_the_journal_alone_equals_the_live_state() {
         });
     assert!(aside, "the old state is kept aside");
 }
+
+/// A backup reads the journal on a thread of the blocking pool for as long as its client
+/// takes to read it; backups and verifications at once are bounded, so that clients
+/// that stop reading cannot take the pool the server's stop needs.
+#[tokio::test]
+async fn backups_at_once_are_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let mut specials = server.specials().await;
+    let mut cases = server.cases().await;
+    let special = open_special(&mut specials, "云0102").await;
+    open_case(&mut cases, &special.special_account_id, CASE).await;
+    // Megabytes of journal: more than a stream's buffers hold, so that a backup nobody
+    // reads waits for its reader.
+    for round in 0..3 {
+        let receipts = (0..10_000)
+            .map(|i| receipt_request(CASE, "1.00", &format!("BULK-{round}-{i}")))
+            .collect();
+        cases
+            .record_receipts(pb::RecordReceiptsRequest {
+                request_id: rid(),
+                receipts,
+            })
+            .await
+            .expect("a batch");
+    }
+    let mut unread = Vec::new();
+    for _ in 0..case_escrow::api::JOURNAL_SCANS_MAX {
+        let mut journal = JournalClient::new(server.channel_as(&server.admin_token).await);
+        let mut stream = journal
+            .backup(pb::BackupRequest {})
+            .await
+            .expect("a backup starts")
+            .into_inner();
+        stream
+            .message()
+            .await
+            .expect("its header")
+            .expect("a header");
+        unread.push((journal, stream));
+    }
+    let mut journal = JournalClient::new(server.channel_as(&server.admin_token).await);
+    let refused = journal
+        .backup(pb::BackupRequest {})
+        .await
+        .expect_err("one backup too many");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    // One is read to its end: its place comes back.
+    let (_, mut stream) = unread.pop().expect("a backup");
+    while stream.message().await.expect("a chunk").is_some() {}
+    let mut stream = journal
+        .backup(pb::BackupRequest {})
+        .await
+        .expect("a place came back")
+        .into_inner();
+    while stream.message().await.expect("a chunk").is_some() {}
+    drop((unread, specials, cases));
+    server.stop().await;
+}

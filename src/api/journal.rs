@@ -30,11 +30,29 @@ pub const VERIFY_ENTRIES_MAX: u64 = 1_000_000;
 /// Bytes per backup chunk.
 pub const BACKUP_CHUNK_BYTES: usize = 256 << 10;
 
+/// Backups and verifications at once. Each reads the journal on a thread of the
+/// blocking pool (a backup for as long as its client takes to read it), and each may
+/// read all of it: more at once only share the disk, and unbounded they could take
+/// the pool the store's close needs.
+pub const JOURNAL_SCANS_MAX: usize = 4;
+
 pub struct JournalService {
     pub store: StoreHandle,
     /// For WatchJournal, which asks again before each entry whether its caller still
     /// authenticates.
     pub directory: Arc<Directory>,
+    /// [`JOURNAL_SCANS_MAX`] permits.
+    pub scans: Arc<tokio::sync::Semaphore>,
+}
+
+impl JournalService {
+    fn scan_place(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.scans.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{JOURNAL_SCANS_MAX} backups or verifications are reading the journal; retry once one has ended"
+            ))
+        })
+    }
 }
 
 type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
@@ -177,9 +195,12 @@ impl Journal for JournalService {
             .ok_or_else(|| error::fault(Fault(format!("entry {to} has no location"))))?;
         let chain_before = chain_at(&self.store, from - 1)?;
         let path = self.store.reads.journal_path().to_owned();
+        let place = self.scan_place()?;
         // Reading a range of the journal is file I/O: keep it off the async workers.
         let v = tokio::task::spawn_blocking(move || {
-            journal::verify_range(&path, start, from - 1, chain_before, to, end)
+            let v = journal::verify_range(&path, start, from - 1, chain_before, to, end);
+            drop(place);
+            v
         })
         .await
         .map_err(|e| error::fault(Fault(format!("verification stopped: {e}"))))?
@@ -245,6 +266,7 @@ impl Journal for JournalService {
         request: Request<pb::BackupRequest>,
     ) -> Result<Response<Self::BackupStream>, Status> {
         authz::check(&request, &self.store.reads)?;
+        let place = self.scan_place()?;
         let sequence = self.store.reads.last_sequence()?;
         let (bytes, digest) = match sequence {
             0 => (0, GENESIS),
@@ -270,7 +292,11 @@ impl Journal for JournalService {
             if tx.blocking_send(Ok(header)).is_err() {
                 return;
             }
-            if let Err(e) = send_prefix(&path, bytes, &tx) {
+            let sent = send_prefix(&path, bytes, &tx);
+            // Given back before the stream ends: a client that has read it all may
+            // start another.
+            drop(place);
+            if let Err(e) = sent {
                 let _ = tx.blocking_send(Err(error::fault(Fault(e.to_string()))));
             }
         });

@@ -17,7 +17,7 @@ mod specials;
 mod suspense;
 
 pub use cases::CaseLedgerService;
-pub use journal::JournalService;
+pub use journal::{JournalService, JOURNAL_SCANS_MAX};
 pub use principals::PrincipalsService;
 pub use reconcile::{ReconciliationService, RECONCILE_RUNS_MAX};
 pub use specials::SpecialAccountsService;
