@@ -99,21 +99,8 @@ async fn a_journal_altered_where_the_state_meets_it_stops_start_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     ledger_with_entries(dir.path()).await;
     let journal = dir.path().join("journal.log");
-    let mut bytes = std::fs::read(&journal).expect("journal");
-    // The last frame: walk the frames by their length headers.
-    let mut offset = 0usize;
-    let mut last = 0usize;
-    while offset < bytes.len() {
-        last = offset;
-        let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes"));
-        offset += 8 + len as usize;
-    }
-    let len = u32::from_le_bytes(bytes[last..last + 4].try_into().expect("4 bytes")) as usize;
-    // A changed byte with its checksum forged to match: only the hash can tell.
-    bytes[last + 8 + 33 + 5] ^= 0x01;
-    let crc = crc32fast::hash(&bytes[last + 8..last + 8 + len]);
-    bytes[last + 4..last + 8].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(&journal, &bytes).expect("write");
+    let last = *frame_offsets(&journal).last().expect("frames");
+    forge_entry_at(&journal, last as usize);
     let _guard = SPAWN_OR_OPEN.lock().await;
     let Err(err) = case_escrow::store::Store::open(dir.path()) else {
         panic!("a store whose journal was altered must not start");
@@ -131,6 +118,26 @@ fn frame_offsets(journal: &std::path::Path) -> Vec<u64> {
     })
     .expect("a whole journal");
     offsets
+}
+
+/// Changes a byte of the entry whose frame starts at `at` and forges the frame's
+/// checksum to match: only the hashes can tell.
+fn forge_entry_at(journal: &std::path::Path, at: usize) {
+    let mut bytes = std::fs::read(journal).expect("journal");
+    let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+    bytes[at + 8 + 33 + 5] ^= 0x01;
+    let crc = crc32fast::hash(&bytes[at + 8..at + 8 + len]);
+    bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(journal, &bytes).expect("write");
+}
+
+/// What a crash while appending leaves: a header promising more than follows.
+fn append_torn_batch(journal: &std::path::Path) {
+    OpenOptions::new()
+        .append(true)
+        .open(journal)
+        .and_then(|mut f| f.write_all(&[0xff, 0, 0, 0, 1, 2, 3, 4, 1, 9]))
+        .expect("append a torn batch");
 }
 
 #[tokio::test]
@@ -170,15 +177,8 @@ async fn a_rebuild_refuses_a_journal_that_lost_what_the_state_holds() {
         (
             "an entry of its own made up where the state's last one was",
             |journal| {
-                let offsets = frame_offsets(journal);
-                let mut bytes = std::fs::read(journal).expect("journal");
-                let last = *offsets.last().expect("frames") as usize;
-                let len = u32::from_le_bytes(bytes[last..last + 4].try_into().expect("4 bytes"))
-                    as usize;
-                bytes[last + 8 + 33 + 5] ^= 0x01;
-                let crc = crc32fast::hash(&bytes[last + 8..last + 8 + len]);
-                bytes[last + 4..last + 8].copy_from_slice(&crc.to_le_bytes());
-                std::fs::write(journal, &bytes).expect("write");
+                let last = *frame_offsets(journal).last().expect("frames");
+                forge_entry_at(journal, last as usize);
             },
             "replaced or altered",
         ),
@@ -235,11 +235,7 @@ async fn a_rebuild_of_a_state_that_cannot_be_read_cuts_a_torn_tail_as_a_start_do
     let last = ledger_with_entries(dir.path()).await;
     let journal = dir.path().join("journal.log");
     let len = std::fs::metadata(&journal).expect("journal").len();
-    OpenOptions::new()
-        .append(true)
-        .open(&journal)
-        .and_then(|mut f| f.write_all(&[0xff, 0, 0, 0, 1, 2, 3, 4, 1, 9]))
-        .expect("append garbage");
+    append_torn_batch(&journal);
     // Whichever engine the suite runs on (CASE_ESCROW_TEST_STATE_ENGINE).
     let state = ["state", "state-fjall"]
         .map(|name| dir.path().join(name))
@@ -266,11 +262,7 @@ async fn a_rebuild_still_cuts_a_batch_torn_past_the_state() {
     let last = ledger_with_entries(dir.path()).await;
     let journal = dir.path().join("journal.log");
     let len = std::fs::metadata(&journal).expect("journal").len();
-    OpenOptions::new()
-        .append(true)
-        .open(&journal)
-        .and_then(|mut f| f.write_all(&[0xff, 0, 0, 0, 1, 2, 3, 4, 1, 9]))
-        .expect("append garbage");
+    append_torn_batch(&journal);
     let _guard = SPAWN_OR_OPEN.lock().await;
     let store = case_escrow::store::Store::rebuild(dir.path()).expect("rebuilds");
     let rebuilt = store.handle().reads.last_sequence().expect("reads");
@@ -671,27 +663,14 @@ async fn offline_verify_tells_a_torn_end_from_a_broken_link() {
     let cases: [(&str, Change, &str); 2] = [
         (
             "a torn batch after the last one applied",
-            |journal| {
-                OpenOptions::new()
-                    .append(true)
-                    .open(journal)
-                    .and_then(|mut f| f.write_all(&[0xff, 0, 0, 0, 1, 2, 3, 4, 1, 9]))
-                    .expect("append garbage");
-            },
+            append_torn_batch,
             "from entry 12 on, its last 10 bytes are no whole entry",
         ),
         (
             "an entry near the end altered, its checksum forged",
             |journal| {
                 let offsets = frame_offsets(journal);
-                let mut bytes = std::fs::read(journal).expect("journal");
-                let at = offsets[offsets.len() - 3] as usize;
-                let len =
-                    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-                bytes[at + 8 + 33 + 5] ^= 0x01;
-                let crc = crc32fast::hash(&bytes[at + 8..at + 8 + len]);
-                bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
-                std::fs::write(journal, &bytes).expect("write");
+                forge_entry_at(journal, offsets[offsets.len() - 3] as usize);
             },
             "BROKEN at entry 9",
         ),

@@ -358,11 +358,9 @@ pub(crate) mod tests {
         }
     }
 
-    /// The batch a crash cut short was synced: its bytes read back damaged (a disk that
-    /// lost synced writes but kept the file's length) are refused, not cut off as the
-    /// torn tail of a batch nobody was told of.
-    #[tokio::test]
-    async fn a_damaged_batch_being_applied_is_refused_not_cut() {
+    /// A ledger whose last batch a crash cut short in its apply, after 5 of its keys;
+    /// and the journal's length before that batch.
+    async fn crashed_during_apply() -> (tempfile::TempDir, u64) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let special_id = ledger(dir.path()).await;
         let path = dir.path().join("journal.log");
@@ -370,6 +368,16 @@ pub(crate) mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
             .len();
         crash_during_apply(dir.path(), special_id, 5);
+        (dir, before)
+    }
+
+    /// The batch a crash cut short was synced: its bytes read back damaged (a disk that
+    /// lost synced writes but kept the file's length) are refused, not cut off as the
+    /// torn tail of a batch nobody was told of.
+    #[tokio::test]
+    async fn a_damaged_batch_being_applied_is_refused_not_cut() {
+        let (dir, before) = crashed_during_apply().await;
+        let path = dir.path().join("journal.log");
         let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
         let after = bytes.len();
         bytes[before as usize..].fill(0);
@@ -391,13 +399,8 @@ pub(crate) mod tests {
     /// is refused at every start, not served as if those entries never were.
     #[tokio::test]
     async fn a_journal_without_the_batch_being_applied_is_refused() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let special_id = ledger(dir.path()).await;
+        let (dir, before) = crashed_during_apply().await;
         let path = dir.path().join("journal.log");
-        let before = std::fs::metadata(&path)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .len();
-        crash_during_apply(dir.path(), special_id, 5);
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
