@@ -477,7 +477,7 @@ async fn bad_amounts_are_refused_naming_the_amount() {
             "amount",
         ));
     }
-    for target in ["-1", "1.001", "1e3", "abc", "99999999999999999"] {
+    for target in ["-1", "-0", "1.001", "1e3", "abc", "99999999999999999"] {
         rows.push(invalid(
             format!("OpenCaseAccount target_amount {target:?}"),
             Call::OpenCase(common::open_case_request(&ledger.special_id, FRESH, target)),
@@ -886,6 +886,16 @@ async fn missing_fields_are_refused_naming_the_field() {
         "special_account_id",
     ));
     rows.push(invalid(
+        "GetSpecialAccount as_of in the year 11,000",
+        Call::GetSpecial(with(get_special(&special_id), |r| {
+            r.as_of = Some(prost_types::Timestamp {
+                seconds: 285_000_000_000,
+                nanos: 0,
+            })
+        })),
+        "as_of",
+    ));
+    rows.push(invalid(
         "GetCaseAccount without account",
         Call::GetCase(with(get_case(CASE), |r| r.account = None)),
         "case_number",
@@ -945,6 +955,11 @@ async fn oversized_strings_are_refused_naming_the_field() {
             "OpenSpecialAccount account_number of 65 characters",
             Call::OpenSpecial(with(open_special(), |r| r.account_number = long("1", 65))),
             "account_number",
+        ),
+        invalid(
+            "RequestDisbursement payee_name of a zero-width space alone",
+            Call::Disburse(with(disbursement(), |r| r.payee_name = "\u{200B}".into())),
+            "payee_name",
         ),
         invalid(
             "RequestDisbursement payee_name of 201 characters",

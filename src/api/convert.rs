@@ -50,6 +50,10 @@ pub fn amount_or_zero(field: &str, text: &str) -> Field<Fen> {
     if text.is_empty() {
         return Ok(Fen::ZERO);
     }
+    // Zero is allowed here, so "must be greater than zero" would mislead.
+    if text.starts_with('-') {
+        return Err(invalid(field, "must not be negative, nor carry a sign"));
+    }
     crate::domain::money::parse_fen(text)
         .map(Fen)
         .map_err(|e| e.on(field).into())

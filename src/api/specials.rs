@@ -151,10 +151,14 @@ impl SpecialAccounts for SpecialAccountsService {
     ) -> Result<Response<pb::SpecialAccount>, Status> {
         let (_, r) = authz::authorize(request, &self.store.reads)?;
         let id = cv::id("special_account_id", &r.special_account_id)?;
-        let as_of = r.as_of.map(|t| pb::AsOf {
-            point: Some(pb::as_of::Point::Time(t)),
-        });
-        let (sequence, at) = resolve_as_of(&self.store.reads, as_of.as_ref())?;
+        let (sequence, at) = match &r.as_of {
+            // A bare Timestamp here, not an AsOf: an error names this request's field.
+            Some(ts) => {
+                let at = cv::time("as_of", ts)?;
+                (self.store.reads.sequence_at(at)?, at)
+            }
+            None => resolve_as_of(&self.store.reads, None)?,
+        };
         self.read(id, sequence, at).map(Response::new)
     }
 

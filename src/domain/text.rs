@@ -92,6 +92,24 @@ fn printable_ascii(text: &str, len_max: usize, what: &str) -> Result<String, Inv
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 pub struct Text(String);
 
+/// Unicode format characters (category Cf) that show nothing or reorder what follows:
+/// a payee named with a zero-width space alone is not empty to a program but blank
+/// to a person, and a right-to-left override shows a statement line reversed.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
 /// Upper bounds on free text, by what it holds.
 pub mod len {
     pub const NAME: usize = 200;
@@ -120,6 +138,12 @@ impl Text {
         }
         if t.chars().any(char::is_control) {
             return Err(InvalidValue::new("must not contain control characters"));
+        }
+        if let Some(c) = t.chars().find(|c| invisible(*c)) {
+            return Err(InvalidValue::new(format!(
+                "must not contain invisible formatting characters (U+{:04X})",
+                u32::from(c)
+            )));
         }
         Ok(Text(t.to_owned()))
     }
@@ -269,6 +293,21 @@ impl fmt::Display for Date {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_formatting_is_refused_and_chinese_text_is_not() {
+        for bad in ["\u{200B}", "张\u{202E}三", "\u{FEFF}李四", "王\u{2066}五"] {
+            assert!(Text::required(bad, 10).is_err(), "{bad:?}");
+        }
+        for good in [
+            "张三",
+            "云南省昆明市（五华区）",
+            "O'Brien-Smith",
+            "执行款·退付",
+        ] {
+            assert!(Text::required(good, 20).is_ok(), "{good:?}");
+        }
+    }
 
     #[test]
     fn dates() {
