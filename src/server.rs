@@ -246,6 +246,9 @@ impl Server {
             .register_encoded_file_descriptor_set(api::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
+        // Set when a stop begins: change feeds end at once (telling where to resume)
+        // rather than holding the stop for its whole grace period.
+        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
         // Every service but health checking is behind authentication.
         let specials = Authenticated::new(
             SpecialAccountsServer::new(SpecialAccountsService {
@@ -273,6 +276,7 @@ impl Server {
                 scans: std::sync::Arc::new(tokio::sync::Semaphore::new(
                     crate::api::JOURNAL_SCANS_MAX,
                 )),
+                stopping,
             })
             .max_decoding_message_size(MESSAGE_BYTES_MAX),
             self.directory.clone(),
@@ -352,6 +356,7 @@ impl Server {
             () = shutdown => {
                 tracing::info!("shutting down: refusing new calls, finishing open ones");
                 set_health(&health, ServingStatus::NotServing).await;
+                let _ = stopping_tx.send(true);
                 let _ = stop_tx.send(());
                 match tokio::time::timeout(self.shutdown_grace, &mut serve).await {
                     Ok(served) => served?,

@@ -890,3 +890,34 @@ async fn backups_at_once_are_bounded() {
     drop((unread, specials, cases));
     server.stop().await;
 }
+
+/// A stop ends a live change feed at once with UNAVAILABLE, saying where to resume,
+/// rather than holding the stop for its grace period and then dropping the connection.
+#[tokio::test]
+async fn a_stop_ends_the_change_feed_saying_where_to_resume() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let last = ledger_with_entries(dir.path()).await;
+    let server = TestServer::start(dir.path()).await;
+    let mut journal = JournalClient::new(server.channel().await);
+    let mut feed = journal
+        .watch_journal(pb::WatchJournalRequest { from_sequence: 1 })
+        .await
+        .expect("watch")
+        .into_inner();
+    for _ in 0..last {
+        feed.message().await.expect("stream").expect("entry");
+    }
+    // Caught up, the feed waits for the next entry; the stop comes instead.
+    let reader = tokio::spawn(async move { feed.message().await });
+    drop(journal);
+    server.stop().await;
+    let ended = reader.await.expect("the reader");
+    let status = ended.expect_err("a stop is no end of the journal");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains(&format!("resume from sequence {}", last + 1)),
+        "{status:?}"
+    );
+}

@@ -43,6 +43,8 @@ pub struct JournalService {
     pub directory: Arc<Directory>,
     /// [`JOURNAL_SCANS_MAX`] permits.
     pub scans: Arc<tokio::sync::Semaphore>,
+    /// True once the server has begun to stop.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl JournalService {
@@ -255,7 +257,7 @@ impl Journal for JournalService {
             directory: self.directory.clone(),
             credentials,
         };
-        tokio::spawn(feed(store, from, tx, caller));
+        tokio::spawn(feed(store, from, tx, caller, self.stopping.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -343,6 +345,7 @@ async fn feed(
     mut next: u64,
     tx: mpsc::Sender<Result<pb::JournalEntry, Status>>,
     caller: Watcher,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut committed = store.committed.clone();
     let mut closing = store.committed.clone();
@@ -358,11 +361,21 @@ async fn feed(
             tokio::select! {
                 sent = tx.send(item) => if sent.is_err() || failed { return },
                 () = writer_gone(&mut closing) => return,
+                _ = stopping.wait_for(|s| *s) => break,
             }
             next += 1;
         }
-        if committed.changed().await.is_err() {
-            return;
+        tokio::select! {
+            biased;
+            _ = stopping.wait_for(|s| *s) => {
+                // Said, not left to a dropped connection: the consumer learns the stop
+                // is no error of its own and where to resume.
+                let _ = tx.try_send(Err(Status::unavailable(format!(
+                    "the server is stopping: reconnect and resume from sequence {next}"
+                ))));
+                return;
+            }
+            changed = committed.changed() => if changed.is_err() { return },
         }
     }
 }
