@@ -880,6 +880,11 @@ async fn an_unknown_id_and_another_courts_id_are_indistinguishable() {
 async fn a_write_to_something_missing_needs_write_access_everywhere() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(dir.path()).await;
+    let reverse = |sequence: u64| pb::ReverseEntryRequest {
+        request_id: rid(),
+        sequence,
+        reason: "冲正".into(),
+    };
     let reader = who(
         &server,
         "national-reader",
@@ -890,21 +895,13 @@ async fn a_write_to_something_missing_needs_write_access_everywhere() {
     .await;
     let mut cases = pb::case_ledger_client::CaseLedgerClient::new(reader.ch.clone());
     let refused = cases
-        .reverse_entry(pb::ReverseEntryRequest {
-            request_id: rid(),
-            sequence: 1_000_000,
-            reason: "冲正".into(),
-        })
+        .reverse_entry(reverse(1_000_000))
         .await
         .expect_err("an entry that may come to be in any court");
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     // Entry 0 cannot exist anywhere: a missing field, whoever asks.
     let zero = cases
-        .reverse_entry(pb::ReverseEntryRequest {
-            request_id: rid(),
-            sequence: 0,
-            reason: "冲正".into(),
-        })
+        .reverse_entry(reverse(0))
         .await
         .expect_err("no entry 0");
     assert_eq!(zero.code(), Code::InvalidArgument, "{zero:?}");
@@ -921,11 +918,7 @@ async fn a_write_to_something_missing_needs_write_access_everywhere() {
     let national = who(&server, "national", Role::Finance, &["最高法"], &[]).await;
     let mut cases = pb::case_ledger_client::CaseLedgerClient::new(national.ch.clone());
     let missing = cases
-        .reverse_entry(pb::ReverseEntryRequest {
-            request_id: rid(),
-            sequence: 1_000_000,
-            reason: "冲正".into(),
-        })
+        .reverse_entry(reverse(1_000_000))
         .await
         .expect_err("no such entry");
     assert_eq!(missing.code(), Code::NotFound, "{missing:?}");

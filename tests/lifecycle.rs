@@ -531,6 +531,11 @@ async fn as_of_answers_for_the_past() {
     server.stop().await;
 }
 
+fn refused_on_effective_at(status: &tonic::Status) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().starts_with("effective_at:"), "{status:?}");
+}
+
 #[tokio::test]
 async fn special_account_changes_are_registered_in_order_and_readable_as_of() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -607,11 +612,7 @@ async fn special_account_changes_are_registered_in_order_and_readable_as_of() {
         .register_account_change(back(Some(before_opening)))
         .await
         .expect_err("a change dated before the opening");
-    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    assert!(
-        refused.message().starts_with("effective_at:"),
-        "{refused:?}"
-    );
+    refused_on_effective_at(&refused);
     let ahead = prost_types::Timestamp {
         seconds: opened_at.seconds + 30 * 86_400,
         nanos: 0,
@@ -632,11 +633,7 @@ async fn special_account_changes_are_registered_in_order_and_readable_as_of() {
         .register_account_change(now)
         .await
         .expect_err("a change effective now, after one scheduled later");
-    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    assert!(
-        refused.message().starts_with("effective_at:"),
-        "{refused:?}"
-    );
+    refused_on_effective_at(&refused);
     assert!(refused.message().contains("unset (now)"), "{refused:?}");
 
     // Listing by court prefix: the province lists its courts, another does not.
