@@ -41,6 +41,9 @@ pub const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
 const HTTP2_KEEPALIVE: Duration = Duration::from_secs(60);
 const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// A TLS handshake takes a few round trips; ten seconds is generous on any link a
+/// court's network has, and short enough that idle half-open connections cannot pile up.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a server runs with; `config.rs` fills it from the TOML file, the environment
 /// and the flags.
@@ -102,6 +105,12 @@ pub struct TlsConfig {
     pub cert_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
     pub client_ca_pem: Option<Vec<u8>>,
+    /// How long a new connection may take over its TLS handshake before it is closed
+    /// ([`TLS_HANDSHAKE_TIMEOUT`] from the command line). tonic runs each handshake in
+    /// a task of its own and sets no bound: without one, a peer that connects and says
+    /// nothing holds a socket and a task for as long as it likes, and enough of them
+    /// run the server out of file descriptors.
+    pub handshake_timeout: Duration,
 }
 
 impl TlsConfig {
@@ -118,13 +127,15 @@ impl TlsConfig {
             cert_pem: read(cert)?,
             key_pem: read(key)?,
             client_ca_pem: client_ca.map(read).transpose()?,
+            handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
         })
     }
 
     fn server_config(&self) -> tonic::transport::ServerTlsConfig {
         use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-        let mut config =
-            ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem));
+        let mut config = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .timeout(self.handshake_timeout);
         if let Some(ca) = &self.client_ca_pem {
             // Optional, so that a client without a certificate can still authenticate
             // by token; one with a certificate must present one the CA signed.

@@ -3,7 +3,7 @@
 //! under mutual TLS a registered client certificate authenticates its principal, an
 //! unregistered one does not, and a certificate from another CA is refused. The command
 //! line reaches a TLS server with --tls-ca, and authenticates by certificate with
-//! --tls-cert and --tls-key.
+//! --tls-cert and --tls-key. A connection that never finishes its handshake is closed.
 
 mod common;
 
@@ -127,6 +127,7 @@ fn config(server: &Leaf, client_ca: Option<&Ca>) -> TlsConfig {
         cert_pem: server.cert_pem.clone().into_bytes(),
         key_pem: server.key_pem.clone().into_bytes(),
         client_ca_pem: client_ca.map(|c| c.pem().into_bytes()),
+        handshake_timeout: case_escrow::server::TLS_HANDSHAKE_TIMEOUT,
     }
 }
 
@@ -180,6 +181,38 @@ async fn server_tls_serves_tls_clients_and_a_plain_client_fails_cleanly() {
     who_am_i(again, Some(&server.admin_token))
         .await
         .expect("the server still serves TLS clients");
+    server.stop().await;
+}
+
+/// A peer that connects and never starts its handshake is closed once the handshake's
+/// time is up, and clients that do speak TLS are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_finishes_its_handshake_is_closed() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("test CA");
+    let server_leaf = ca.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+    let tls = TlsConfig {
+        handshake_timeout: Duration::from_millis(300),
+        ..config(&server_leaf, None)
+    };
+    let server = start(dir.path(), tls).await;
+    let mut silent = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("TCP connects");
+    let channel = server.tls_channel(&ca, None).await.expect("TLS connects");
+    who_am_i(channel, Some(&server.admin_token))
+        .await
+        .expect("served while another connection stalls");
+    // The bound is far above the handshake's time: it only keeps a failure finite.
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(30), silent.read(&mut byte))
+        .await
+        .expect("the silent connection is closed by the server");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the server sent something: {read:?}"
+    );
     server.stop().await;
 }
 
