@@ -105,13 +105,13 @@ async fn retried_request_returns_the_original_result() {
         .expect("approve")
         .into_inner();
     cases
-        .cancel_disbursement(pb::CancelDisbursementRequest {
+        .fail_disbursement(pb::FailDisbursementRequest {
             request_id: rid(),
             disbursement_id: d.disbursement_id.clone(),
-            reason: "撤回".into(),
+            reason: "户名不符".into(),
         })
         .await
-        .expect("cancel");
+        .expect("fail");
     let approved_again = cases
         .approve_disbursement(approve)
         .await

@@ -182,6 +182,23 @@ async fn full_lifecycle_survives_restart() {
         })
         .await
         .expect("approve 3");
+    // Approved, it is finance's to pay or fail: a clerk's cancellation could release
+    // money already sent to the bank.
+    let cancel = cases
+        .cancel_disbursement(pb::CancelDisbursementRequest {
+            request_id: rid(),
+            disbursement_id: d3.disbursement_id.clone(),
+            reason: "申请人撤回".into(),
+        })
+        .await
+        .expect_err("an approved disbursement is not cancelled");
+    assert_eq!(cancel.code(), Code::FailedPrecondition);
+    assert!(
+        cancel.message().contains("FailDisbursement"),
+        "{}",
+        cancel.message()
+    );
+    assert_eq!(balances(&mut cases, CASE_A).await.reserved, "100.00");
     cases
         .fail_disbursement(pb::FailDisbursementRequest {
             request_id: rid(),

@@ -314,7 +314,8 @@ pub enum CaseCmd {
         #[command(flatten)]
         write: WriteArgs,
     },
-    /// Withdraw a disbursement not yet paid.
+    /// Withdraw a disbursement not yet approved (once approved, finance ends it:
+    /// `confirm` or `fail`).
     Cancel {
         /// The disbursement's id.
         disbursement: String,

@@ -288,11 +288,20 @@ fn rule(state: &impl State, command: &Command, ctx: &Context, who: Option<Uuid>)
             disbursement_id,
             reason,
         } => {
-            let d = disbursement_in(
-                state,
-                *disbursement_id,
-                &[DisbursementStatus::Requested, DisbursementStatus::Approved],
-            )?;
+            let d = disbursement(state, *disbursement_id)?;
+            // Approval hands the payment to finance, who may have sent it already: a
+            // cancellation then would release money that has left the bank, and the
+            // payment could no longer be confirmed. From here only finance ends it,
+            // paid or failed. (Journals from before this rule may hold such a
+            // cancellation; replay applies it as it was recorded.)
+            if d.status == DisbursementStatus::Approved {
+                return Err(DomainError::rule(format!(
+                    "disbursement {} is APPROVED: finance may already be paying it, so only finance ends it now (FailDisbursement if the bank did not pay it); CancelDisbursement needs it to be REQUESTED",
+                    d.id
+                ))
+                .into());
+            }
+            let d = in_status(d, &[DisbursementStatus::Requested])?;
             new(moved(
                 &d,
                 DisbursementStatus::Cancelled,
