@@ -354,12 +354,28 @@ fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
-fn report_path(out: Option<PathBuf>, file: &std::path::Path) -> PathBuf {
-    out.unwrap_or_else(|| {
+/// The report's prefix; refused when one of its files would be the file being read
+/// (`--out export` beside `export.csv`): writing the report would destroy the export
+/// while it is still being read.
+fn report_path(out: Option<PathBuf>, file: &std::path::Path) -> CliResult<PathBuf> {
+    let report = out.unwrap_or_else(|| {
         let mut p = file.as_os_str().to_owned();
         p.push(".report");
         PathBuf::from(p)
-    })
+    });
+    let input = std::fs::canonicalize(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    for suffix in [".csv", ".jsonl", ".html"] {
+        let output = with_suffix(&report, suffix);
+        if std::fs::canonicalize(&output).is_ok_and(|o| o == input) {
+            return Err(format!(
+                "--out {} would write the report over {}, the file being reconciled; choose another prefix",
+                report.display(),
+                file.display()
+            )
+            .into());
+        }
+    }
+    Ok(report)
 }
 
 async fn run_reconcile(args: ReconcileArgs) -> CliResult<()> {
@@ -368,6 +384,11 @@ async fn run_reconcile(args: ReconcileArgs) -> CliResult<()> {
         after_deferral_days: args.after_deferral_days,
         suspense_age_days: args.suspense_age_days,
     });
+    let report = match &args.what {
+        ReconcileWhat::CaseFlow { file, .. } | ReconcileWhat::Bank { file, .. } => {
+            report_path(args.out, file)?
+        }
+    };
     let mut client = reconcile::connect(&args.client.resolve()?).await?;
     match args.what {
         ReconcileWhat::CaseFlow {
@@ -375,7 +396,6 @@ async fn run_reconcile(args: ReconcileArgs) -> CliResult<()> {
             as_of,
             court_scope,
         } => {
-            let report = report_path(args.out, &file);
             let as_of = as_of
                 .unwrap_or_else(|| crate::domain::Date::in_china(crate::api::now()).to_string());
             let header = pb::CaseFlowHeader {
@@ -402,7 +422,6 @@ async fn run_reconcile(args: ReconcileArgs) -> CliResult<()> {
             from,
             to,
         } => {
-            let report = report_path(args.out, &file);
             let (period_from, period_to) = match (from, to) {
                 (Some(f), Some(t)) => (f, t),
                 (f, t) => {
@@ -465,5 +484,30 @@ mod tests {
     fn every_command_line_form_is_well_defined() {
         use clap::CommandFactory as _;
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_report_is_never_written_over_the_file_it_reports_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let export = dir.path().join("export.csv");
+        std::fs::write(&export, "case_number\n").expect("write");
+        let refused = super::report_path(Some(dir.path().join("export")), &export)
+            .expect_err("export.csv is the file being read");
+        assert!(
+            refused.to_string().contains("choose another prefix"),
+            "{refused}"
+        );
+        let through_dots = dir.path().join("sub").join("..").join("export");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        assert!(super::report_path(Some(through_dots), &export).is_err());
+        let beside = super::report_path(Some(dir.path().join("export-report")), &export)
+            .expect("another prefix");
+        assert_eq!(beside, dir.path().join("export-report"));
+        let default = super::report_path(None, &export).expect("the default");
+        assert_eq!(default, dir.path().join("export.csv.report"));
+        assert_eq!(
+            std::fs::read_to_string(&export).ok().as_deref(),
+            Some("case_number\n")
+        );
     }
 }
