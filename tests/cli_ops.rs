@@ -194,12 +194,34 @@ async fn a_case_lives_its_whole_life_through_the_command_line() {
     )
     .await;
     assert_eq!(approved["state"], "approved");
+    // Confirmed a while after the bank paid: the payment is dated when it was made,
+    // given in China time as the bank statement shows it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let paid_when = case_escrow::cli::output::time(Some(&prost_types::Timestamp {
+        seconds: now - 600,
+        nanos: 0,
+    }));
     let paid = cli_json(
         &server,
-        &["case", "confirm", &id, "--bank-ref", "ICBC20240305000456"],
+        &[
+            "case",
+            "confirm",
+            &id,
+            "--bank-ref",
+            "ICBC20240305000456",
+            "--paid-at",
+            &paid_when,
+        ],
     )
     .await;
     assert_eq!(paid["state"], "paid");
+    assert_eq!(
+        paid["paid_at"],
+        format!("{}+08:00", paid_when.replace(' ', "T"))
+    );
 
     let shown = cli_json(&server, &["case", "show", CASE]).await;
     assert_eq!(shown["balances"]["received"], "50000.00");

@@ -300,6 +300,11 @@ pub enum CaseCmd {
         /// The bank's reference of the payment.
         #[arg(long)]
         bank_ref: String,
+        /// When the bank paid, China time: `YYYY-MM-DD` (that day; its end, or now if
+        /// sooner) or `YYYY-MM-DD HH:MM[:SS]`. Default: now. The bank reconciliation
+        /// looks for the payment on this day's statement.
+        #[arg(long, value_name = "WHEN")]
+        paid_at: Option<String>,
         #[command(flatten)]
         write: WriteArgs,
     },
@@ -530,6 +535,46 @@ fn amount_or(field: &str, text: &str) -> CliResult<String> {
         );
     }
     Ok(text.to_owned())
+}
+
+/// A moment given in China time (UTC+8), as a clerk reads it off a bank statement:
+/// `YYYY-MM-DD HH:MM[:SS]` (or with `T`), or a day alone, which means its last second,
+/// or `now` if that is sooner (a payment is not confirmed before it is made).
+fn china_time(text: &str, now: crate::domain::Micros) -> Result<prost_types::Timestamp, String> {
+    const CHINA_OFFSET_S: i64 = 8 * 3600;
+    let (day, time) = match text.trim().split_once([' ', 'T']) {
+        Some((day, time)) => (day, Some(time.trim())),
+        None => (text.trim(), None),
+    };
+    let day = crate::domain::Date::parse(day).map_err(|e| e.0)?;
+    let start = day.days() * 86_400 - CHINA_OFFSET_S;
+    let micros = match time {
+        None => ((start + 86_399) * 1_000_000).min(now.0),
+        Some(time) => {
+            let bad = || format!("{time:?} is not a time of the form HH:MM or HH:MM:SS");
+            let parts: Vec<&str> = time.split(':').collect();
+            if !(2..=3).contains(&parts.len())
+                || parts
+                    .iter()
+                    .any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Err(bad());
+            }
+            let num = |i: usize| parts.get(i).map_or(Ok(0), |p| p.parse::<i64>());
+            let (h, m, sec) = (num(0), num(1), num(2));
+            let (Ok(h), Ok(m), Ok(sec)) = (h, m, sec) else {
+                return Err(bad());
+            };
+            if h > 23 || m > 59 || sec > 59 {
+                return Err(bad());
+            }
+            (start + h * 3600 + m * 60 + sec) * 1_000_000
+        }
+    };
+    Ok(prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
+    })
 }
 
 fn parse_applicant(text: &str) -> CliResult<pb::Party> {
@@ -888,8 +933,13 @@ pub async fn case(common: Common, cmd: CaseCmd) -> CliResult<()> {
         CaseCmd::Confirm {
             disbursement,
             bank_ref,
+            paid_at,
             write,
         } => {
+            let paid_at = paid_at
+                .map(|text| china_time(&text, crate::api::now()))
+                .transpose()
+                .map_err(|e| format!("--paid-at: {e}"))?;
             let id = write.id();
             let d = cases(&t, Some(&id))
                 .await?
@@ -897,7 +947,7 @@ pub async fn case(common: Common, cmd: CaseCmd) -> CliResult<()> {
                     request_id: id,
                     disbursement_id: disbursement,
                     bank_ref,
-                    paid_at: None,
+                    paid_at,
                 })
                 .await?
                 .into_inner();
@@ -1698,4 +1748,41 @@ pub async fn principal(common: Common, cmd: PrincipalCmd) -> CliResult<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::china_time;
+    use crate::domain::Micros;
+
+    /// 2024-03-28 00:00 in China is 2024-03-27 16:00 UTC.
+    const DAY_START_S: i64 = 1_711_584_000 - 8 * 3600;
+    const LATER: Micros = Micros(2_000_000_000_000_000);
+
+    #[test]
+    fn a_moment_read_off_a_bank_statement_is_china_time() {
+        let at = |text: &str, now: Micros| china_time(text, now).map(|t| (t.seconds, t.nanos));
+        let ten_thirty = DAY_START_S + 10 * 3600 + 30 * 60;
+        assert_eq!(at("2024-03-28 10:30", LATER), Ok((ten_thirty, 0)));
+        assert_eq!(at("2024-03-28T10:30:15", LATER), Ok((ten_thirty + 15, 0)));
+        // A day alone is its last second, or now if that comes first.
+        assert_eq!(at("2024-03-28", LATER), Ok((DAY_START_S + 86_399, 0)));
+        let noon = Micros((DAY_START_S + 12 * 3600) * 1_000_000 + 250_000);
+        assert_eq!(
+            at("2024-03-28", noon),
+            Ok((DAY_START_S + 12 * 3600, 250_000_000))
+        );
+        for bad in [
+            "2024-03-28 24:00",
+            "2024-03-28 10",
+            "2024-03-28 1:30",
+            "2024-03-28 10:60",
+            "2024-03-28 10:30:5",
+            "2024-02-30",
+            "28/03/2024",
+            "",
+        ] {
+            assert!(china_time(bad, LATER).is_err(), "{bad:?}");
+        }
+    }
 }
