@@ -156,6 +156,10 @@ pub async fn restore(
         data_dir.display(),
         backup::hex(&header.digest)
     );
+    // Said because nothing else would: the restored server writes no new admin.token.
+    println!(
+        "the principals are restored with their tokens' hashes; their tokens (admin.token too) are not in a backup: the same tokens work here"
+    );
     Ok(())
 }
 
