@@ -168,6 +168,15 @@ async fn a_case_lives_its_whole_life_through_the_command_line() {
     // Retrying with the same request id records nothing twice.
     let (code, _, err) = cli(&server, &receipt).await;
     assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("already recorded"), "{err}");
+    // The same bank transaction under a new request id (a colleague entering the same
+    // notice): nothing is added, and the clerk is told so.
+    let (code, out, err) = cli(&server, &receipt[..receipt.len() - 2]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("already recorded") && err.contains("clerk-r-1"),
+        "{err}\n{out}"
+    );
 
     let d = cli_json(
         &server,
@@ -314,14 +323,14 @@ async fn a_case_lives_its_whole_life_through_the_command_line() {
 
     // The journal commands see the same history.
     let digest = cli_json(&server, &["journal", "digest"]).await;
-    assert_eq!(digest["sequence"], base + 6);
+    assert_eq!(digest["sequence"], base + 7);
     let verified = cli_json(&server, &["journal", "verify"]).await;
     assert_eq!(verified["ok"], true);
     let from = (base + 1).to_string();
     let (code, lines, err) = cli(
         &server,
         &[
-            "journal", "watch", "--from", &from, "--limit", "6", "--json",
+            "journal", "watch", "--from", &from, "--limit", "7", "--json",
         ],
     )
     .await;
@@ -330,8 +339,9 @@ async fn a_case_lives_its_whole_life_through_the_command_line() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
-    assert_eq!(watched.len(), 6);
-    assert_eq!(watched[5]["kind"], "disbursement_paid");
+    assert_eq!(watched.len(), 7);
+    assert_eq!(watched[6]["kind"], "disbursement_paid");
+    assert!(watched.iter().any(|e| e["kind"] == "already_recorded"));
 
     let (code, out, _) = cli(&server, &["health"]).await;
     assert_eq!((code, out.trim()), (0, "serving"));

@@ -841,6 +841,7 @@ pub async fn case(common: Common, cmd: CaseCmd) -> CliResult<()> {
         } => {
             let (is_van, account) = case_or_van(&case);
             let id = write.id();
+            let sent = id.clone();
             let e = cases(&t, Some(&id))
                 .await?
                 .record_receipt(pb::RecordReceiptRequest {
@@ -860,6 +861,14 @@ pub async fn case(common: Common, cmd: CaseCmd) -> CliResult<()> {
                 })
                 .await?
                 .into_inner();
+            // The answer is the entry that holds the money; another request's means
+            // this bank transaction was recorded before and nothing was added now.
+            if e.request_id != sent {
+                eprintln!(
+                    "case-escrow: already recorded: bank reference {} is entry {} (request {}); nothing was added",
+                    e.bank_ref, e.sequence, e.request_id
+                );
+            }
             show(json, out::entry_json(&e), out::entry_text(&e));
         }
         CaseCmd::Disburse {
