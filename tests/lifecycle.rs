@@ -153,7 +153,34 @@ async fn full_lifecycle_survives_restart() {
         .expect("returned")
         .into_inner();
     assert_eq!(returned.state, pb::DisbursementState::Returned as i32);
-    assert_eq!(balances(&mut cases, CASE_A).await.balance, "1250.50");
+    let account = cases
+        .get_case_account(get_case_request(CASE_A))
+        .await
+        .expect("case account reads")
+        .into_inner();
+    let bal = account.balances.clone().expect("balances present");
+    // Counted in both received and disbursed; the answer says how much, so that a
+    // reader can tell money from outside (1250.50) from the payment that came back.
+    assert_eq!(
+        (
+            bal.received.as_str(),
+            bal.disbursed.as_str(),
+            bal.balance.as_str(),
+            account.returned_payments.as_str()
+        ),
+        ("2250.50", "1000.00", "1250.50", "1000.00")
+    );
+    // As of the entry before the return, there was none.
+    let mut before = get_case_request(CASE_A);
+    before.as_of = Some(pb::AsOf {
+        point: Some(pb::as_of::Point::Sequence(returned.sequence - 1)),
+    });
+    let before = cases
+        .get_case_account(before)
+        .await
+        .expect("case account as of reads")
+        .into_inner();
+    assert_eq!(before.returned_payments, "0.00");
 
     // A rejected and a failed disbursement release their reservations.
     let d2 = cases

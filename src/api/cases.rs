@@ -96,15 +96,20 @@ impl CaseLedgerService {
         let case = reads
             .case(id)?
             .ok_or_else(|| error::fault(Fault(format!("case index names missing case {id}"))))?;
-        let balances = reads
-            .case_balances_at(&case.case_number, sequence)?
+        let facts = reads
+            .case_facts_at(&case.case_number, sequence)?
             .ok_or_else(|| {
                 DomainError::not_found(format!(
                     "case account {} at entry {sequence}",
                     case.case_number
                 ))
             })?;
-        Ok(cv::case_account(&case, &balances, sequence))
+        Ok(cv::case_account(
+            &case,
+            &facts.balances,
+            facts.clock.returned,
+            sequence,
+        ))
     }
 
     /// An entry as its primary case's statement shows it.

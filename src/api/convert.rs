@@ -284,7 +284,12 @@ fn party(p: &Party) -> pb::Party {
 }
 
 /// A case account with the balances and status it had at `sequence`.
-pub fn case_account(c: &CaseState, b: &Balances, sequence: u64) -> pb::CaseAccount {
+pub fn case_account(
+    c: &CaseState,
+    b: &Balances,
+    returned: crate::domain::Fen,
+    sequence: u64,
+) -> pb::CaseAccount {
     let closed =
         c.status == AccountStatus::Closed && c.closed_sequence.is_some_and(|s| s <= sequence);
     pb::CaseAccount {
@@ -313,6 +318,7 @@ pub fn case_account(c: &CaseState, b: &Balances, sequence: u64) -> pb::CaseAccou
             None
         },
         as_of_sequence: sequence,
+        returned_payments: returned.to_string(),
     }
 }
 

@@ -258,6 +258,7 @@ pub fn case_json(c: &pb::CaseAccount) -> Value {
         "respondents": c.respondents.iter().map(party_json).collect::<Vec<_>>(),
         "status": case_status(c.status),
         "balances": balances_json(c.balances.as_ref()),
+        "returned_payments": returned(c),
         "closure_method": if c.closure_method == 0 { Value::Null } else { Value::String(closure(c.closure_method)) },
         "opened_at": time_json(c.opened_at.as_ref()),
         "closed_at": time_json(c.closed_at.as_ref()),
@@ -423,6 +424,24 @@ fn parties(ps: &[pb::Party]) -> String {
         .join("; ")
 }
 
+/// Payments the bank sent back; "0.00" from a server that does not say.
+pub fn returned(c: &pb::CaseAccount) -> String {
+    match c.returned_payments.as_str() {
+        "" => "0.00".to_owned(),
+        r => r.to_owned(),
+    }
+}
+
+/// Received or disbursed, saying how much of it is payments the bank sent back: each
+/// is counted in both, and "received" alone would overstate what came from outside.
+pub fn with_returns(amount: &str, c: &pb::CaseAccount) -> String {
+    let r = returned(c);
+    if r == "0.00" {
+        return amount.to_owned();
+    }
+    format!("{amount} (of which {r} payments returned by the bank)")
+}
+
 pub fn case_text(c: &pb::CaseAccount) -> String {
     let b = c.balances.clone().unwrap_or_default();
     let mut pairs = vec![
@@ -434,8 +453,8 @@ pub fn case_text(c: &pb::CaseAccount) -> String {
         ("Target amount (yuan)", c.target_amount.clone()),
         ("Applicants", parties(&c.applicants)),
         ("Respondents", parties(&c.respondents)),
-        ("Received (yuan)", b.received),
-        ("Disbursed (yuan)", b.disbursed),
+        ("Received (yuan)", with_returns(&b.received, c)),
+        ("Disbursed (yuan)", with_returns(&b.disbursed, c)),
         ("Reserved (yuan)", b.reserved),
         ("Balance (yuan)", b.balance),
         ("Available (yuan)", b.available),
@@ -604,6 +623,30 @@ mod tests {
         assert_eq!(at(lines[0], "Amount"), Some(21));
         assert_eq!(at(lines[2], "1.00"), Some(21));
         assert_eq!(at(lines[3], "2.00"), Some(21));
+    }
+
+    #[test]
+    fn received_and_disbursed_say_how_much_came_back_from_the_bank() {
+        let mut c = pb::CaseAccount {
+            balances: Some(pb::Balances {
+                received: "83000.00".into(),
+                disbursed: "31100.00".into(),
+                ..Default::default()
+            }),
+            returned_payments: "30000.00".into(),
+            ..Default::default()
+        };
+        let text = case_text(&c);
+        assert!(
+            text.contains("83000.00 (of which 30000.00 payments returned by the bank)"),
+            "{text}"
+        );
+        assert_eq!(case_json(&c)["returned_payments"], "30000.00");
+        c.returned_payments = "0.00".into();
+        assert!(!case_text(&c).contains("returned"));
+        // A server from before the field says nothing: nothing came back that it told.
+        c.returned_payments = String::new();
+        assert_eq!(case_json(&c)["returned_payments"], "0.00");
     }
 
     #[test]
