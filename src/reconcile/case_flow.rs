@@ -234,7 +234,7 @@ pub fn check_row(
             Kind::CaseMissingInLedger,
             if money { Severity::Error } else { Severity::Warning },
             format!(
-                "Case {number} is in the case-flow data{} but has no case account in the ledger: every enforcement case must have its own account (一案一账户).",
+                "Case {number} is in the case-flow data{} but has no case account in the ledger as of {as_of}: every enforcement case must have its own account (一案一账户).",
                 if money {
                     format!(", which records {} received and {} disbursed,", row.received, row.disbursed)
                 } else {
