@@ -384,7 +384,7 @@ pub enum CaseCmd {
         /// The case number.
         case: String,
         /// Why the money may wait.
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, ignore_case = true)]
         reason: DeferReason,
         /// The reference of the document the deferral rests on.
         #[arg(long)]
@@ -427,8 +427,8 @@ pub enum CaseCmd {
         /// How the case ended (结案方式).
         #[arg(long, value_enum)]
         method: Closure,
-        /// A note for the record.
-        #[arg(long, default_value = "")]
+        /// Why it closes, for the record (the server requires one).
+        #[arg(long)]
         reason: String,
         #[command(flatten)]
         write: WriteArgs,
