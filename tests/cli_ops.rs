@@ -300,6 +300,19 @@ async fn a_case_lives_its_whole_life_through_the_command_line() {
     assert_eq!(rows.len(), 5);
     assert_eq!(&rows[1][4], "receipt");
     assert_eq!(&rows[1][5], "50000.00");
+    assert_eq!(&headers[6], "in_out");
+    assert_eq!(&rows[1][6], "+50000.00");
+    // The paid disbursement takes the money out; its request and approval move none.
+    let paid_row = rows
+        .iter()
+        .find(|r| &r[4] == "disbursement_paid")
+        .expect("paid row");
+    assert_eq!(&paid_row[6], "-30000.00");
+    let asked = rows
+        .iter()
+        .find(|r| &r[4] == "disbursement_requested")
+        .expect("request row");
+    assert_eq!(&asked[6], "");
 
     let html = std::fs::read_to_string(&html).expect("html written");
     for needle in [

@@ -826,7 +826,11 @@ pub async fn case(common: Common, cmd: CaseCmd) -> CliResult<()> {
                     "case": out::case_json(&c),
                     "entries": entries.iter().map(out::entry_json).collect::<Vec<_>>(),
                 }),
-                format!("{}\n{}", out::case_text(&c), out::entries_table(&entries)),
+                format!(
+                    "{}\n{}",
+                    out::case_text(&c),
+                    out::entries_table(&entries, &c.case_account_id)
+                ),
             );
         }
         CaseCmd::Receipt {

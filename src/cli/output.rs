@@ -468,13 +468,46 @@ pub fn case_text(c: &pb::CaseAccount) -> String {
     fields(&pairs)
 }
 
-pub fn entries_table(entries: &[pb::Entry]) -> String {
+/// What an entry did to one case's money, signed: `+` in, `-` out, empty when it
+/// moved none (a request or an approval only reserves or releases). Read from the
+/// entry's postings on `case:<id>`, so a transfer shows which way it went and a
+/// reversal shows the opposite sign of what it reverses.
+pub fn case_effect(e: &pb::Entry, case_account_id: &str) -> String {
+    use rust_decimal::Decimal;
+    let account = format!("case:{case_account_id}");
+    let amount = |s: &str| match s {
+        "" => Some(Decimal::ZERO),
+        s => s.parse::<Decimal>().ok(),
+    };
+    let mut moved = false;
+    let mut net = Decimal::ZERO;
+    for p in e.postings.iter().filter(|p| p.account == account) {
+        // A figure this client cannot read is left out rather than shown wrong.
+        let (Some(credit), Some(debit)) = (amount(&p.credit), amount(&p.debit)) else {
+            return String::new();
+        };
+        moved = true;
+        net += credit - debit;
+    }
+    if !moved {
+        return String::new();
+    }
+    net.rescale(2);
+    if net.is_sign_positive() && !net.is_zero() {
+        format!("+{net}")
+    } else {
+        net.to_string()
+    }
+}
+
+pub fn entries_table(entries: &[pb::Entry], case_account_id: &str) -> String {
     let mut t = Table::new(&[
         "Entry",
         "Recorded",
         "Value date",
         "Kind",
         "Amount",
+        "In/out",
         "Balance",
         "Available",
         "Bank ref",
@@ -488,6 +521,7 @@ pub fn entries_table(entries: &[pb::Entry]) -> String {
             e.value_date.clone(),
             entry_kind(e.kind),
             e.amount.clone(),
+            case_effect(e, case_account_id),
             e.running_balance.clone(),
             e.running_available.clone(),
             e.bank_ref.clone(),
@@ -647,6 +681,47 @@ mod tests {
         // A server from before the field says nothing: nothing came back that it told.
         c.returned_payments = String::new();
         assert_eq!(case_json(&c)["returned_payments"], "0.00");
+    }
+
+    #[test]
+    fn a_statement_line_says_which_way_the_money_went_for_its_case() {
+        let posting = |account: &str, debit: &str, credit: &str| pb::Posting {
+            account: account.into(),
+            debit: debit.into(),
+            credit: credit.into(),
+        };
+        let transfer = pb::Entry {
+            amount: "100.00".into(),
+            postings: vec![
+                posting("case:A", "100.00", ""),
+                posting("case:B", "", "100.00"),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(case_effect(&transfer, "A"), "-100.00");
+        assert_eq!(case_effect(&transfer, "B"), "+100.00");
+        // Its reversal carries negated amounts: the money goes back.
+        let reversal = pb::Entry {
+            postings: vec![
+                posting("case:A", "-100.00", ""),
+                posting("case:B", "", "-100.00"),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(case_effect(&reversal, "A"), "+100.00");
+        assert_eq!(case_effect(&reversal, "B"), "-100.00");
+        // A request moves no money of the case; an unreadable figure shows nothing.
+        assert_eq!(case_effect(&pb::Entry::default(), "A"), "");
+        let odd = pb::Entry {
+            postings: vec![posting("case:A", "1,00", "")],
+            ..Default::default()
+        };
+        assert_eq!(case_effect(&odd, "A"), "");
+        let receipt = pb::Entry {
+            postings: vec![posting("bank:S", "5", ""), posting("case:A", "", "5")],
+            ..Default::default()
+        };
+        assert_eq!(case_effect(&receipt, "A"), "+5.00");
     }
 
     #[test]

@@ -55,13 +55,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> CliResult<()> {
     Ok(())
 }
 
-pub const CSV_COLUMNS: [&str; 15] = [
+pub const CSV_COLUMNS: [&str; 16] = [
     "case_number",
     "sequence",
     "recorded_at",
     "value_date",
     "kind",
     "amount",
+    "in_out",
     "running_balance",
     "running_available",
     "bank_ref",
@@ -94,6 +95,7 @@ pub fn write_csv(path: &Path, case: &pb::CaseAccount, entries: &[pb::Entry]) -> 
             &text_cell(&e.value_date),
             &out::entry_kind(e.kind),
             &e.amount,
+            &out::case_effect(e, &case.case_account_id),
             &e.running_balance,
             &e.running_available,
             &text_cell(&e.bank_ref),
@@ -193,7 +195,7 @@ pub fn html(case: &pb::CaseAccount, special: &pb::SpecialAccount, entries: &[pb:
     );
     h.push_str(
         "<table><thead><tr><th>序号 Entry</th><th>记账时间 Recorded</th><th>起息日 Value date</th>\
-         <th>类型 Kind</th><th>金额 Amount</th><th>余额 Balance</th><th>可用 Available</th>\
+         <th>类型 Kind</th><th>金额 Amount</th><th>收支 In/out</th><th>余额 Balance</th><th>可用 Available</th>\
          <th>银行流水 Bank ref</th><th>对方 Counterparty</th><th>摘要 Memo</th></tr></thead><tbody>\n",
     );
     for e in entries {
@@ -205,12 +207,13 @@ pub fn html(case: &pb::CaseAccount, special: &pb::SpecialAccount, entries: &[pb:
         let _ = writeln!(
             h,
             "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td>\
-             <td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             e.sequence,
             esc(&out::time(e.recorded_at.as_ref())),
             esc(&e.value_date),
             esc(&out::entry_kind(e.kind)),
             esc(&e.amount),
+            esc(&out::case_effect(e, &case.case_account_id)),
             esc(&e.running_balance),
             esc(&e.running_available),
             esc(&e.bank_ref),
