@@ -391,6 +391,23 @@ pub mod exit {
     pub const UNREACHABLE: u8 = 4;
 }
 
+/// The server's messages name RPCs and request fields, for every client; this says
+/// what the ones they name (in `ledger::execute` and `api::reconcile`) are called here.
+const COMMAND_LINE_NAMES: [(&str, &str); 4] = [
+    ("FailDisbursement", "`case fail`"),
+    ("RecordReturnedPayment", "`case returned`"),
+    ("CancelDisbursement", "`case cancel`"),
+    ("header.court_scope", "`--court-scope`"),
+];
+
+fn command_line_names(message: &str) -> Vec<String> {
+    COMMAND_LINE_NAMES
+        .iter()
+        .filter(|(api, _)| message.contains(api))
+        .map(|(api, here)| format!("{api} is {here} on the command line"))
+        .collect()
+}
+
 /// Prints an error the way a clerk can act on it and picks the exit code.
 pub fn report(e: &(dyn std::error::Error + 'static)) -> u8 {
     if let Some(status) = e.downcast_ref::<tonic::Status>() {
@@ -407,6 +424,9 @@ pub fn report(e: &(dyn std::error::Error + 'static)) -> u8 {
             code_name(status.code()),
             status.message()
         );
+        for hint in command_line_names(status.message()) {
+            eprintln!("case-escrow: {hint}");
+        }
         return if status.code() == tonic::Code::Unavailable {
             exit::UNREACHABLE
         } else {
@@ -424,6 +444,25 @@ pub fn report(e: &(dyn std::error::Error + 'static)) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_naming_an_rpc_says_what_it_is_called_here() {
+        let said = command_line_names(
+            "disbursement 1 is APPROVED: finance may already be paying it, so only finance ends it now (FailDisbursement if the bank did not pay it); CancelDisbursement needs it to be REQUESTED",
+        );
+        assert_eq!(
+            said,
+            vec![
+                "FailDisbursement is `case fail` on the command line",
+                "CancelDisbursement is `case cancel` on the command line",
+            ]
+        );
+        assert!(command_line_names("insufficient funds").is_empty());
+        assert_eq!(
+            command_line_names("may not reconcile every court: give header.court_scope"),
+            vec!["header.court_scope is `--court-scope` on the command line"]
+        );
+    }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
