@@ -203,14 +203,14 @@ async fn a_case_lives_its_whole_life_through_the_command_line() {
     )
     .await;
     assert_eq!(approved["state"], "approved");
-    // Confirmed a while after the bank paid: the payment is dated when it was made,
-    // given in China time as the bank statement shows it.
+    // The payment dated as the bank statement shows it, in China time to the second
+    // (at or just after the request, which the server checks against).
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs() as i64;
     let paid_when = case_escrow::cli::output::time(Some(&prost_types::Timestamp {
-        seconds: now - 600,
+        seconds: now,
         nanos: 0,
     }));
     let paid = cli_json(
@@ -290,6 +290,10 @@ async fn a_case_lives_its_whole_life_through_the_command_line() {
     assert_eq!(
         entries.last().map(|e| e["running_balance"].clone()),
         Some(Value::from("20000.00"))
+    );
+    assert_eq!(
+        entries.last().map(|e| e["in_out"].clone()),
+        Some(Value::from("-30000.00"))
     );
 
     let csv = std::fs::read_to_string(&csv).expect("csv written");

@@ -354,6 +354,19 @@ fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    // Without inode numbers: the same length and modification time is near enough to
+    // refuse, and refusing a distinct file only asks for another prefix.
+    a.len() == b.len() && a.modified().ok() == b.modified().ok()
+}
+
 /// The report's prefix; refused when one of its files would be the file being read
 /// (`--out export` beside `export.csv`): writing the report would destroy the export
 /// while it is still being read.
@@ -363,10 +376,11 @@ fn report_path(out: Option<PathBuf>, file: &std::path::Path) -> CliResult<PathBu
         p.push(".report");
         PathBuf::from(p)
     });
-    let input = std::fs::canonicalize(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let input = std::fs::metadata(file).map_err(|e| format!("{}: {e}", file.display()))?;
     for suffix in [".csv", ".jsonl", ".html"] {
         let output = with_suffix(&report, suffix);
-        if std::fs::canonicalize(&output).is_ok_and(|o| o == input) {
+        // The same file by any name: a relative path, `..`, a symbolic or hard link.
+        if std::fs::metadata(&output).is_ok_and(|o| same_file(&o, &input)) {
             return Err(format!(
                 "--out {} would write the report over {}, the file being reconciled; choose another prefix",
                 report.display(),
@@ -505,9 +519,8 @@ mod tests {
         assert_eq!(beside, dir.path().join("export-report"));
         let default = super::report_path(None, &export).expect("the default");
         assert_eq!(default, dir.path().join("export.csv.report"));
-        assert_eq!(
-            std::fs::read_to_string(&export).ok().as_deref(),
-            Some("case_number\n")
-        );
+        // A hard link is the same file under another name.
+        std::fs::hard_link(&export, dir.path().join("linked.csv")).expect("link");
+        assert!(super::report_path(Some(dir.path().join("linked")), &export).is_err());
     }
 }

@@ -166,6 +166,7 @@ pub enum DeferReason {
     /// 冻结: frozen in another matter.
     Frozen,
     /// 申请人经通知未领取: the applicant was notified but does not collect.
+    #[value(alias = "applicant-not-collecting", alias = "applicant_not_collecting")]
     NotCollecting,
     /// 中止执行: the case is suspended.
     Suspended,
@@ -547,6 +548,11 @@ fn china_time(text: &str, now: crate::domain::Micros) -> Result<prost_types::Tim
         None => (text.trim(), None),
     };
     let day = crate::domain::Date::parse(day).map_err(|e| e.0)?;
+    // Refused here, not moved to now: a day still to come is a typo, and the server
+    // would refuse it too.
+    if day > crate::domain::Date::in_china(now) {
+        return Err(format!("{day} is a day still to come"));
+    }
     let start = day.days() * 86_400 - CHINA_OFFSET_S;
     let micros = match time {
         None => ((start + 86_399) * 1_000_000).min(now.0),
@@ -824,7 +830,14 @@ pub async fn case(common: Common, cmd: CaseCmd) -> CliResult<()> {
                 json,
                 json!({
                     "case": out::case_json(&c),
-                    "entries": entries.iter().map(out::entry_json).collect::<Vec<_>>(),
+                    "entries": entries
+                        .iter()
+                        .map(|e| {
+                            let mut v = out::entry_json(e);
+                            v["in_out"] = out::case_effect(e, &c.case_account_id).into();
+                            v
+                        })
+                        .collect::<Vec<_>>(),
                 }),
                 format!(
                     "{}\n{}",
@@ -1785,6 +1798,9 @@ mod tests {
             at("2024-03-28", noon),
             Ok((DAY_START_S + 12 * 3600, 250_000_000))
         );
+        // A day still to come is a slip, not today.
+        assert!(china_time("2024-03-29", noon).is_err());
+        assert!(china_time("2024-03-29 00:10", noon).is_err());
         for bad in [
             "2024-03-28 24:00",
             "2024-03-28 10",

@@ -424,22 +424,21 @@ fn parties(ps: &[pb::Party]) -> String {
         .join("; ")
 }
 
-/// Payments the bank sent back; "0.00" from a server that does not say.
-pub fn returned(c: &pb::CaseAccount) -> String {
+/// Payments the bank sent back; `null` from a server too old to say.
+fn returned(c: &pb::CaseAccount) -> Value {
     match c.returned_payments.as_str() {
-        "" => "0.00".to_owned(),
-        r => r.to_owned(),
+        "" => Value::Null,
+        r => Value::String(r.to_owned()),
     }
 }
 
 /// Received or disbursed, saying how much of it is payments the bank sent back: each
 /// is counted in both, and "received" alone would overstate what came from outside.
 pub fn with_returns(amount: &str, c: &pb::CaseAccount) -> String {
-    let r = returned(c);
-    if r == "0.00" {
-        return amount.to_owned();
+    match c.returned_payments.as_str() {
+        "" | "0.00" => amount.to_owned(),
+        r => format!("{amount} (of which {r} payments returned by the bank)"),
     }
-    format!("{amount} (of which {r} payments returned by the bank)")
 }
 
 pub fn case_text(c: &pb::CaseAccount) -> String {
@@ -678,9 +677,10 @@ mod tests {
         assert_eq!(case_json(&c)["returned_payments"], "30000.00");
         c.returned_payments = "0.00".into();
         assert!(!case_text(&c).contains("returned"));
-        // A server from before the field says nothing: nothing came back that it told.
+        // A server from before the field says nothing, and neither does this.
         c.returned_payments = String::new();
-        assert_eq!(case_json(&c)["returned_payments"], "0.00");
+        assert_eq!(case_json(&c)["returned_payments"], Value::Null);
+        assert!(!case_text(&c).contains("returned"));
     }
 
     #[test]
