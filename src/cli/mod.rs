@@ -172,7 +172,7 @@ struct ReconcileArgs {
 
 #[derive(Subcommand)]
 enum ReconcileWhat {
-    /// A case-flow export (formats.md): one row per case.
+    /// A case-flow export (docs/formats.md): one row per case.
     CaseFlow {
         file: PathBuf,
         /// The day the limits are measured at (YYYY-MM-DD; default today).
@@ -182,7 +182,7 @@ enum ReconcileWhat {
         #[arg(long, default_value = "")]
         court_scope: String,
     },
-    /// One special account's bank statement (formats.md).
+    /// One special account's bank statement (docs/formats.md).
     Bank {
         file: PathBuf,
         #[arg(long)]
