@@ -101,9 +101,7 @@ impl ReconciliationService {
             }
             asked
         } else if let Some(day) = day {
-            const DAY_MICROS: i64 = 86_400_000_000;
-            const CST_MICROS: i64 = 8 * 3_600_000_000;
-            let end = day.plus_days(1).days() * DAY_MICROS - CST_MICROS - 1;
+            let end = day.plus_days(1).starts_in_china().0 - 1;
             if end >= super::now().0 {
                 last
             } else {

@@ -542,7 +542,6 @@ fn amount_or(field: &str, text: &str) -> CliResult<String> {
 /// `YYYY-MM-DD HH:MM[:SS]` (or with `T`), or a day alone, which means its last second,
 /// or `now` if that is sooner (a payment is not confirmed before it is made).
 fn china_time(text: &str, now: crate::domain::Micros) -> Result<prost_types::Timestamp, String> {
-    const CHINA_OFFSET_S: i64 = 8 * 3600;
     let (day, time) = match text.trim().split_once([' ', 'T']) {
         Some((day, time)) => (day, Some(time.trim())),
         None => (text.trim(), None),
@@ -553,9 +552,9 @@ fn china_time(text: &str, now: crate::domain::Micros) -> Result<prost_types::Tim
     if day > crate::domain::Date::in_china(now) {
         return Err(format!("{day} is a day still to come"));
     }
-    let start = day.days() * 86_400 - CHINA_OFFSET_S;
+    let start = day.starts_in_china().0;
     let micros = match time {
-        None => ((start + 86_399) * 1_000_000).min(now.0),
+        None => (start + 86_399_000_000).min(now.0),
         Some(time) => {
             let bad = || format!("{time:?} is not a time of the form HH:MM or HH:MM:SS");
             let parts: Vec<&str> = time.split(':').collect();
@@ -574,13 +573,12 @@ fn china_time(text: &str, now: crate::domain::Micros) -> Result<prost_types::Tim
             if h > 23 || m > 59 || sec > 59 {
                 return Err(bad());
             }
-            (start + h * 3600 + m * 60 + sec) * 1_000_000
+            start + (h * 3600 + m * 60 + sec) * 1_000_000
         }
     };
-    Ok(prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
-    })
+    Ok(crate::api::convert::timestamp(crate::domain::Micros(
+        micros,
+    )))
 }
 
 fn parse_applicant(text: &str) -> CliResult<pb::Party> {

@@ -263,15 +263,22 @@ impl Date {
     /// The calendar day in China (UTC+8, no daylight saving) at a journal time: the
     /// day a court's finance office would write down.
     pub fn in_china(at: Micros) -> Date {
-        const DAY_MICROS: i64 = 86_400_000_000;
-        const CST_MICROS: i64 = 8 * 3_600_000_000;
         Date::from_days(at.0.saturating_add(CST_MICROS).div_euclid(DAY_MICROS))
+    }
+
+    /// The first moment of this day in China: the inverse of [`Date::in_china`].
+    pub fn starts_in_china(self) -> Micros {
+        Micros(self.days() * DAY_MICROS - CST_MICROS)
     }
 
     pub fn plus_days(self, days: i64) -> Date {
         Date::from_days(self.days().saturating_add(days))
     }
 }
+
+const DAY_MICROS: i64 = 86_400_000_000;
+/// China time is UTC+8 all year (no daylight saving).
+const CST_MICROS: i64 = 8 * 3_600_000_000;
 
 fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
@@ -354,6 +361,12 @@ mod tests {
             d("2024-03-01")
         );
         assert_eq!(Date::from_days(i64::MIN), Date::MIN);
+        // A day in China starts at 16:00 UTC the day before, and its last microsecond
+        // is still that day.
+        let start = d("2024-03-02").starts_in_china();
+        assert_eq!(start, Micros(1_709_308_800_000_000));
+        assert_eq!(Date::in_china(start), d("2024-03-02"));
+        assert_eq!(Date::in_china(Micros(start.0 - 1)), d("2024-03-01"));
     }
 
     #[test]
