@@ -354,17 +354,9 @@ fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
-#[cfg(unix)]
 fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
     (a.dev(), a.ino()) == (b.dev(), b.ino())
-}
-
-#[cfg(not(unix))]
-fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
-    // Without inode numbers: the same length and modification time is near enough to
-    // refuse, and refusing a distinct file only asks for another prefix.
-    a.len() == b.len() && a.modified().ok() == b.modified().ok()
 }
 
 /// The report's prefix; refused when one of its files would be the file being read
